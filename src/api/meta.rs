@@ -1,0 +1,131 @@
+//! Instance details (`GET /`, `GET /api`) and server settings.
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use serde_json::json;
+
+use super::ok;
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::events::Audience;
+use crate::params::ApiRequest;
+use crate::perms::Permission;
+use crate::state::AppState;
+use crate::store::Settings;
+
+/// The Decent specification version served.
+pub const DECENT_VERSION: &str = "1.0.0";
+/// Longest accepted server name.
+pub const MAX_SERVER_NAME_LEN: usize = 100;
+/// Longest accepted icon URL.
+pub const MAX_ICON_URL_LEN: usize = 2048;
+
+#[derive(Serialize)]
+struct SettingsView<'a> {
+    name: &'a str,
+    #[serde(rename = "iconURL")]
+    icon_url: &'a str,
+}
+
+fn settings_view(s: &Settings) -> SettingsView<'_> {
+    SettingsView {
+        name: &s.name,
+        icon_url: &s.icon_url,
+    }
+}
+
+/// `GET /api`
+pub async fn api_info(state: web::Data<AppState>, _req: ApiRequest) -> HttpResponse {
+    ok(json!({
+        "implementation": "decentd",
+        "implementationVersion": env!("CARGO_PKG_VERSION"),
+        "decentVersion": DECENT_VERSION,
+        "useSecureProtocol": state.config.secure,
+    }))
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `GET /`: instance details for people and clients (a web client replaces this later).
+pub async fn index(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let settings = state.store.settings()?;
+    let name = escape_html(&settings.name);
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name}</title></head>\n\
+         <body><h1>{name}</h1>\n<p>A <a href=\"https://github.com/decent-chat/spec\">Decent</a> chat server \
+         (decentd {version}, Decent {decent}).</p>\n\
+         <p>Connect a Decent client to this address. HTTP API: <code>/api</code>; WebSocket: <code>/</code>.</p>\n\
+         </body></html>\n",
+        version = env!("CARGO_PKG_VERSION"),
+        decent = DECENT_VERSION,
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(body))
+}
+
+/// `GET /api/settings`
+pub async fn get_settings(state: web::Data<AppState>, _req: ApiRequest) -> ApiResult<HttpResponse> {
+    let settings = state.store.settings()?;
+    Ok(ok(json!({ "settings": settings_view(&settings) })))
+}
+
+/// `PATCH /api/settings`
+pub async fn patch_settings(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<HttpResponse> {
+    let name = req.opt_string("name")?;
+    let icon_url = req.opt_string("iconURL")?;
+    state.require(req.requester(), Permission::ManageServer)?;
+    if let Some(name) = &name {
+        let len = name.trim().chars().count();
+        if len == 0 || len > MAX_SERVER_NAME_LEN {
+            return Err(ApiError::new(
+                ErrorCode::InvalidName,
+                format!("the server name must be 1 to {MAX_SERVER_NAME_LEN} characters"),
+            ));
+        }
+    }
+    if icon_url.as_ref().is_some_and(|u| u.len() > MAX_ICON_URL_LEN) {
+        return Err(ApiError::invalid_type(
+            "iconURL",
+            "a string of at most 2048 characters",
+        ));
+    }
+    let settings = state.store.update_settings(|s| {
+        if let Some(name) = &name {
+            s.name = name.trim().to_owned();
+        }
+        if let Some(url) = &icon_url {
+            s.icon_url = url.clone();
+        }
+    })?;
+    state.store.durable().await?;
+    state.bus.emit(
+        "server-settings/update",
+        json!({ "settings": settings_view(&settings) }),
+        Audience::Everyone,
+    );
+    Ok(ok(json!({})))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            super::escape_html("<a href='x'>&\""),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! Command line, environment and TOML configuration.
+//!
+//! Every setting of `decentd serve` can come from a flag, an environment variable
+//! (`DECENTD_*`), or the TOML file named by `--config`, in that order of precedence, and falls
+//! back to a default that works on a small VPS. `resolve` merges the three into `ServerConfig`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::auth::ScryptCost;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+pub const DEFAULT_DATA: &str = "./decentd-data";
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+pub const DEFAULT_SESSION_TTL_DAYS: u64 = 30;
+/// scrypt N = 2^15, r = 8, p = 1: 32 MiB and roughly 100 ms per hash on one VPS core.
+pub const DEFAULT_SCRYPT: ScryptCost = ScryptCost {
+    log_n: 15,
+    r: 8,
+    p: 1,
+};
+pub const DEFAULT_HASH_CONCURRENCY: usize = 2;
+pub const DEFAULT_CACHE_MB: u64 = 64;
+pub const DEFAULT_PING_INTERVAL_SECS: u64 = 10;
+pub const MAX_PING_INTERVAL_SECS: u64 = 30;
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+
+/// decentd: a Decent chat server in one binary, with embedded storage.
+#[derive(Debug, Parser)]
+#[command(name = "decentd", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: HTTP API and WebSocket on one port.
+    Serve(ServeArgs),
+    /// Grant the Admin role (every permission) to an existing user. Run it while the server is
+    /// stopped: the data directory can only be opened by one process at a time.
+    MakeAdmin(MakeAdminArgs),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable key=value lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (flags and environment override it).
+    #[arg(long, env = "DECENTD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on for HTTP and WebSocket [default: 127.0.0.1:3000].
+    #[arg(long, env = "DECENTD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Data directory (database and uploads) [default: ./decentd-data].
+    #[arg(long, env = "DECENTD_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Username that holds the built-in Admin role; repeat for several. Granted when the user
+    /// registers, or at startup if they exist.
+    #[arg(long = "admin", env = "DECENTD_ADMIN", value_name = "NAME", value_delimiter = ',')]
+    pub admins: Vec<String>,
+    /// Largest accepted request body in bytes [default: 1048576].
+    #[arg(long, env = "DECENTD_BODY_LIMIT", value_name = "BYTES")]
+    pub body_limit: Option<usize>,
+    /// Days a login session stays valid [default: 30].
+    #[arg(long, env = "DECENTD_SESSION_TTL_DAYS", value_name = "DAYS")]
+    pub session_ttl_days: Option<u64>,
+    /// scrypt cost: log2 of N [default: 15, 32 MiB per hash with r = 8].
+    #[arg(long, env = "DECENTD_SCRYPT_LOG_N", value_name = "N")]
+    pub scrypt_log_n: Option<u8>,
+    /// scrypt block size r [default: 8].
+    #[arg(long, env = "DECENTD_SCRYPT_R", value_name = "R")]
+    pub scrypt_r: Option<u32>,
+    /// scrypt parallelism p [default: 1].
+    #[arg(long, env = "DECENTD_SCRYPT_P", value_name = "P")]
+    pub scrypt_p: Option<u32>,
+    /// Password hashes computed at once; bounds their memory [default: 2].
+    #[arg(long, env = "DECENTD_HASH_CONCURRENCY", value_name = "N")]
+    pub hash_concurrency: Option<usize>,
+    /// Storage page cache in MiB [default: 64].
+    #[arg(long, env = "DECENTD_CACHE_MB", value_name = "MIB")]
+    pub cache_mb: Option<u64>,
+    /// Seconds between WebSocket "pingdata" events, at most 30 [default: 10].
+    #[arg(long, env = "DECENTD_PING_INTERVAL", value_name = "SECS")]
+    pub ping_interval: Option<u64>,
+    /// Seconds to let in-flight requests finish on SIGINT/SIGTERM [default: 10].
+    #[arg(long, env = "DECENTD_SHUTDOWN_TIMEOUT", value_name = "SECS")]
+    pub shutdown_timeout: Option<u64>,
+    /// HTTP worker threads [default: one per CPU].
+    #[arg(long, env = "DECENTD_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+    /// Report `useSecureProtocol: true` in GET /api (set when a TLS proxy fronts decentd).
+    #[arg(long, env = "DECENTD_SECURE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub secure: Option<bool>,
+    /// Log format [default: text].
+    #[arg(long, env = "DECENTD_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `decentd=debug` [default: info].
+    #[arg(long, env = "DECENTD_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MakeAdminArgs {
+    /// Data directory of the (stopped) server [default: ./decentd-data].
+    #[arg(long, env = "DECENTD_DATA", value_name = "DIR", default_value = DEFAULT_DATA)]
+    pub data: PathBuf,
+    /// The user to make an admin.
+    pub username: String,
+}
+
+/// The TOML file: the same settings as the flags, in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data: Option<PathBuf>,
+    pub admins: Option<Vec<String>>,
+    pub body_limit: Option<usize>,
+    pub session_ttl_days: Option<u64>,
+    pub scrypt_log_n: Option<u8>,
+    pub scrypt_r: Option<u32>,
+    pub scrypt_p: Option<u32>,
+    pub hash_concurrency: Option<usize>,
+    pub cache_mb: Option<u64>,
+    pub ping_interval: Option<u64>,
+    pub shutdown_timeout: Option<u64>,
+    pub workers: Option<usize>,
+    pub secure: Option<bool>,
+    pub log_format: Option<LogFormat>,
+    pub log: Option<String>,
+}
+
+/// The settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub data: PathBuf,
+    pub admins: Vec<String>,
+    pub body_limit: usize,
+    pub session_ttl: Duration,
+    pub scrypt: ScryptCost,
+    pub hash_concurrency: usize,
+    pub cache_bytes: u64,
+    pub ping_interval: Duration,
+    pub shutdown_timeout: Duration,
+    pub workers: usize,
+    pub secure: bool,
+    pub log_format: LogFormat,
+    pub log: String,
+}
+
+/// A configuration problem, reported before anything starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+impl ServeArgs {
+    /// Merges flags and environment (already in `self`) over the file over the defaults.
+    pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
+        let file = match &self.config {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let admins = if self.admins.is_empty() {
+            file.admins.unwrap_or_default()
+        } else {
+            self.admins
+        };
+        let ping = self
+            .ping_interval
+            .or(file.ping_interval)
+            .unwrap_or(DEFAULT_PING_INTERVAL_SECS);
+        if ping == 0 || ping > MAX_PING_INTERVAL_SECS {
+            return Err(ConfigError::Invalid(format!(
+                "ping interval must be between 1 and {MAX_PING_INTERVAL_SECS} seconds (spec 3.2), got {ping}"
+            )));
+        }
+        let body_limit = self
+            .body_limit
+            .or(file.body_limit)
+            .unwrap_or(DEFAULT_BODY_LIMIT);
+        if body_limit < 1024 {
+            return Err(ConfigError::Invalid(format!(
+                "body limit must be at least 1024 bytes, got {body_limit}"
+            )));
+        }
+        let scrypt = ScryptCost {
+            log_n: self
+                .scrypt_log_n
+                .or(file.scrypt_log_n)
+                .unwrap_or(DEFAULT_SCRYPT.log_n),
+            r: self.scrypt_r.or(file.scrypt_r).unwrap_or(DEFAULT_SCRYPT.r),
+            p: self.scrypt_p.or(file.scrypt_p).unwrap_or(DEFAULT_SCRYPT.p),
+        };
+        let workers = self
+            .workers
+            .or(file.workers)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        Ok(ServerConfig {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.into()),
+            data: self
+                .data
+                .or(file.data)
+                .unwrap_or_else(|| DEFAULT_DATA.into()),
+            admins,
+            body_limit,
+            session_ttl: Duration::from_secs(
+                86_400
+                    * self
+                        .session_ttl_days
+                        .or(file.session_ttl_days)
+                        .unwrap_or(DEFAULT_SESSION_TTL_DAYS)
+                        .max(1),
+            ),
+            scrypt,
+            hash_concurrency: self
+                .hash_concurrency
+                .or(file.hash_concurrency)
+                .unwrap_or(DEFAULT_HASH_CONCURRENCY)
+                .max(1),
+            cache_bytes: self.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB) * 1024 * 1024,
+            ping_interval: Duration::from_secs(ping),
+            shutdown_timeout: Duration::from_secs(
+                self.shutdown_timeout
+                    .or(file.shutdown_timeout)
+                    .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_SECS),
+            ),
+            workers: workers.max(1),
+            secure: self.secure.or(file.secure).unwrap_or(false),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+            log: self.log.or(file.log).unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn defaults_work_without_any_input() {
+        let config = ServeArgs::default().resolve().unwrap();
+        assert_eq!(config.listen, DEFAULT_LISTEN);
+        assert_eq!(config.data, PathBuf::from(DEFAULT_DATA));
+        assert_eq!(config.body_limit, DEFAULT_BODY_LIMIT);
+        assert_eq!(config.scrypt, DEFAULT_SCRYPT);
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            file,
+            "listen = \"0.0.0.0:4000\"\nadmins = [\"root\"]\nbody_limit = 4096"
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file.path().to_owned()),
+            body_limit: Some(8192),
+            ..Default::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.listen, "0.0.0.0:4000");
+        assert_eq!(config.admins, vec!["root".to_owned()]);
+        assert_eq!(config.body_limit, 8192);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_clear_errors() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        writeln!(file, "lisen = \"x\"").unwrap();
+        let err = ServeArgs {
+            config: Some(file.path().to_owned()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+        let err = ServeArgs {
+            ping_interval: Some(60),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(err.to_string().contains("ping interval"));
+    }
+}

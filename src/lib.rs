@@ -1,0 +1,19 @@
+//! decentd: a Decent chat server as one binary, with embedded storage.
+//!
+//! The binary (`src/main.rs`) only parses the command line and calls into this library; the
+//! library is split by concern, see ARCHITECTURE.md for the code map and its invariants.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod logging;
+pub mod params;
+pub mod perms;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod ws;

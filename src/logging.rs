@@ -1,0 +1,46 @@
+//! Log setup and the per-request log line.
+//!
+//! One line per request: method, path, status and latency. The path is the matched pattern
+//! (`/api/sessions/{id}`), never the raw path or query, so session IDs never reach the logs.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use std::time::Instant;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber, writing to stderr. Safe to call once per process.
+pub fn init(format: LogFormat, filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Middleware: logs each request once it has been answered.
+pub async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    // Unmatched paths are logged as sent (cut short): they name no resource, so hold no secret.
+    let path = req
+        .match_pattern()
+        .unwrap_or_else(|| req.path().chars().take(100).collect());
+    let res = next.call(req).await;
+    let status = match &res {
+        Ok(r) => r.status().as_u16(),
+        Err(e) => e.as_response_error().status_code().as_u16(),
+    };
+    let latency_us = start.elapsed().as_micros() as u64;
+    tracing::info!(method = %method, path = %path, status, latency_us, "request");
+    res
+}

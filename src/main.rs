@@ -1,0 +1,41 @@
+//! The `decentd` command: parses the command line and runs a subcommand.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+use decentd::config::{Cli, Command};
+use decentd::{logging, startup};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match args.resolve() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("decentd: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            logging::init(config.log_format, &config.log);
+            match actix_web::rt::System::new().block_on(startup::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "decentd stopped with an error");
+                    eprintln!("decentd: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::MakeAdmin(args) => match startup::make_admin(&args) {
+            Ok(message) => {
+                println!("{message}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("decentd: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -1,0 +1,173 @@
+//! Shared server state: storage, the permission index, the password hasher, the event bus,
+//! presence and configuration. Built once at startup and handed to every handler.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::auth::{AuthError, PasswordHasher};
+use crate::config::ServerConfig;
+use crate::error::{ApiError, ApiResult};
+use crate::events::EventBus;
+use crate::ids::now_ms;
+use crate::perms::{Granted, Permission, PermissionIndex, Requester};
+use crate::store::{Store, StoreError, UserRecord};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// Which users are online: the number of live, ponging sockets per user.
+#[derive(Debug, Default)]
+pub struct Presence {
+    sockets: Mutex<HashMap<u64, usize>>,
+}
+
+impl Presence {
+    pub fn is_online(&self, user: u64) -> bool {
+        self.sockets
+            .lock()
+            .map(|m| m.contains_key(&user))
+            .unwrap_or(false)
+    }
+
+    /// Counts one more socket for a user; true when the user just came online.
+    pub fn connect(&self, user: u64) -> bool {
+        let Ok(mut m) = self.sockets.lock() else {
+            return false;
+        };
+        let n = m.entry(user).or_insert(0);
+        *n += 1;
+        *n == 1
+    }
+
+    /// Counts one socket less; true when the user just went offline.
+    pub fn disconnect(&self, user: u64) -> bool {
+        let Ok(mut m) = self.sockets.lock() else {
+            return false;
+        };
+        match m.get_mut(&user) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                false
+            }
+            Some(_) => {
+                m.remove(&user);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Everything a handler needs.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Store,
+    perms: RwLock<PermissionIndex>,
+    pub hasher: PasswordHasher,
+    pub bus: EventBus,
+    pub presence: Presence,
+    pub config: ServerConfig,
+    /// Lowercased `--admin` names.
+    admin_names: HashSet<String>,
+    /// The Admin role, when any `--admin` name is configured.
+    pub admin_role: Option<u64>,
+    /// Flips to true when the server starts stopping; long-lived connections watch it.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+/// Grants the Admin role to a user by name, creating the role if needed. Returns the updated
+/// user, or `None` if no user has that name. Used by startup and by `decentd make-admin`.
+pub fn grant_admin(store: &Store, username: &str) -> Result<Option<UserRecord>, StoreError> {
+    let Some(user) = store.user_by_name(username)? else {
+        return Ok(None);
+    };
+    let role = store.ensure_admin_role()?;
+    store.grant_role(user.id, role.id)
+}
+
+impl AppState {
+    /// Opens storage, loads the permission index and applies `--admin`.
+    pub fn open(config: ServerConfig) -> Result<Self, StartupError> {
+        let store = Store::open(&config.data, config.cache_bytes)?;
+        let purged = store.purge_expired_sessions(now_ms())?;
+        if purged > 0 {
+            tracing::info!(purged, "removed expired sessions");
+        }
+        let mut admin_role = None;
+        if !config.admins.is_empty() {
+            admin_role = Some(store.ensure_admin_role()?.id);
+            for name in &config.admins {
+                match grant_admin(&store, name)? {
+                    Some(user) => tracing::info!(user = %user.username, "admin role granted"),
+                    None => tracing::info!(
+                        user = %name,
+                        "admin user does not exist yet; the role is granted when they register"
+                    ),
+                }
+            }
+        }
+        store.flush()?;
+        let index = PermissionIndex::new(
+            store.roles()?.into_iter().map(|r| (r.id, r.permissions)),
+            store.role_order()?,
+            store.users()?.into_iter().map(|u| (u.id, u.role_ids)),
+        );
+        let hasher = PasswordHasher::new(config.scrypt, config.hash_concurrency)?;
+        Ok(Self {
+            store,
+            perms: RwLock::new(index),
+            hasher,
+            bus: EventBus::new(4096),
+            presence: Presence::default(),
+            admin_names: config
+                .admins
+                .iter()
+                .map(|n| n.to_ascii_lowercase())
+                .collect(),
+            admin_role,
+            shutdown: tokio::sync::watch::Sender::new(false),
+            config,
+        })
+    }
+
+    /// Read access to the permission index.
+    pub fn perms(&self) -> RwLockReadGuard<'_, PermissionIndex> {
+        // A panic while holding the lock cannot leave the index half-updated in a way that
+        // matters more than stopping every request, so recover the guard.
+        self.perms.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Write access to the permission index; hold it across the storage write it mirrors.
+    pub fn perms_mut(&self) -> RwLockWriteGuard<'_, PermissionIndex> {
+        self.perms.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every permission of a requester, server-wide or in a channel.
+    pub fn granted(&self, who: Requester, channel: Option<u64>) -> Granted {
+        self.perms().resolve(who, channel)
+    }
+
+    /// NOT_ALLOWED unless the requester holds the permission server-wide.
+    pub fn require(&self, who: Requester, permission: Permission) -> ApiResult<()> {
+        if self.granted(who, None).has(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::missing_permission(permission))
+        }
+    }
+
+    /// Whether a username was named with `--admin`.
+    pub fn is_admin_name(&self, username: &str) -> bool {
+        self.admin_names.contains(&username.to_ascii_lowercase())
+    }
+}

@@ -1,0 +1,520 @@
+//! Storage: every sled key space, and the only module that names sled.
+//!
+//! One tree per kind of record. Keys are big-endian ids (or lowercased names for the name
+//! index) so range scans serve pagination; values go through `codec` (a version byte, then
+//! postcard). Writes that touch several trees run in one sled transaction. Nothing here is
+//! durable until `Store::durable` resolves: handlers call it before they answer.
+
+mod codec;
+mod commit;
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::Tree;
+use std::path::{Path, PathBuf};
+
+use crate::ids::IdGenerator;
+use crate::perms::PermissionSet;
+use commit::GroupCommit;
+
+/// Failures of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the data directory {0} is in use by another decentd process; stop that process first")]
+    Locked(PathBuf),
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("could not encode a record: {0}")]
+    Encode(postcard::Error),
+    #[error("could not decode a stored record: {0}")]
+    Decode(postcard::Error),
+    #[error("a stored record has unknown format version {0}; was this data directory written by a newer decentd?")]
+    UnknownFormat(u8),
+    #[error("waiting for durable storage failed: {0}")]
+    Durability(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A registered user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: u64,
+    pub username: String,
+    /// scrypt PHC string.
+    pub password_hash: String,
+    pub email: Option<String>,
+    pub flair: Option<String>,
+    /// Ordinary role ids; internal roles are implicit.
+    pub role_ids: Vec<u64>,
+    pub created_ms: u64,
+}
+
+/// A login session. The session ID itself is never stored, only its SHA-256 (the key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// A non-secret id of the session, shown in session lists.
+    pub handle: u64,
+    pub user_id: u64,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+}
+
+/// An ordinary (non-internal) role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoleRecord {
+    pub id: u64,
+    pub name: String,
+    pub permissions: PermissionSet,
+}
+
+/// Server settings (`GET /api/settings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub name: String,
+    pub icon_url: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            name: "Unnamed Decent chat server".into(),
+            icon_url: String::new(),
+        }
+    }
+}
+
+/// The SHA-256 of a session ID: the key of a session.
+pub type SessionKey = [u8; 32];
+
+/// Why a user could not be inserted.
+#[derive(Debug, thiserror::Error)]
+pub enum InsertUserError {
+    #[error("that username is already taken")]
+    NameTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+const META_SETTINGS: &[u8] = b"settings";
+const META_ROLE_ORDER: &[u8] = b"role_order";
+const META_ADMIN_ROLE: &[u8] = b"admin_role";
+
+/// Name of the role `--admin` and `make-admin` grant.
+pub const ADMIN_ROLE_NAME: &str = "Admin";
+
+/// The embedded database.
+#[derive(Debug)]
+pub struct Store {
+    db: sled::Db,
+    users: Tree,
+    usernames: Tree,
+    sessions: Tree,
+    user_sessions: Tree,
+    roles: Tree,
+    meta: Tree,
+    ids: IdGenerator,
+    commit: GroupCommit,
+}
+
+fn name_key(name: &str) -> Vec<u8> {
+    name.to_ascii_lowercase().into_bytes()
+}
+
+fn user_session_key(user_id: u64, handle: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&user_id.to_be_bytes());
+    key[8..].copy_from_slice(&handle.to_be_bytes());
+    key
+}
+
+fn id_from_key(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    let n = bytes.len().min(8);
+    buf[..n].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(buf)
+}
+
+fn abort<E>(e: E) -> ConflictableTransactionError<E> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn flatten<T>(r: std::result::Result<T, TransactionError<StoreError>>) -> Result<T> {
+    r.map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => StoreError::Sled(e),
+    })
+}
+
+/// Reads, changes and writes back one record in a transaction, so concurrent changes to the
+/// same record are never lost. A record that is absent and stays `None` is not written.
+fn update_record<T: Serialize + serde::de::DeserializeOwned>(
+    tree: &Tree,
+    key: &[u8],
+    change: impl Fn(&mut Option<T>),
+) -> Result<Option<T>> {
+    flatten(tree.transaction(|t| {
+        let mut record: Option<T> = match t.get(key)? {
+            Some(v) => Some(codec::decode(&v).map_err(abort)?),
+            None => None,
+        };
+        change(&mut record);
+        if let Some(r) = &record {
+            t.insert(key, codec::encode(r).map_err(abort)?)?;
+        }
+        Ok(record)
+    }))
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`, with a page cache of `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked(dir.to_path_buf())
+                }
+                other => StoreError::Sled(other),
+            })?;
+        let tree = |name: &str| db.open_tree(name);
+        let users = tree("users")?;
+        let roles = tree("roles")?;
+        let mut floor = 0;
+        for t in [&users, &roles] {
+            if let Some((k, _)) = t.last()? {
+                floor = floor.max(id_from_key(&k));
+            }
+        }
+        Ok(Self {
+            usernames: tree("usernames")?,
+            sessions: tree("sessions")?,
+            user_sessions: tree("user_sessions")?,
+            meta: tree("meta")?,
+            users,
+            roles,
+            ids: IdGenerator::starting_after(floor),
+            commit: GroupCommit::start(db.clone())?,
+            db,
+        })
+    }
+
+    /// A fresh time-ordered id.
+    pub fn next_id(&self) -> u64 {
+        self.ids.next()
+    }
+
+    /// Resolves once every write made before the call is on disk (group commit).
+    pub async fn durable(&self) -> Result<()> {
+        self.commit.wait().await.map_err(StoreError::Durability)
+    }
+
+    /// Flushes everything to disk, blocking. For shutdown and offline commands.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    // ---- users ----
+
+    /// Inserts a new user, claiming its name (names are unique ignoring ASCII case).
+    pub fn insert_user(&self, user: &UserRecord) -> Result<(), InsertUserError> {
+        let value = codec::encode(user)?;
+        let name = name_key(&user.username);
+        let id = user.id.to_be_bytes();
+        let r = (&self.users, &self.usernames).transaction(|(users, usernames)| {
+            if usernames.get(&name)?.is_some() {
+                return Err(abort(InsertUserError::NameTaken));
+            }
+            usernames.insert(name.as_slice(), &id)?;
+            users.insert(&id, value.as_slice())?;
+            Ok(())
+        });
+        r.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => InsertUserError::Store(e.into()),
+        })
+    }
+
+    pub fn user(&self, id: u64) -> Result<Option<UserRecord>> {
+        self.users
+            .get(id.to_be_bytes())?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    pub fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
+        match self.usernames.get(name_key(name))? {
+            Some(id) => self.user(id_from_key(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every user, oldest first.
+    pub fn users(&self) -> Result<Vec<UserRecord>> {
+        self.users
+            .iter()
+            .values()
+            .map(|v| codec::decode(&v?))
+            .collect()
+    }
+
+    /// Changes a stored user atomically (the username must not change). Returns the updated
+    /// user, or `None` if there is no such user.
+    pub fn update_user(
+        &self,
+        id: u64,
+        change: impl Fn(&mut UserRecord),
+    ) -> Result<Option<UserRecord>> {
+        update_record(&self.users, &id.to_be_bytes(), |user: &mut Option<UserRecord>| {
+            if let Some(user) = user {
+                change(user);
+            }
+        })
+    }
+
+    /// Deletes a user, their name and every session of theirs. Returns the deleted user.
+    pub fn delete_user(&self, id: u64) -> Result<Option<UserRecord>> {
+        let Some(user) = self.user(id)? else {
+            return Ok(None);
+        };
+        let name = name_key(&user.username);
+        let sessions = self.session_keys_of(id)?;
+        flatten(
+            (
+                &self.users,
+                &self.usernames,
+                &self.sessions,
+                &self.user_sessions,
+            )
+                .transaction(|(users, usernames, sessions_t, user_sessions)| {
+                    users.remove(&id.to_be_bytes())?;
+                    usernames.remove(name.as_slice())?;
+                    for (link, key) in &sessions {
+                        user_sessions.remove(link.as_slice())?;
+                        sessions_t.remove(key.as_slice())?;
+                    }
+                    Ok(())
+                }),
+        )?;
+        Ok(Some(user))
+    }
+
+    // ---- sessions ----
+
+    pub fn insert_session(&self, key: &SessionKey, session: &SessionRecord) -> Result<()> {
+        let value = codec::encode(session)?;
+        let link = user_session_key(session.user_id, session.handle);
+        flatten(
+            (&self.sessions, &self.user_sessions).transaction(|(sessions, user_sessions)| {
+                sessions.insert(key.as_slice(), value.as_slice())?;
+                user_sessions.insert(link.as_slice(), key.as_slice())?;
+                Ok(())
+            }),
+        )
+    }
+
+    pub fn session(&self, key: &SessionKey) -> Result<Option<SessionRecord>> {
+        self.sessions
+            .get(key)?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    /// (link key, session key) of every session of a user.
+    fn session_keys_of(&self, user_id: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.user_sessions
+            .scan_prefix(user_id.to_be_bytes())
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Every session of a user with its key, oldest first.
+    pub fn sessions_of(&self, user_id: u64) -> Result<Vec<(SessionKey, SessionRecord)>> {
+        let mut out = Vec::new();
+        for (_, key) in self.session_keys_of(user_id)? {
+            let Ok(key) = SessionKey::try_from(key.as_slice()) else {
+                continue;
+            };
+            if let Some(session) = self.session(&key)? {
+                out.push((key, session));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes one session. Returns whether it existed.
+    pub fn delete_session(&self, key: &SessionKey) -> Result<bool> {
+        let Some(session) = self.session(key)? else {
+            return Ok(false);
+        };
+        let link = user_session_key(session.user_id, session.handle);
+        flatten(
+            (&self.sessions, &self.user_sessions).transaction(|(sessions, user_sessions)| {
+                sessions.remove(key.as_slice())?;
+                user_sessions.remove(link.as_slice())?;
+                Ok(())
+            }),
+        )?;
+        Ok(true)
+    }
+
+    /// Deletes every session that expired before `now_ms`. Returns how many.
+    pub fn purge_expired_sessions(&self, now_ms: u64) -> Result<usize> {
+        let mut expired = Vec::new();
+        for kv in self.sessions.iter() {
+            let (k, v) = kv?;
+            let session: SessionRecord = codec::decode(&v)?;
+            if session.expires_ms <= now_ms {
+                if let Ok(key) = SessionKey::try_from(k.as_ref()) {
+                    expired.push(key);
+                }
+            }
+        }
+        for key in &expired {
+            self.delete_session(key)?;
+        }
+        Ok(expired.len())
+    }
+
+    // ---- settings ----
+
+    pub fn settings(&self) -> Result<Settings> {
+        match self.meta.get(META_SETTINGS)? {
+            Some(v) => codec::decode(&v),
+            None => Ok(Settings::default()),
+        }
+    }
+
+    /// Changes the settings atomically and returns the new settings.
+    pub fn update_settings(&self, change: impl Fn(&mut Settings)) -> Result<Settings> {
+        let updated = update_record(&self.meta, META_SETTINGS, |s: &mut Option<Settings>| {
+            change(s.get_or_insert_with(Settings::default));
+        })?;
+        Ok(updated.unwrap_or_default())
+    }
+
+    // ---- roles ----
+
+    /// Every ordinary role.
+    pub fn roles(&self) -> Result<Vec<RoleRecord>> {
+        self.roles
+            .iter()
+            .values()
+            .map(|v| codec::decode(&v?))
+            .collect()
+    }
+
+    /// Ordinary role ids, most prioritized first.
+    pub fn role_order(&self) -> Result<Vec<u64>> {
+        match self.meta.get(META_ROLE_ORDER)? {
+            Some(v) => codec::decode(&v),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The Admin role (every permission), created at the top of the role order if missing.
+    pub fn ensure_admin_role(&self) -> Result<RoleRecord> {
+        if let Some(id) = self.meta.get(META_ADMIN_ROLE)? {
+            if let Some(role) = self.roles.get(&id)? {
+                return codec::decode(&role);
+            }
+        }
+        let role = RoleRecord {
+            id: self.next_id(),
+            name: ADMIN_ROLE_NAME.into(),
+            permissions: PermissionSet::ALL_GRANTED,
+        };
+        let mut order = self.role_order()?;
+        order.retain(|id| *id != role.id);
+        order.insert(0, role.id);
+        let role_value = codec::encode(&role)?;
+        let order_value = codec::encode(&order)?;
+        let id = role.id.to_be_bytes();
+        flatten((&self.roles, &self.meta).transaction(|(roles, meta)| {
+            roles.insert(&id, role_value.as_slice())?;
+            meta.insert(META_ROLE_ORDER, order_value.as_slice())?;
+            meta.insert(META_ADMIN_ROLE, &id)?;
+            Ok(())
+        }))?;
+        Ok(role)
+    }
+
+    /// Adds a role to a user's role set. Returns the updated user, or `None` if the user does
+    /// not exist. Adding a role the user already holds changes nothing.
+    pub fn grant_role(&self, user_id: u64, role_id: u64) -> Result<Option<UserRecord>> {
+        self.update_user(user_id, |user| {
+            if !user.role_ids.contains(&role_id) {
+                user.role_ids.push(role_id);
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: u64, name: &str) -> UserRecord {
+        UserRecord {
+            id,
+            username: name.into(),
+            password_hash: "x".into(),
+            email: None,
+            flair: None,
+            role_ids: vec![],
+            created_ms: 0,
+        }
+    }
+
+    #[test]
+    fn names_are_unique_ignoring_case_and_freed_on_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        store.insert_user(&user(1, "Alice")).unwrap();
+        assert!(matches!(
+            store.insert_user(&user(2, "alice")),
+            Err(InsertUserError::NameTaken)
+        ));
+        assert!(store.user(2).unwrap().is_none());
+        assert_eq!(store.user_by_name("ALICE").unwrap().unwrap().id, 1);
+        store.delete_user(1).unwrap();
+        store.insert_user(&user(2, "alice")).unwrap();
+    }
+
+    #[test]
+    fn deleting_a_user_deletes_their_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        store.insert_user(&user(1, "a")).unwrap();
+        let session = SessionRecord {
+            handle: 5,
+            user_id: 1,
+            created_ms: 0,
+            expires_ms: u64::MAX,
+        };
+        store.insert_session(&[7; 32], &session).unwrap();
+        assert_eq!(store.sessions_of(1).unwrap().len(), 1);
+        store.delete_user(1).unwrap();
+        assert!(store.session(&[7; 32]).unwrap().is_none());
+        assert!(store.sessions_of(1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert!(matches!(
+            Store::open(dir.path(), 1 << 20),
+            Err(StoreError::Locked(_))
+        ));
+    }
+}
