@@ -14,7 +14,8 @@ use crate::auth::ScryptCost;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_DATA: &str = "./decentd-data";
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
-pub const DEFAULT_SESSION_TTL_DAYS: u64 = 30;
+/// 30 days.
+pub const DEFAULT_SESSION_TTL_SECS: u64 = 30 * 86_400;
 /// scrypt N = 2^15, r = 8, p = 1: 32 MiB and roughly 100 ms per hash on one VPS core.
 pub const DEFAULT_SCRYPT: ScryptCost = ScryptCost {
     log_n: 15,
@@ -72,9 +73,9 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "DECENTD_BODY_LIMIT", value_name = "BYTES")]
     pub body_limit: Option<usize>,
-    /// Days a login session stays valid [default: 30].
-    #[arg(long, env = "DECENTD_SESSION_TTL_DAYS", value_name = "DAYS")]
-    pub session_ttl_days: Option<u64>,
+    /// Seconds a login session stays valid [default: 2592000, 30 days].
+    #[arg(long, env = "DECENTD_SESSION_TTL", value_name = "SECS")]
+    pub session_ttl: Option<u64>,
     /// scrypt cost: log2 of N [default: 15, 32 MiB per hash with r = 8].
     #[arg(long, env = "DECENTD_SCRYPT_LOG_N", value_name = "N")]
     pub scrypt_log_n: Option<u8>,
@@ -127,7 +128,7 @@ pub struct FileConfig {
     pub data: Option<PathBuf>,
     pub admins: Option<Vec<String>>,
     pub body_limit: Option<usize>,
-    pub session_ttl_days: Option<u64>,
+    pub session_ttl: Option<u64>,
     pub scrypt_log_n: Option<u8>,
     pub scrypt_r: Option<u32>,
     pub scrypt_p: Option<u32>,
@@ -239,12 +240,10 @@ impl ServeArgs {
             admins,
             body_limit,
             session_ttl: Duration::from_secs(
-                86_400
-                    * self
-                        .session_ttl_days
-                        .or(file.session_ttl_days)
-                        .unwrap_or(DEFAULT_SESSION_TTL_DAYS)
-                        .max(1),
+                self.session_ttl
+                    .or(file.session_ttl)
+                    .unwrap_or(DEFAULT_SESSION_TTL_SECS)
+                    .max(1),
             ),
             scrypt,
             hash_concurrency: self

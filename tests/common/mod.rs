@@ -1,0 +1,221 @@
+//! The one spawn-a-server test helper: starts the real `decentd` binary on an ephemeral port
+//! with its own temporary data directory, and talks to it over real HTTP.
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A running server process.
+pub struct TestServer {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub client: reqwest::Client,
+    /// Every log line the server wrote so far.
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// The binary under test.
+pub fn decentd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_decentd"))
+}
+
+/// Arguments every test server gets: cheap scrypt so tests do not spend their time hashing.
+const FAST_ARGS: &[&str] = &["--scrypt-log-n", "4", "--log-format", "json"];
+
+impl TestServer {
+    /// A fresh server with a fresh data directory.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// A fresh server with extra `decentd serve` arguments.
+    pub async fn spawn_with(args: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data = tmp.path().join("data");
+        let mut server = Self::spawn_on(&data, args).await;
+        server._tmp = Some(tmp);
+        server
+    }
+
+    /// A server on an existing data directory (for restarts).
+    pub async fn spawn_on(data: &Path, args: &[&str]) -> Self {
+        let mut child = decentd()
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .args(FAST_ARGS)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start decentd");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if v["message"] == "listening" {
+                        let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                    }
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .unwrap_or_else(|_| panic!("decentd did not start; logs: {:?}", logs.lock().unwrap()))
+            .parse()
+            .expect("listening address");
+        Self {
+            child,
+            addr,
+            data: data.to_owned(),
+            _tmp: None,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            logs,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// Sends a request; `body` is sent as JSON when given. Returns status and parsed JSON.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(s) = session {
+            req = req.header("X-Session-ID", s);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let text = res.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    }
+
+    /// Sends a raw body string.
+    pub async fn raw(&self, method: Method, path: &str, body: &str) -> (StatusCode, Value) {
+        let res = self
+            .client
+            .request(method, self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request");
+        let status = res.status();
+        let text = res.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str, session: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::GET, path, session, None).await
+    }
+
+    pub async fn post(&self, path: &str, session: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, session, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, session: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, session, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, session: Option<&str>) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, session, None).await
+    }
+
+    /// Registers a user and returns the user object.
+    pub async fn register(&self, username: &str, password: &str) -> Value {
+        let (status, body) = self
+            .post("/api/users", None, json!({"username": username, "password": password}))
+            .await;
+        assert_eq!(status, 200, "register {username}: {body}");
+        body["user"].clone()
+    }
+
+    /// Logs in and returns the session ID.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let (status, body) = self
+            .post("/api/sessions", None, json!({"username": username, "password": password}))
+            .await;
+        assert_eq!(status, 200, "login {username}: {body}");
+        body["sessionID"].as_str().unwrap().to_owned()
+    }
+
+    /// Registers and logs in; returns (user id, session ID).
+    pub async fn user(&self, username: &str) -> (String, String) {
+        let user = self.register(username, "password1").await;
+        let session = self.login(username, "password1").await;
+        (user["id"].as_str().unwrap().to_owned(), session)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: the process dies without any chance to flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a signal by name (TERM, INT) and waits for the exit.
+    pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("decentd did not exit within 30 s of SIG{signal}");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Asserts an API error's code and returns the error object.
+pub fn assert_error(response: &(StatusCode, Value), code: &str) -> Value {
+    let (status, body) = response;
+    assert_eq!(body["error"]["code"], code, "status {status}, body {body}");
+    assert!(body["error"]["message"].is_string(), "{body}");
+    assert!(!status.is_success(), "an error must not be 2xx: {status}");
+    body["error"].clone()
+}
