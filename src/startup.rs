@@ -49,8 +49,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
         signal = stop_signal() => {
             tracing::info!(signal, "stopping: finishing in-flight requests");
             state.shutdown.send_replace(true);
-            handle.stop(true).await;
-            server.await?;
+            // The server future processes the stop command, so poll both together.
+            let (_, result) = tokio::join!(handle.stop(true), &mut server);
+            result?;
         }
     }
     state.store.flush()?;
