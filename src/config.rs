@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: HTTP API and WebSocket on one port.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Grant the Admin role (every permission) to an existing user. Run it while the server is
     /// stopped: the data directory can only be opened by one process at a time.
     MakeAdmin(MakeAdminArgs),
@@ -68,7 +68,12 @@ pub struct ServeArgs {
     pub data: Option<PathBuf>,
     /// Username that holds the built-in Admin role; repeat for several. Granted when the user
     /// registers, or at startup if they exist.
-    #[arg(long = "admin", env = "DECENTD_ADMIN", value_name = "NAME", value_delimiter = ',')]
+    #[arg(
+        long = "admin",
+        env = "DECENTD_ADMIN",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub admins: Vec<String>,
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "DECENTD_BODY_LIMIT", value_name = "BYTES")]

@@ -101,8 +101,19 @@ mod tests {
         for ok in ["a", "Joe_99", "x-y", &"a".repeat(MAX_NAME_LEN)] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "has space", "émile", "dot.name", "semi;", &"a".repeat(MAX_NAME_LEN + 1)] {
-            assert_eq!(validate_name(bad).unwrap_err().code, ErrorCode::InvalidName, "{bad}");
+        for bad in [
+            "",
+            "has space",
+            "émile",
+            "dot.name",
+            "semi;",
+            &"a".repeat(MAX_NAME_LEN + 1),
+        ] {
+            assert_eq!(
+                validate_name(bad).unwrap_err().code,
+                ErrorCode::InvalidName,
+                "{bad}"
+            );
         }
     }
 
@@ -129,6 +140,9 @@ mod tests {
         assert!(parse_flair(Some("x".repeat(51))).is_err());
         assert_eq!(parse_flair(Some(String::new())).unwrap(), None);
         assert!(parse_email(Some("no-at-sign".into())).is_err());
-        assert_eq!(parse_email(Some(" a@b ".into())).unwrap().as_deref(), Some("a@b"));
+        assert_eq!(
+            parse_email(Some(" a@b ".into())).unwrap().as_deref(),
+            Some("a@b")
+        );
     }
 }

@@ -167,7 +167,10 @@ impl ApiError {
     /// A failure inside the server: logged with its cause, answered as a bare FAILED.
     pub fn internal(cause: impl fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error while handling a request");
-        Self::new(ErrorCode::Failed, "internal server error; the request was not performed")
+        Self::new(
+            ErrorCode::Failed,
+            "internal server error; the request was not performed",
+        )
     }
 
     fn body(&self) -> Value {
@@ -216,6 +219,9 @@ mod tests {
         let body = ApiError::incomplete("username").body();
         assert_eq!(body["error"]["code"], "INCOMPLETE_PARAMETERS");
         assert_eq!(body["error"]["missing"], "username");
-        assert!(body["error"]["message"].as_str().unwrap().contains("username"));
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("username"));
     }
 }

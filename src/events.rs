@@ -75,6 +75,9 @@ mod tests {
         let event = rx.recv().await.unwrap();
         assert_eq!(event.name, "user/delete");
         let parsed: Value = serde_json::from_str(&event.json).unwrap();
-        assert_eq!(parsed, json!({"evt": "user/delete", "data": {"userID": "1"}}));
+        assert_eq!(
+            parsed,
+            json!({"evt": "user/delete", "data": {"userID": "1"}})
+        );
     }
 }

@@ -178,11 +178,10 @@ fn parse_body(body: &[u8]) -> ApiResult<Map<String, Value>> {
     }
     match parse_strict_json(body)? {
         Value::Object(map) => Ok(map),
-        _ => Err(ApiError::new(
-            ErrorCode::Failed,
-            "the request body must be a JSON object",
-        )
-        .status(StatusCode::BAD_REQUEST)),
+        _ => Err(
+            ApiError::new(ErrorCode::Failed, "the request body must be a JSON object")
+                .status(StatusCode::BAD_REQUEST),
+        ),
     }
 }
 
@@ -358,8 +357,11 @@ async fn read_body(req: &HttpRequest, mut payload: Payload, limit: usize) -> Api
     let mut body = Vec::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::new(ErrorCode::Failed, format!("could not read the request body: {e}"))
-                .status(StatusCode::BAD_REQUEST)
+            ApiError::new(
+                ErrorCode::Failed,
+                format!("could not read the request body: {e}"),
+            )
+            .status(StatusCode::BAD_REQUEST)
         })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
@@ -403,7 +405,10 @@ mod tests {
 
     #[test]
     fn strict_json_refuses_duplicate_keys_at_any_depth() {
-        assert_eq!(code(parse_strict_json(br#"{"a":1,"a":2}"#)), "REPEATED_PARAMETERS");
+        assert_eq!(
+            code(parse_strict_json(br#"{"a":1,"a":2}"#)),
+            "REPEATED_PARAMETERS"
+        );
         assert_eq!(
             code(parse_strict_json(br#"{"p":{"old":"x","old":"y"}}"#)),
             "REPEATED_PARAMETERS"
@@ -450,7 +455,10 @@ mod tests {
         assert_eq!(p.nullable_string("flair").unwrap(), Some(None));
         assert_eq!(p.nullable_string("absent").unwrap(), None);
         let nested = p.opt_object("pw").unwrap().unwrap();
-        assert_eq!(nested.string("old").unwrap_err().extra["parameter"], "pw.old");
+        assert_eq!(
+            nested.string("old").unwrap_err().extra["parameter"],
+            "pw.old"
+        );
         assert_eq!(nested.string("new").unwrap_err().extra["missing"], "pw.new");
     }
 

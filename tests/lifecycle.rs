@@ -28,7 +28,9 @@ async fn admin_named_at_startup_is_granted_when_they_already_exist() {
     let session = server.login("later", "password1").await;
     let (_, body) = server.get(&format!("/api/users/{id}"), None).await;
     assert_eq!(body["user"]["roleIDs"].as_array().unwrap().len(), 1);
-    let r = server.patch("/api/settings", Some(&session), json!({"name": "Mine"})).await;
+    let r = server
+        .patch("/api/settings", Some(&session), json!({"name": "Mine"}))
+        .await;
     assert_eq!(r.0, 200, "{:?}", r.1);
 }
 
@@ -38,20 +40,44 @@ async fn make_admin_works_offline_and_refuses_a_running_servers_data_dir() {
     let (_, session) = server.user("promoted").await;
     let data = server.data.clone();
 
-    let out = decentd().arg("make-admin").arg("--data").arg(&data).arg("promoted").output().unwrap();
+    let out = decentd()
+        .arg("make-admin")
+        .arg("--data")
+        .arg(&data)
+        .arg("promoted")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("in use"), "{stderr}");
 
     assert!(server.signal_and_wait("TERM").success());
-    let out = decentd().arg("make-admin").arg("--data").arg(&data).arg("nobody").output().unwrap();
+    let out = decentd()
+        .arg("make-admin")
+        .arg("--data")
+        .arg(&data)
+        .arg("nobody")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user named nobody"));
-    let out = decentd().arg("make-admin").arg("--data").arg(&data).arg("promoted").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = decentd()
+        .arg("make-admin")
+        .arg("--data")
+        .arg(&data)
+        .arg("promoted")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let server = TestServer::spawn_on(&data, &[]).await;
-    let r = server.patch("/api/settings", Some(&session), json!({"name": "Promoted"})).await;
+    let r = server
+        .patch("/api/settings", Some(&session), json!({"name": "Promoted"}))
+        .await;
     assert_eq!(r.0, 200, "{:?}", r.1);
 }
 
@@ -74,14 +100,18 @@ async fn sigterm_and_sigint_stop_the_server_cleanly_and_keep_data() {
 async fn a_websocket_at_root_gets_pingdata_and_pongdata_marks_the_user_online() {
     let server = TestServer::spawn_with(&["--ping-interval", "1"]).await;
     let (id, session) = server.user("socky").await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
     let first = next_json(&mut ws).await;
     assert_eq!(first, json!({"evt": "pingdata"}));
     // Garbage is ignored, the socket stays up.
     ws.send(Message::text("not json")).await.unwrap();
-    ws.send(Message::text(json!({"evt": "pongdata", "data": {"sessionID": session}}).to_string()))
-        .await
-        .unwrap();
+    ws.send(Message::text(
+        json!({"evt": "pongdata", "data": {"sessionID": session}}).to_string(),
+    ))
+    .await
+    .unwrap();
     let online = loop {
         let v = next_json(&mut ws).await;
         if v["evt"] == "user/online" {
@@ -176,24 +206,47 @@ async fn acknowledged_registrations_survive_sigkill() {
             .iter()
             .map(|u| u["username"].as_str().unwrap().to_owned())
             .collect();
-        let lost: Vec<&String> = acknowledged.iter().filter(|n| !stored.contains(*n)).collect();
-        assert!(lost.is_empty(), "round {round}: acknowledged but lost: {lost:?}");
+        let lost: Vec<&String> = acknowledged
+            .iter()
+            .filter(|n| !stored.contains(*n))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: acknowledged but lost: {lost:?}"
+        );
         drop(server);
     }
-    eprintln!("{} acknowledged registrations all survived 4 SIGKILLs", acknowledged.len());
+    eprintln!(
+        "{} acknowledged registrations all survived 4 SIGKILLs",
+        acknowledged.len()
+    );
 }
 
 #[tokio::test]
 async fn invalid_configuration_is_a_clear_startup_error() {
-    let out = decentd().args(["serve", "--ping-interval", "90"]).output().unwrap();
+    let out = decentd()
+        .args(["serve", "--ping-interval", "90"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ping interval"));
-    let out = decentd().args(["serve", "--listen", "256.0.0.1:1", "--data"]).arg(tempfile::tempdir().unwrap().path()).output().unwrap();
+    let out = decentd()
+        .args(["serve", "--listen", "256.0.0.1:1", "--data"])
+        .arg(tempfile::tempdir().unwrap().path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
     let help = decentd().arg("serve").arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--listen", "--data", "--admin", "--config", "--body-limit", "DECENTD_LISTEN"] {
+    for flag in [
+        "--listen",
+        "--data",
+        "--admin",
+        "--config",
+        "--body-limit",
+        "DECENTD_LISTEN",
+    ] {
         assert!(help.contains(flag), "help mentions {flag}");
     }
     let _ = assert_error;

@@ -24,29 +24,64 @@ async fn registering_returns_the_user_object() {
 async fn names_must_follow_the_name_rule_and_be_unique() {
     let server = TestServer::spawn().await;
     for bad in ["has space", "", "emoji😀", "dot.dot", &"x".repeat(33)] {
-        let r = server.post("/api/users", None, json!({"username": bad, "password": "secret1"})).await;
+        let r = server
+            .post(
+                "/api/users",
+                None,
+                json!({"username": bad, "password": "secret1"}),
+            )
+            .await;
         assert_error(&r, "INVALID_NAME");
         if !bad.is_empty() && !bad.contains(' ') && bad.is_ascii() {
-            let r = server.get(&format!("/api/username-available/{bad}"), None).await;
+            let r = server
+                .get(&format!("/api/username-available/{bad}"), None)
+                .await;
             assert_error(&r, "INVALID_NAME");
         }
     }
     server.register("Taken_1", "secret1").await;
     for dup in ["Taken_1", "taken_1"] {
-        let r = server.post("/api/users", None, json!({"username": dup, "password": "secret1"})).await;
+        let r = server
+            .post(
+                "/api/users",
+                None,
+                json!({"username": dup, "password": "secret1"}),
+            )
+            .await;
         assert_error(&r, "NAME_ALREADY_TAKEN");
     }
-    assert_eq!(server.get("/api/username-available/taken_1", None).await.1["available"], false);
-    assert_eq!(server.get("/api/username-available/free-1", None).await.1["available"], true);
-    assert_eq!(server.get("/api/users", None).await.1["users"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        server.get("/api/username-available/taken_1", None).await.1["available"],
+        false
+    );
+    assert_eq!(
+        server.get("/api/username-available/free-1", None).await.1["available"],
+        true
+    );
+    assert_eq!(
+        server.get("/api/users", None).await.1["users"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn passwords_shorter_than_six_are_refused() {
     let server = TestServer::spawn().await;
-    let r = server.post("/api/users", None, json!({"username": "shorty", "password": "12345"})).await;
+    let r = server
+        .post(
+            "/api/users",
+            None,
+            json!({"username": "shorty", "password": "12345"}),
+        )
+        .await;
     assert_error(&r, "SHORT_PASSWORD");
-    assert_eq!(server.get("/api/username-available/shorty", None).await.1["available"], true);
+    assert_eq!(
+        server.get("/api/username-available/shorty", None).await.1["available"],
+        true
+    );
 }
 
 #[tokio::test]
@@ -67,23 +102,55 @@ async fn email_is_private_and_drives_the_avatar() {
     let (_, other) = server.user("other").await;
     let before = server.get(&format!("/api/users/{id}"), None).await.1["user"]["avatarURL"].clone();
     let r = server
-        .patch(&format!("/api/users/{id}"), Some(&session), json!({"email": "Mailer@Example.com"}))
+        .patch(
+            &format!("/api/users/{id}"),
+            Some(&session),
+            json!({"email": "Mailer@Example.com"}),
+        )
         .await;
     assert_eq!(r.0, 200, "{:?}", r.1);
-    let mine = server.get(&format!("/api/users/{id}"), Some(&session)).await.1;
+    let mine = server
+        .get(&format!("/api/users/{id}"), Some(&session))
+        .await
+        .1;
     assert_eq!(mine["user"]["email"], "Mailer@Example.com");
-    let theirs = server.get(&format!("/api/users/{id}"), Some(&other)).await.1;
+    let theirs = server
+        .get(&format!("/api/users/{id}"), Some(&other))
+        .await
+        .1;
     assert!(theirs["user"].get("email").is_none());
     let list = server.get("/api/users", Some(&other)).await.1;
-    assert!(list["users"].as_array().unwrap().iter().all(|u| u["id"] == id && u.get("email").is_none() || u["id"] != id));
+    assert!(list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u["id"] == id && u.get("email").is_none() || u["id"] != id));
     let after = theirs["user"]["avatarURL"].clone();
     assert_ne!(before, after);
-    assert!(after.as_str().unwrap().contains(&md5_hex("mailer@example.com")));
-    let r = server.patch(&format!("/api/users/{id}"), Some(&session), json!({"email": "not an email"})).await;
+    assert!(after
+        .as_str()
+        .unwrap()
+        .contains(&md5_hex("mailer@example.com")));
+    let r = server
+        .patch(
+            &format!("/api/users/{id}"),
+            Some(&session),
+            json!({"email": "not an email"}),
+        )
+        .await;
     assert_error(&r, "INVALID_PARAMETER_TYPE");
     // null removes it.
-    server.patch(&format!("/api/users/{id}"), Some(&session), json!({"email": null})).await;
-    let mine = server.get(&format!("/api/users/{id}"), Some(&session)).await.1;
+    server
+        .patch(
+            &format!("/api/users/{id}"),
+            Some(&session),
+            json!({"email": null}),
+        )
+        .await;
+    let mine = server
+        .get(&format!("/api/users/{id}"), Some(&session))
+        .await
+        .1;
     assert_eq!(mine["user"]["email"], json!(null));
     assert_eq!(mine["user"]["avatarURL"], before);
 }
@@ -92,7 +159,10 @@ fn md5_hex(s: &str) -> String {
     // Computed by the test the same way a client would, independent of the server's code.
     use std::process::Command;
     let out = Command::new("python3")
-        .args(["-c", &format!("import hashlib;print(hashlib.md5(b'{s}').hexdigest())")])
+        .args([
+            "-c",
+            &format!("import hashlib;print(hashlib.md5(b'{s}').hexdigest())"),
+        ])
         .output()
         .expect("python3 computes md5");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
@@ -103,13 +173,28 @@ async fn flair_is_limited_to_fifty_characters_and_null_removes_it() {
     let server = TestServer::spawn().await;
     let (id, session) = server.user("flairy").await;
     let path = format!("/api/users/{id}");
-    let r = server.patch(&path, Some(&session), json!({"flair": "x".repeat(51)})).await;
+    let r = server
+        .patch(&path, Some(&session), json!({"flair": "x".repeat(51)}))
+        .await;
     assert_error(&r, "INVALID_PARAMETER_TYPE");
-    assert_eq!(server.get(&path, None).await.1["user"]["flair"], json!(null));
-    server.patch(&path, Some(&session), json!({"flair": "y".repeat(50)})).await;
-    assert_eq!(server.get(&path, None).await.1["user"]["flair"], "y".repeat(50));
-    server.patch(&path, Some(&session), json!({"flair": null})).await;
-    assert_eq!(server.get(&path, None).await.1["user"]["flair"], json!(null));
+    assert_eq!(
+        server.get(&path, None).await.1["user"]["flair"],
+        json!(null)
+    );
+    server
+        .patch(&path, Some(&session), json!({"flair": "y".repeat(50)}))
+        .await;
+    assert_eq!(
+        server.get(&path, None).await.1["user"]["flair"],
+        "y".repeat(50)
+    );
+    server
+        .patch(&path, Some(&session), json!({"flair": null}))
+        .await;
+    assert_eq!(
+        server.get(&path, None).await.1["user"]["flair"],
+        json!(null)
+    );
 }
 
 #[tokio::test]
@@ -119,18 +204,40 @@ async fn patching_users_needs_a_session_and_manage_users_for_others() {
     let (_, stranger) = server.user("stranger").await;
     let (_, moderator) = server.user("mod").await;
     let path = format!("/api/users/{id}");
-    assert_error(&server.patch(&path, None, json!({"flair": "a"})).await, "NOT_ALLOWED");
-    let r = server.patch(&path, Some(&stranger), json!({"flair": "a"})).await;
-    assert_eq!(assert_error(&r, "NOT_ALLOWED")["missingPermission"], "manageUsers");
-    let r = server.patch(&path, Some(&moderator), json!({"flair": "set by mod"})).await;
+    assert_error(
+        &server.patch(&path, None, json!({"flair": "a"})).await,
+        "NOT_ALLOWED",
+    );
+    let r = server
+        .patch(&path, Some(&stranger), json!({"flair": "a"}))
+        .await;
+    assert_eq!(
+        assert_error(&r, "NOT_ALLOWED")["missingPermission"],
+        "manageUsers"
+    );
+    let r = server
+        .patch(&path, Some(&moderator), json!({"flair": "set by mod"}))
+        .await;
     assert_eq!(r.0, 200);
-    assert_eq!(server.get(&path, None).await.1["user"]["flair"], "set by mod");
+    assert_eq!(
+        server.get(&path, None).await.1["user"]["flair"],
+        "set by mod"
+    );
     // Nobody but the user changes their password, not even a moderator.
     let r = server
-        .patch(&path, Some(&moderator), json!({"password": {"old": "password1", "new": "hijacked"}}))
+        .patch(
+            &path,
+            Some(&moderator),
+            json!({"password": {"old": "password1", "new": "hijacked"}}),
+        )
         .await;
     assert_error(&r, "NOT_YOURS");
-    assert_error(&server.patch("/api/users/999", Some(&moderator), json!({"flair": "a"})).await, "NOT_FOUND");
+    assert_error(
+        &server
+            .patch("/api/users/999", Some(&moderator), json!({"flair": "a"}))
+            .await,
+        "NOT_FOUND",
+    );
 }
 
 #[tokio::test]
@@ -139,23 +246,64 @@ async fn changing_a_password_checks_the_old_one() {
     let (id, session) = server.user("pat").await;
     let other_session = server.login("pat", "password1").await;
     let path = format!("/api/users/{id}");
-    let r = server.patch(&path, Some(&session), json!({"password": {"old": "wrong-one", "new": "newpass1"}})).await;
+    let r = server
+        .patch(
+            &path,
+            Some(&session),
+            json!({"password": {"old": "wrong-one", "new": "newpass1"}}),
+        )
+        .await;
     assert_error(&r, "INCORRECT_PASSWORD");
-    let r = server.patch(&path, Some(&session), json!({"password": {"old": "password1", "new": "short"}})).await;
+    let r = server
+        .patch(
+            &path,
+            Some(&session),
+            json!({"password": {"old": "password1", "new": "short"}}),
+        )
+        .await;
     assert_error(&r, "SHORT_PASSWORD");
-    let r = server.patch(&path, Some(&session), json!({"password": {"old": "password1"}})).await;
-    assert_eq!(assert_error(&r, "INCOMPLETE_PARAMETERS")["missing"], "password.new");
-    let r = server.patch(&path, Some(&session), json!({"password": "newpass1"})).await;
+    let r = server
+        .patch(
+            &path,
+            Some(&session),
+            json!({"password": {"old": "password1"}}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, "INCOMPLETE_PARAMETERS")["missing"],
+        "password.new"
+    );
+    let r = server
+        .patch(&path, Some(&session), json!({"password": "newpass1"}))
+        .await;
     assert_error(&r, "INVALID_PARAMETER_TYPE");
     // Still the old password after all those failures.
     server.login("pat", "password1").await;
-    let r = server.patch(&path, Some(&session), json!({"password": {"old": "password1", "new": "newpass1"}})).await;
+    let r = server
+        .patch(
+            &path,
+            Some(&session),
+            json!({"password": {"old": "password1", "new": "newpass1"}}),
+        )
+        .await;
     assert_eq!(r.0, 200, "{:?}", r.1);
-    assert_error(&server.post("/api/sessions", None, json!({"username": "pat", "password": "password1"})).await, "INCORRECT_PASSWORD");
+    assert_error(
+        &server
+            .post(
+                "/api/sessions",
+                None,
+                json!({"username": "pat", "password": "password1"}),
+            )
+            .await,
+        "INCORRECT_PASSWORD",
+    );
     server.login("pat", "newpass1").await;
     // The session that changed it stays; the others end.
     assert_eq!(server.get("/api/sessions", Some(&session)).await.0, 200);
-    assert_error(&server.get("/api/sessions", Some(&other_session)).await, "INVALID_SESSION_ID");
+    assert_error(
+        &server.get("/api/sessions", Some(&other_session)).await,
+        "INVALID_SESSION_ID",
+    );
 }
 
 #[tokio::test]
@@ -167,27 +315,61 @@ async fn deleting_a_user_needs_manage_users_and_ends_their_sessions() {
     let path = format!("/api/users/{id}");
     assert_error(&server.delete(&path, None).await, "NOT_ALLOWED");
     let r = server.delete(&path, Some(&stranger)).await;
-    assert_eq!(assert_error(&r, "NOT_ALLOWED")["missingPermission"], "manageUsers");
-    assert_error(&server.delete(&path, Some(&victim_session)).await, "NOT_ALLOWED");
+    assert_eq!(
+        assert_error(&r, "NOT_ALLOWED")["missingPermission"],
+        "manageUsers"
+    );
+    assert_error(
+        &server.delete(&path, Some(&victim_session)).await,
+        "NOT_ALLOWED",
+    );
     assert_eq!(server.delete(&path, Some(&root)).await.0, 200);
     assert_error(&server.get(&path, None).await, "NOT_FOUND");
-    assert_error(&server.get("/api/sessions", Some(&victim_session)).await, "INVALID_SESSION_ID");
-    assert_error(&server.get(&format!("/api/sessions/{victim_session}"), None).await, "INVALID_SESSION_ID");
+    assert_error(
+        &server.get("/api/sessions", Some(&victim_session)).await,
+        "INVALID_SESSION_ID",
+    );
+    assert_error(
+        &server
+            .get(&format!("/api/sessions/{victim_session}"), None)
+            .await,
+        "INVALID_SESSION_ID",
+    );
     assert_error(&server.delete(&path, Some(&root)).await, "NOT_FOUND");
     // The name is free again.
-    assert_eq!(server.get("/api/username-available/victim", None).await.1["available"], true);
+    assert_eq!(
+        server.get("/api/username-available/victim", None).await.1["available"],
+        true
+    );
 }
 
 #[tokio::test]
 async fn login_errors_for_unknown_users_and_wrong_passwords() {
     let server = TestServer::spawn().await;
     server.register("known", "password1").await;
-    let r = server.post("/api/sessions", None, json!({"username": "unknown", "password": "password1"})).await;
+    let r = server
+        .post(
+            "/api/sessions",
+            None,
+            json!({"username": "unknown", "password": "password1"}),
+        )
+        .await;
     assert_error(&r, "NOT_FOUND");
-    let r = server.post("/api/sessions", None, json!({"username": "known", "password": "password2"})).await;
+    let r = server
+        .post(
+            "/api/sessions",
+            None,
+            json!({"username": "known", "password": "password2"}),
+        )
+        .await;
     assert_error(&r, "INCORRECT_PASSWORD");
-    let r = server.post("/api/sessions", None, json!({"username": "known"})).await;
-    assert_eq!(assert_error(&r, "INCOMPLETE_PARAMETERS")["missing"], "password");
+    let r = server
+        .post("/api/sessions", None, json!({"username": "known"}))
+        .await;
+    assert_eq!(
+        assert_error(&r, "INCOMPLETE_PARAMETERS")["missing"],
+        "password"
+    );
     let session = server.login("KNOWN", "password1").await;
     assert!(session.len() >= 22, "session IDs carry at least 128 bits");
 }
@@ -204,7 +386,10 @@ async fn sessions_can_be_listed_inspected_and_ended() {
     assert_eq!(status, 200);
     let sessions = body["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
-    let current: Vec<_> = sessions.iter().filter(|s| s["id"] == first.as_str()).collect();
+    let current: Vec<_> = sessions
+        .iter()
+        .filter(|s| s["id"] == first.as_str())
+        .collect();
     assert_eq!(current.len(), 1);
     assert!(current[0]["dateCreated"].as_f64().unwrap() > 1.6e9);
     // The other session is listed by its handle, never by its secret ID.
@@ -220,17 +405,46 @@ async fn sessions_can_be_listed_inspected_and_ended() {
     // A handle works together with a session of the same user, and is NOT_FOUND otherwise.
     let handle = other["id"].as_str().unwrap();
     let (_, stranger) = server.user("stranger").await;
-    assert_error(&server.get(&format!("/api/sessions/{handle}"), Some(&stranger)).await, "NOT_FOUND");
-    assert_eq!(server.get(&format!("/api/sessions/{handle}"), Some(&first)).await.0, 200);
-    assert_eq!(server.delete(&format!("/api/sessions/{handle}"), Some(&first)).await.0, 200);
-    assert_error(&server.get("/api/users", Some(&second)).await, "INVALID_SESSION_ID");
+    assert_error(
+        &server
+            .get(&format!("/api/sessions/{handle}"), Some(&stranger))
+            .await,
+        "NOT_FOUND",
+    );
+    assert_eq!(
+        server
+            .get(&format!("/api/sessions/{handle}"), Some(&first))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        server
+            .delete(&format!("/api/sessions/{handle}"), Some(&first))
+            .await
+            .0,
+        200
+    );
+    assert_error(
+        &server.get("/api/users", Some(&second)).await,
+        "INVALID_SESSION_ID",
+    );
 
     // Logging out with the ID in the URL.
     let (status, body) = server.delete(&format!("/api/sessions/{first}"), None).await;
     assert_eq!((status.as_u16(), body), (200, json!({})));
-    assert_error(&server.get("/api/sessions", Some(&first)).await, "INVALID_SESSION_ID");
-    assert_error(&server.delete(&format!("/api/sessions/{first}"), None).await, "INVALID_SESSION_ID");
-    assert_error(&server.get("/api/sessions/unknown-session", None).await, "INVALID_SESSION_ID");
+    assert_error(
+        &server.get("/api/sessions", Some(&first)).await,
+        "INVALID_SESSION_ID",
+    );
+    assert_error(
+        &server.delete(&format!("/api/sessions/{first}"), None).await,
+        "INVALID_SESSION_ID",
+    );
+    assert_error(
+        &server.get("/api/sessions/unknown-session", None).await,
+        "INVALID_SESSION_ID",
+    );
 }
 
 #[tokio::test]
@@ -239,6 +453,12 @@ async fn sessions_expire_after_their_ttl() {
     let (_, session) = server.user("ttl").await;
     assert_eq!(server.get("/api/sessions", Some(&session)).await.0, 200);
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    assert_error(&server.get("/api/sessions", Some(&session)).await, "INVALID_SESSION_ID");
-    assert_error(&server.get(&format!("/api/sessions/{session}"), None).await, "INVALID_SESSION_ID");
+    assert_error(
+        &server.get("/api/sessions", Some(&session)).await,
+        "INVALID_SESSION_ID",
+    );
+    assert_error(
+        &server.get(&format!("/api/sessions/{session}"), None).await,
+        "INVALID_SESSION_ID",
+    );
 }

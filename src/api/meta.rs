@@ -83,7 +83,10 @@ pub async fn get_settings(state: web::Data<AppState>, _req: ApiRequest) -> ApiRe
 }
 
 /// `PATCH /api/settings`
-pub async fn patch_settings(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<HttpResponse> {
+pub async fn patch_settings(
+    state: web::Data<AppState>,
+    req: ApiRequest,
+) -> ApiResult<HttpResponse> {
     let name = req.opt_string("name")?;
     let icon_url = req.opt_string("iconURL")?;
     state.require(req.requester(), Permission::ManageServer)?;
@@ -96,7 +99,10 @@ pub async fn patch_settings(state: web::Data<AppState>, req: ApiRequest) -> ApiR
             ));
         }
     }
-    if icon_url.as_ref().is_some_and(|u| u.len() > MAX_ICON_URL_LEN) {
+    if icon_url
+        .as_ref()
+        .is_some_and(|u| u.len() > MAX_ICON_URL_LEN)
+    {
         return Err(ApiError::invalid_type(
             "iconURL",
             "a string of at most 2048 characters",

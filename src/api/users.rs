@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{ok, path_id};
-use crate::domain::{parse_email, parse_flair, validate_name, validate_password, avatar_url};
+use crate::domain::{avatar_url, parse_email, parse_flair, validate_name, validate_password};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::Audience;
 use crate::ids::now_ms;
@@ -119,7 +119,9 @@ pub async fn get(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let user = find_user(&state, &path)?;
-    Ok(ok(json!({ "user": user_view(&state, &user, req.user_id()) })))
+    Ok(ok(
+        json!({ "user": user_view(&state, &user, req.user_id()) }),
+    ))
 }
 
 /// `PATCH /api/users/:id`: password (self only), email and flair (self or manageUsers).

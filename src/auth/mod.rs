@@ -26,7 +26,7 @@ pub struct ScryptCost {
 impl ScryptCost {
     /// Memory one hash needs: 128 · r · 2^log_n bytes.
     pub fn memory_bytes(&self) -> u64 {
-        128 * u64::from(self.r) << self.log_n
+        (128 * u64::from(self.r)) << self.log_n
     }
 }
 
@@ -57,7 +57,8 @@ fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 fn hash_blocking(params: Params, password: &[u8]) -> Result<String, AuthError> {
-    let salt = SaltString::encode_b64(&random_bytes::<16>()).map_err(|e| AuthError::Hash(e.to_string()))?;
+    let salt = SaltString::encode_b64(&random_bytes::<16>())
+        .map_err(|e| AuthError::Hash(e.to_string()))?;
     Scrypt
         .hash_password_customized(password, None, None, params, &salt)
         .map(|h| h.to_string())
@@ -110,7 +111,6 @@ impl PasswordHasher {
             .await?;
         Ok(known && matches)
     }
-
 }
 
 /// A new session ID: 256 bits from the OS CSPRNG, base64url without padding (43 characters).
@@ -138,7 +138,10 @@ mod tests {
         let hasher = PasswordHasher::new(CHEAP, 2).unwrap();
         let hash = hasher.hash("secret1".into()).await.unwrap();
         assert!(hash.starts_with("$scrypt$"));
-        assert!(hasher.verify("secret1".into(), Some(hash.clone())).await.unwrap());
+        assert!(hasher
+            .verify("secret1".into(), Some(hash.clone()))
+            .await
+            .unwrap());
         assert!(!hasher.verify("secret2".into(), Some(hash)).await.unwrap());
         assert!(!hasher.verify("secret1".into(), None).await.unwrap());
     }

@@ -359,7 +359,10 @@ mod tests {
             [
                 (1, set(json!({"sendMessages": false}))),
                 (2, set(json!({"readMessages": true, "sendMessages": true}))),
-                (3, set(json!({"readMessages": false, "sendMessages": false}))),
+                (
+                    3,
+                    set(json!({"readMessages": false, "sendMessages": false})),
+                ),
             ],
             vec![1, 2, 3],
             [(7, vec![3, 1, 2])],
@@ -406,7 +409,9 @@ mod tests {
         // The _everyone channel override outranks the user's server-wide role.
         assert!(!index.has(Requester::User(7), Some(9), Permission::ReadMessages));
         assert!(index.has(Requester::User(7), None, Permission::ReadMessages));
-        overrides.roles.insert(1, set(json!({"readMessages": true})));
+        overrides
+            .roles
+            .insert(1, set(json!({"readMessages": true})));
         index.set_channel_overrides(9, overrides);
         assert!(index.has(Requester::User(7), Some(9), Permission::ReadMessages));
         assert!(!index.has(Requester::Guest, Some(9), Permission::ReadMessages));

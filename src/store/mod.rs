@@ -20,7 +20,9 @@ use commit::GroupCommit;
 /// Failures of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the data directory {0} is in use by another decentd process; stop that process first")]
+    #[error(
+        "the data directory {0} is in use by another decentd process; stop that process first"
+    )]
     Locked(PathBuf),
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
@@ -271,11 +273,15 @@ impl Store {
         id: u64,
         change: impl Fn(&mut UserRecord),
     ) -> Result<Option<UserRecord>> {
-        update_record(&self.users, &id.to_be_bytes(), |user: &mut Option<UserRecord>| {
-            if let Some(user) = user {
-                change(user);
-            }
-        })
+        update_record(
+            &self.users,
+            &id.to_be_bytes(),
+            |user: &mut Option<UserRecord>| {
+                if let Some(user) = user {
+                    change(user);
+                }
+            },
+        )
     }
 
     /// Deletes a user, their name and every session of theirs. Returns the deleted user.

@@ -42,7 +42,11 @@ fn pong_user(state: &AppState, text: &str) -> Option<Option<u64>> {
         .get("data")
         .and_then(|d| d.get("sessionID"))
         .and_then(Value::as_str);
-    Some(session_id.and_then(|id| resolve_session(id.to_owned(), state).ok().map(|s| s.user.id)))
+    Some(session_id.and_then(|id| {
+        resolve_session(id.to_owned(), state)
+            .ok()
+            .map(|s| s.user.id)
+    }))
 }
 
 fn set_user(state: &AppState, current: &mut Option<u64>, next: Option<u64>) {
@@ -70,7 +74,11 @@ fn set_user(state: &AppState, current: &mut Option<u64>, next: Option<u64>) {
     *current = next;
 }
 
-async fn run(state: Arc<AppState>, mut session: actix_ws::Session, mut stream: actix_ws::MessageStream) {
+async fn run(
+    state: Arc<AppState>,
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::MessageStream,
+) {
     let mut ticker = tokio::time::interval(state.config.ping_interval);
     let mut events = state.bus.subscribe();
     let mut shutdown = state.shutdown.subscribe();

@@ -133,18 +133,31 @@ impl TestServer {
             .expect("request");
         let status = res.status();
         let text = res.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn get(&self, path: &str, session: Option<&str>) -> (StatusCode, Value) {
         self.call(Method::GET, path, session, None).await
     }
 
-    pub async fn post(&self, path: &str, session: Option<&str>, body: Value) -> (StatusCode, Value) {
+    pub async fn post(
+        &self,
+        path: &str,
+        session: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
         self.call(Method::POST, path, session, Some(body)).await
     }
 
-    pub async fn patch(&self, path: &str, session: Option<&str>, body: Value) -> (StatusCode, Value) {
+    pub async fn patch(
+        &self,
+        path: &str,
+        session: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
         self.call(Method::PATCH, path, session, Some(body)).await
     }
 
@@ -155,7 +168,11 @@ impl TestServer {
     /// Registers a user and returns the user object.
     pub async fn register(&self, username: &str, password: &str) -> Value {
         let (status, body) = self
-            .post("/api/users", None, json!({"username": username, "password": password}))
+            .post(
+                "/api/users",
+                None,
+                json!({"username": username, "password": password}),
+            )
             .await;
         assert_eq!(status, 200, "register {username}: {body}");
         body["user"].clone()
@@ -164,7 +181,11 @@ impl TestServer {
     /// Logs in and returns the session ID.
     pub async fn login(&self, username: &str, password: &str) -> String {
         let (status, body) = self
-            .post("/api/sessions", None, json!({"username": username, "password": password}))
+            .post(
+                "/api/sessions",
+                None,
+                json!({"username": username, "password": password}),
+            )
             .await;
         assert_eq!(status, 200, "login {username}: {body}");
         body["sessionID"].as_str().unwrap().to_owned()
