@@ -323,6 +323,28 @@ impl Params {
         }
     }
 
+    /// An optional JSON object, as given.
+    pub fn opt_json_object(&self, key: &str) -> ApiResult<Option<&Map<String, Value>>> {
+        match self.present(key) {
+            None => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(map)),
+            Some(_) => Err(ApiError::invalid_type(&self.name(key), "an object")),
+        }
+    }
+
+    /// A required array of strings.
+    pub fn string_array(&self, key: &str) -> ApiResult<Vec<String>> {
+        let invalid = || ApiError::invalid_type(&self.name(key), "an array of strings");
+        match self.present(key) {
+            None => Err(ApiError::incomplete(&self.name(key))),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(invalid))
+                .collect(),
+            Some(_) => Err(invalid()),
+        }
+    }
+
     /// An optional nested object, read with the same rules.
     pub fn opt_object(&self, key: &str) -> ApiResult<Option<Params>> {
         match self.present(key) {

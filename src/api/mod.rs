@@ -5,6 +5,7 @@
 //! with an unsupported method, answer NOT_FOUND as JSON; anything else unknown is a plain 404.
 
 pub mod meta;
+pub mod roles;
 pub mod sessions;
 pub mod users;
 
@@ -52,6 +53,31 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(users::get))
             .route(web::patch().to(users::patch))
             .route(web::delete().to(users::delete)),
+    )
+    .service(
+        resource("/api/users/{id}/roles")
+            .route(web::get().to(roles::user_roles))
+            .route(web::post().to(roles::give)),
+    )
+    .service(resource("/api/users/{id}/roles/{role}").route(web::delete().to(roles::take)))
+    .service(
+        resource("/api/users/{id}/permissions").route(web::get().to(roles::user_permissions)),
+    )
+    .service(
+        resource("/api/roles")
+            .route(web::get().to(roles::list))
+            .route(web::post().to(roles::create)),
+    )
+    .service(
+        resource("/api/roles/order")
+            .route(web::get().to(roles::get_order))
+            .route(web::patch().to(roles::set_order)),
+    )
+    .service(
+        resource("/api/roles/{id}")
+            .route(web::get().to(roles::get))
+            .route(web::patch().to(roles::update))
+            .route(web::delete().to(roles::delete)),
     )
     .service(
         resource("/api/username-available/{username}")

@@ -216,30 +216,67 @@ pub const USER_PERMISSIONS: PermissionSet = PermissionSet {
     deny: 0,
 };
 
-/// Channel-specific overrides of one channel.
-#[derive(Debug, Clone, Default)]
+/// Hashes u64 ids with one multiplication (Fibonacci hashing). Ids are server-issued, not
+/// attacker-chosen keys, so a keyed hash buys nothing here and would cost most of a lookup.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map keyed by ids.
+pub type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// Channel-specific overrides of one channel, by role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChannelOverrides {
     pub everyone: PermissionSet,
     pub user: PermissionSet,
     pub roles: HashMap<u64, PermissionSet>,
 }
 
+/// A channel's overrides with roles replaced by their rank, sorted most prioritized first.
+#[derive(Debug, Clone, Default)]
+struct RankedOverrides {
+    everyone: PermissionSet,
+    user: PermissionSet,
+    roles: Vec<(u32, PermissionSet)>,
+}
+
 /// All roles, their order, channel overrides and user role sets, in memory.
+///
+/// The source data (roles by id, user role ids, channel overrides by role id) is kept as given;
+/// from it the index derives rank-based forms that resolution walks without hashing: each
+/// user's roles as ascending ranks, each channel's overrides as (rank, set) sorted by rank, and
+/// role sets by rank. Changing the order re-derives them; that is rare, resolution is not.
 #[derive(Debug, Default, Clone)]
 pub struct PermissionIndex {
-    /// Server-wide permissions of ordinary roles.
-    roles: HashMap<u64, PermissionSet>,
-    /// Ordinary role ids, most prioritized first.
+    roles: IdMap<PermissionSet>,
+    /// Ordinary role ids, most prioritized first (rank = position).
     order: Vec<u64>,
-    /// Position of each role in `order`.
-    rank: HashMap<u64, usize>,
-    /// Each user's roles, sorted by priority.
-    user_roles: HashMap<u64, Vec<u64>>,
-    channels: HashMap<u64, ChannelOverrides>,
+    rank_of: IdMap<u32>,
+    /// Server-wide permission set of the role at each rank.
+    by_rank: Vec<PermissionSet>,
+    user_roles: IdMap<Vec<u64>>,
+    user_ranks: IdMap<Vec<u32>>,
+    channels: IdMap<ChannelOverrides>,
+    ranked_channels: IdMap<RankedOverrides>,
 }
 
 impl PermissionIndex {
-    /// Builds an index from roles, the prioritization order and user role sets.
+    /// Builds an index from roles, the prioritization order and user role sets. Roles missing
+    /// from the order are placed last.
     pub fn new(
         roles: impl IntoIterator<Item = (u64, PermissionSet)>,
         order: Vec<u64>,
@@ -247,58 +284,151 @@ impl PermissionIndex {
     ) -> Self {
         let mut index = PermissionIndex {
             roles: roles.into_iter().collect(),
+            user_roles: users.into_iter().collect(),
             ..Default::default()
         };
+        let mut order: Vec<u64> = order
+            .into_iter()
+            .filter(|id| index.roles.contains_key(id))
+            .collect();
+        let mut missing: Vec<u64> = index
+            .roles
+            .keys()
+            .filter(|id| !order.contains(id))
+            .copied()
+            .collect();
+        missing.sort_unstable();
+        order.extend(missing);
         index.set_order(order);
-        for (user, roles) in users {
-            index.set_user_roles(user, roles);
-        }
         index
     }
 
-    /// Adds or replaces an ordinary role's server-wide permissions. A role missing from the
-    /// order is placed last.
-    pub fn put_role(&mut self, id: u64, permissions: PermissionSet) {
-        self.roles.insert(id, permissions);
-        if !self.rank.contains_key(&id) {
-            self.rank.insert(id, self.order.len());
-            self.order.push(id);
-        }
-    }
-
-    /// Sets the prioritization order (most prioritized first) and re-sorts user role sets.
-    pub fn set_order(&mut self, order: Vec<u64>) {
-        self.rank = order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        self.order = order;
-        let users: Vec<u64> = self.user_roles.keys().copied().collect();
-        for user in users {
-            let roles = self.user_roles.remove(&user).unwrap_or_default();
-            self.set_user_roles(user, roles);
-        }
-    }
-
-    /// Replaces a user's role set; unknown roles are kept out.
-    pub fn set_user_roles(&mut self, user: u64, roles: Vec<u64>) {
-        let mut roles: Vec<u64> = roles
-            .into_iter()
-            .filter(|r| self.rank.contains_key(r))
+    fn rank_user(&self, roles: &[u64]) -> Vec<u32> {
+        let mut ranks: Vec<u32> = roles
+            .iter()
+            .filter_map(|r| self.rank_of.get(r).copied())
             .collect();
-        roles.sort_by_key(|r| self.rank[r]);
-        roles.dedup();
+        ranks.sort_unstable();
+        ranks.dedup();
+        ranks
+    }
+
+    fn rank_channel(&self, overrides: &ChannelOverrides) -> RankedOverrides {
+        let mut roles: Vec<(u32, PermissionSet)> = overrides
+            .roles
+            .iter()
+            .filter_map(|(id, set)| self.rank_of.get(id).map(|r| (*r, *set)))
+            .collect();
+        roles.sort_unstable_by_key(|(rank, _)| *rank);
+        RankedOverrides {
+            everyone: overrides.everyone,
+            user: overrides.user,
+            roles,
+        }
+    }
+
+    /// Re-derives every rank-based form from the source data.
+    fn reindex(&mut self) {
+        self.rank_of = self
+            .order
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as u32))
+            .collect();
+        self.by_rank = self.order.iter().map(|id| self.roles[id]).collect();
+        self.user_ranks = self
+            .user_roles
+            .iter()
+            .map(|(user, roles)| (*user, self.rank_user(roles)))
+            .collect();
+        self.ranked_channels = self
+            .channels
+            .iter()
+            .map(|(channel, o)| (*channel, self.rank_channel(o)))
+            .collect();
+    }
+
+    /// Adds a role at `position` in the order (0 = most prioritized; past the end = last).
+    pub fn insert_role(&mut self, id: u64, permissions: PermissionSet, position: usize) {
+        self.roles.insert(id, permissions);
+        self.order.retain(|r| *r != id);
+        let position = position.min(self.order.len());
+        self.order.insert(position, id);
+        self.reindex();
+    }
+
+    /// Changes an existing role's server-wide permissions.
+    pub fn update_role(&mut self, id: u64, permissions: PermissionSet) {
+        if let Some(rank) = self.rank_of.get(&id) {
+            self.by_rank[*rank as usize] = permissions;
+            self.roles.insert(id, permissions);
+        }
+    }
+
+    /// Removes a role everywhere: the order, user role sets and channel overrides.
+    pub fn remove_role(&mut self, id: u64) {
+        self.roles.remove(&id);
+        self.order.retain(|r| *r != id);
+        for roles in self.user_roles.values_mut() {
+            roles.retain(|r| *r != id);
+        }
+        for overrides in self.channels.values_mut() {
+            overrides.roles.remove(&id);
+        }
+        self.reindex();
+    }
+
+    /// Sets the prioritization order (most prioritized first). It must name every role.
+    pub fn set_order(&mut self, order: Vec<u64>) {
+        self.order = order;
+        self.reindex();
+    }
+
+    /// Replaces a user's role set.
+    pub fn set_user_roles(&mut self, user: u64, roles: Vec<u64>) {
+        let ranks = self.rank_user(&roles);
+        self.user_ranks.insert(user, ranks);
         self.user_roles.insert(user, roles);
     }
 
     pub fn remove_user(&mut self, user: u64) {
         self.user_roles.remove(&user);
+        self.user_ranks.remove(&user);
     }
 
+    /// Sets a channel's overrides (an empty `ChannelOverrides` removes them in effect).
     pub fn set_channel_overrides(&mut self, channel: u64, overrides: ChannelOverrides) {
+        let ranked = self.rank_channel(&overrides);
+        self.ranked_channels.insert(channel, ranked);
         self.channels.insert(channel, overrides);
     }
 
-    /// The role ids of a user, most prioritized first.
-    pub fn roles_of(&self, user: u64) -> &[u64] {
-        self.user_roles.get(&user).map(Vec::as_slice).unwrap_or(&[])
+    pub fn remove_channel(&mut self, channel: u64) {
+        self.channels.remove(&channel);
+        self.ranked_channels.remove(&channel);
+    }
+
+    /// A user's role ids as stored (unordered).
+    pub fn user_role_ids(&self, user: u64) -> Option<&[u64]> {
+        self.user_roles.get(&user).map(Vec::as_slice)
+    }
+
+    /// A role's server-wide permissions, if it is an ordinary role.
+    pub fn role(&self, id: u64) -> Option<PermissionSet> {
+        self.roles.get(&id).copied()
+    }
+
+    /// A role's position in the order (0 = most prioritized).
+    pub fn rank(&self, id: u64) -> Option<usize> {
+        self.rank_of.get(&id).map(|r| *r as usize)
+    }
+
+    /// The rank of a user's most prioritized role, if they have any.
+    pub fn top_rank(&self, user: u64) -> Option<usize> {
+        self.user_ranks
+            .get(&user)
+            .and_then(|r| r.first())
+            .map(|r| *r as usize)
     }
 
     /// The ordinary roles, most prioritized first.
@@ -306,40 +436,61 @@ impl PermissionIndex {
         &self.order
     }
 
-    /// Resolves every permission for a requester, server-wide or in a channel.
-    pub fn resolve(&self, who: Requester, channel: Option<u64>) -> Granted {
-        let mut cascade = Cascade::default();
-        let roles = match who {
-            Requester::User(id) => self.roles_of(id),
-            Requester::Guest => &[],
+    /// Walks the cascade; stops early once every bit in `wanted` is decided.
+    #[inline]
+    fn cascade(&self, who: Requester, channel: Option<u64>, wanted: u32) -> Cascade {
+        let mut c = Cascade::default();
+        let (ranks, is_user): (&[u32], bool) = match who {
+            Requester::User(id) => (
+                self.user_ranks.get(&id).map(Vec::as_slice).unwrap_or(&[]),
+                true,
+            ),
+            Requester::Guest => (&[], false),
         };
-        let is_user = matches!(who, Requester::User(_));
-        if let Some(overrides) = channel.and_then(|c| self.channels.get(&c)) {
-            for role in roles {
-                if let Some(set) = overrides.roles.get(role) {
-                    cascade.apply(set);
+        if let Some(o) = channel.and_then(|ch| self.ranked_channels.get(&ch)) {
+            // Both lists ascend by rank: a merge walk finds the user's overridden roles.
+            let (mut i, mut j) = (0, 0);
+            while i < ranks.len() && j < o.roles.len() {
+                let (rank, set) = &o.roles[j];
+                match ranks[i].cmp(rank) {
+                    std::cmp::Ordering::Less => i += 1,
+                    std::cmp::Ordering::Greater => j += 1,
+                    std::cmp::Ordering::Equal => {
+                        c.apply(set);
+                        i += 1;
+                        j += 1;
+                    }
                 }
             }
             if is_user {
-                cascade.apply(&overrides.user);
+                c.apply(&o.user);
             }
-            cascade.apply(&overrides.everyone);
+            c.apply(&o.everyone);
+            if c.decided & wanted == wanted {
+                return c;
+            }
         }
-        for role in roles {
-            if let Some(set) = self.roles.get(role) {
-                cascade.apply(set);
+        for rank in ranks {
+            c.apply(&self.by_rank[*rank as usize]);
+            if c.decided & wanted == wanted {
+                return c;
             }
         }
         if is_user {
-            cascade.apply(&USER_PERMISSIONS);
+            c.apply(&USER_PERMISSIONS);
         }
-        cascade.apply(&EVERYONE_PERMISSIONS);
-        Granted(cascade.granted)
+        c.apply(&EVERYONE_PERMISSIONS);
+        c
+    }
+
+    /// Resolves every permission for a requester, server-wide or in a channel.
+    pub fn resolve(&self, who: Requester, channel: Option<u64>) -> Granted {
+        Granted(self.cascade(who, channel, ALL_BITS).granted)
     }
 
     /// Whether a requester holds one permission, server-wide or in a channel.
     pub fn has(&self, who: Requester, channel: Option<u64>, permission: Permission) -> bool {
-        self.resolve(who, channel).has(permission)
+        self.cascade(who, channel, permission.bit()).granted & permission.bit() != 0
     }
 }
 

@@ -454,6 +454,71 @@ impl Store {
         Ok(role)
     }
 
+    pub fn role(&self, id: u64) -> Result<Option<RoleRecord>> {
+        self.roles
+            .get(id.to_be_bytes())?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    /// Stores a new role and the new role order together.
+    pub fn insert_role(&self, role: &RoleRecord, order: &[u64]) -> Result<()> {
+        let role_value = codec::encode(role)?;
+        let order_value = codec::encode(&order)?;
+        let id = role.id.to_be_bytes();
+        flatten((&self.roles, &self.meta).transaction(|(roles, meta)| {
+            roles.insert(&id, role_value.as_slice())?;
+            meta.insert(META_ROLE_ORDER, order_value.as_slice())?;
+            Ok(())
+        }))
+    }
+
+    /// Replaces a stored role.
+    pub fn put_role(&self, role: &RoleRecord) -> Result<()> {
+        self.roles
+            .insert(role.id.to_be_bytes(), codec::encode(role)?)?;
+        Ok(())
+    }
+
+    pub fn set_role_order(&self, order: &[u64]) -> Result<()> {
+        self.meta.insert(META_ROLE_ORDER, codec::encode(&order)?)?;
+        Ok(())
+    }
+
+    /// Deletes a role: from the roles, the order, and every user holding it, in one
+    /// transaction. Returns the users that held it (updated).
+    pub fn delete_role(&self, id: u64) -> Result<Vec<UserRecord>> {
+        let mut order = self.role_order()?;
+        order.retain(|r| *r != id);
+        let order_value = codec::encode(&order)?;
+        let holder_ids: Vec<u64> = self
+            .users()?
+            .into_iter()
+            .filter(|u| u.role_ids.contains(&id))
+            .map(|u| u.id)
+            .collect();
+        let key = id.to_be_bytes();
+        // Holders are re-read inside the transaction so a concurrent profile change is kept.
+        let holders = flatten((&self.roles, &self.meta, &self.users).transaction(
+            |(roles, meta, users)| {
+                roles.remove(&key)?;
+                meta.insert(META_ROLE_ORDER, order_value.as_slice())?;
+                let mut holders = Vec::new();
+                for user_id in &holder_ids {
+                    let Some(value) = users.get(user_id.to_be_bytes())? else {
+                        continue;
+                    };
+                    let mut user: UserRecord = codec::decode(&value).map_err(abort)?;
+                    user.role_ids.retain(|r| *r != id);
+                    users.insert(&user_id.to_be_bytes(), codec::encode(&user).map_err(abort)?)?;
+                    holders.push(user);
+                }
+                Ok(holders)
+            },
+        ))?;
+        Ok(holders)
+    }
+
     /// Adds a role to a user's role set. Returns the updated user, or `None` if the user does
     /// not exist. Adding a role the user already holds changes nothing.
     pub fn grant_role(&self, user_id: u64, role_id: u64) -> Result<Option<UserRecord>> {
