@@ -582,3 +582,151 @@ mod tests {
         assert!(PermissionSet::from_json(bad_value.as_object().unwrap()).is_err());
     }
 }
+
+/// The spec's algorithm transcribed step by step, checked against the index on random input.
+#[cfg(test)]
+mod cascade_property {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// A permission object as the spec describes it: key → true/false, absent = undefined.
+    type Object = HashMap<&'static str, bool>;
+
+    fn object(set: &PermissionSet) -> Object {
+        Permission::ALL
+            .into_iter()
+            .filter_map(|p| set.get(p).map(|v| (p.key(), v)))
+            .collect()
+    }
+
+    /// Spec 2.5, steps 1-7, for key `k` over the list `r`.
+    fn spec_resolve(k: &str, r: &[Object]) -> bool {
+        for o in r {
+            match o.get(k) {
+                Some(true) => return true,
+                Some(false) => return false,
+                None => continue,
+            }
+        }
+        false
+    }
+
+    #[derive(Debug, Clone)]
+    struct World {
+        roles: Vec<(u64, PermissionSet)>,
+        order: Vec<u64>,
+        user_roles: Vec<u64>,
+        channel: ChannelOverrides,
+    }
+
+    fn set_strategy() -> impl Strategy<Value = PermissionSet> {
+        (0..=ALL_BITS, 0..=ALL_BITS).prop_map(|(allow, deny)| PermissionSet {
+            allow,
+            deny: deny & !allow,
+        })
+    }
+
+    fn world() -> impl Strategy<Value = World> {
+        (1usize..8)
+            .prop_flat_map(|n| {
+                (
+                    proptest::collection::vec(set_strategy(), n),
+                    Just((1..=n as u64).collect::<Vec<u64>>()).prop_shuffle(),
+                    proptest::collection::vec(any::<bool>(), n),
+                    proptest::collection::vec(proptest::option::of(set_strategy()), n),
+                    set_strategy(),
+                    set_strategy(),
+                )
+            })
+            .prop_map(|(sets, order, held, overrides, everyone, user)| {
+                let roles: Vec<(u64, PermissionSet)> =
+                    sets.into_iter().enumerate().map(|(i, s)| (i as u64 + 1, s)).collect();
+                let mut user_roles: Vec<u64> = roles
+                    .iter()
+                    .zip(&held)
+                    .filter(|(_, h)| **h)
+                    .map(|((id, _), _)| *id)
+                    .collect();
+                user_roles.reverse(); // The user's own list order must not matter.
+                let mask = |s: PermissionSet| {
+                    let m = Permission::CHANNEL_OVERRIDABLE
+                        .iter()
+                        .fold(0, |m, p| m | p.bit());
+                    PermissionSet {
+                        allow: s.allow & m,
+                        deny: s.deny & m,
+                    }
+                };
+                let channel = ChannelOverrides {
+                    everyone: mask(everyone),
+                    user: mask(user),
+                    roles: roles
+                        .iter()
+                        .zip(overrides)
+                        .filter_map(|((id, _), o)| o.map(|o| (*id, mask(o))))
+                        .collect(),
+                };
+                World {
+                    roles,
+                    order,
+                    user_roles,
+                    channel,
+                }
+            })
+    }
+
+    /// The ordered list `r` of spec 2.5 for a user (or guest), in a channel or not.
+    fn spec_list(w: &World, user: bool, in_channel: bool) -> Vec<Object> {
+        let mine: Vec<u64> = w
+            .order
+            .iter()
+            .filter(|id| user && w.user_roles.contains(id))
+            .copied()
+            .collect();
+        let mut r = Vec::new();
+        if in_channel {
+            for id in &mine {
+                if let Some(o) = w.channel.roles.get(id) {
+                    r.push(object(o));
+                }
+            }
+            if user {
+                r.push(object(&w.channel.user));
+            }
+            r.push(object(&w.channel.everyone));
+        }
+        for id in &mine {
+            let set = w.roles.iter().find(|(r, _)| r == id).unwrap().1;
+            r.push(object(&set));
+        }
+        if user {
+            r.push(object(&USER_PERMISSIONS));
+        }
+        r.push(object(&EVERYONE_PERMISSIONS));
+        r
+    }
+
+    proptest! {
+        #[test]
+        fn index_matches_the_spec_for_every_key(w in world()) {
+            let mut index = PermissionIndex::new(
+                w.roles.clone(),
+                w.order.clone(),
+                [(100, w.user_roles.clone())],
+            );
+            index.set_channel_overrides(7, w.channel.clone());
+            for (who, user) in [(Requester::User(100), true), (Requester::Guest, false)] {
+                for (channel, in_channel) in [(None, false), (Some(7), true)] {
+                    let list = spec_list(&w, user, in_channel);
+                    let granted = index.resolve(who, channel);
+                    for p in Permission::ALL {
+                        let expected = spec_resolve(p.key(), &list);
+                        prop_assert_eq!(granted.has(p), expected, "{} {:?} {:?}", p.key(), who, channel);
+                        prop_assert_eq!(index.has(who, channel, p), expected);
+                    }
+                }
+            }
+        }
+    }
+}
