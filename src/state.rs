@@ -95,6 +95,15 @@ pub fn grant_admin(store: &Store, username: &str) -> Result<Option<UserRecord>, 
     store.grant_role(user.id, role.id)
 }
 
+/// Builds the permission index from storage: every role, the order and every user's roles.
+pub fn load_permission_index(store: &Store) -> Result<PermissionIndex, StoreError> {
+    Ok(PermissionIndex::new(
+        store.roles()?.into_iter().map(|r| (r.id, r.permissions)),
+        store.role_order()?,
+        store.users()?.into_iter().map(|u| (u.id, u.role_ids)),
+    ))
+}
+
 impl AppState {
     /// Opens storage, loads the permission index and applies `--admin`.
     pub fn open(config: ServerConfig) -> Result<Self, StartupError> {
@@ -117,11 +126,7 @@ impl AppState {
             }
         }
         store.flush()?;
-        let index = PermissionIndex::new(
-            store.roles()?.into_iter().map(|r| (r.id, r.permissions)),
-            store.role_order()?,
-            store.users()?.into_iter().map(|u| (u.id, u.role_ids)),
-        );
+        let index = load_permission_index(&store)?;
         let hasher = PasswordHasher::new(config.scrypt, config.hash_concurrency)?;
         Ok(Self {
             store,

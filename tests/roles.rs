@@ -15,7 +15,11 @@ async fn with_admin() -> (TestServer, String, String) {
 
 async fn create_role(server: &TestServer, session: &str, name: &str, permissions: Value) -> String {
     let r = server
-        .post("/api/roles", Some(session), json!({"name": name, "permissions": permissions}))
+        .post(
+            "/api/roles",
+            Some(session),
+            json!({"name": name, "permissions": permissions}),
+        )
         .await;
     assert_eq!(r.0, 200, "{:?}", r.1);
     r.1["roleID"].as_str().unwrap().to_owned()
@@ -23,11 +27,27 @@ async fn create_role(server: &TestServer, session: &str, name: &str, permissions
 
 async fn order(server: &TestServer) -> Vec<String> {
     let (_, body) = server.get("/api/roles/order", None).await;
-    body["roleIDs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    body["roleIDs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
 }
 
-async fn give(server: &TestServer, session: &str, user: &str, role: &str) -> (reqwest::StatusCode, Value) {
-    server.post(&format!("/api/users/{user}/roles"), Some(session), json!({"roleID": role})).await
+async fn give(
+    server: &TestServer,
+    session: &str,
+    user: &str,
+    role: &str,
+) -> (reqwest::StatusCode, Value) {
+    server
+        .post(
+            &format!("/api/users/{user}/roles"),
+            Some(session),
+            json!({"roleID": role}),
+        )
+        .await
 }
 
 #[tokio::test]
@@ -39,13 +59,30 @@ async fn internal_roles_are_listed_last_and_cannot_be_changed() {
     assert_eq!(&ids[ids.len() - 2..], ["_user", "_everyone"]);
     assert_eq!(roles[0]["name"], "Admin");
     let (_, user_role) = server.get("/api/roles/_user", None).await;
-    assert_eq!(user_role["role"]["permissions"], json!({"sendMessages": true}));
+    assert_eq!(
+        user_role["role"]["permissions"],
+        json!({"sendMessages": true})
+    );
     let (_, everyone) = server.get("/api/roles/_everyone", None).await;
     assert_eq!(everyone["role"]["permissions"]["manageServer"], false);
     assert!(!order(&server).await.iter().any(|id| id.starts_with('_')));
     for id in ["_user", "_everyone"] {
-        assert_error(&server.patch(&format!("/api/roles/{id}"), Some(&admin), json!({"name": "x"})).await, "NOT_ALLOWED");
-        assert_error(&server.delete(&format!("/api/roles/{id}"), Some(&admin)).await, "NOT_ALLOWED");
+        assert_error(
+            &server
+                .patch(
+                    &format!("/api/roles/{id}"),
+                    Some(&admin),
+                    json!({"name": "x"}),
+                )
+                .await,
+            "NOT_ALLOWED",
+        );
+        assert_error(
+            &server
+                .delete(&format!("/api/roles/{id}"), Some(&admin))
+                .await,
+            "NOT_ALLOWED",
+        );
     }
     assert_error(&server.get("/api/roles/123", None).await, "NOT_FOUND");
 }
@@ -54,31 +91,84 @@ async fn internal_roles_are_listed_last_and_cannot_be_changed() {
 async fn creating_roles_needs_manage_roles_and_only_held_permissions() {
     let (server, _, admin) = with_admin().await;
     let (member_id, member) = server.user("member").await;
-    let r = server.post("/api/roles", Some(&member), json!({"name": "x", "permissions": {}})).await;
-    assert_eq!(assert_error(&r, "NOT_ALLOWED")["missingPermission"], "manageRoles");
-    assert_error(&server.post("/api/roles", None, json!({"name": "x", "permissions": {}})).await, "NOT_ALLOWED");
-    let r = server.post("/api/roles", Some(&admin), json!({"name": "x"})).await;
-    assert_eq!(assert_error(&r, "INCOMPLETE_PARAMETERS")["missing"], "permissions");
-    let r = server.post("/api/roles", Some(&admin), json!({"name": "x", "permissions": {"fly": true}})).await;
+    let r = server
+        .post(
+            "/api/roles",
+            Some(&member),
+            json!({"name": "x", "permissions": {}}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, "NOT_ALLOWED")["missingPermission"],
+        "manageRoles"
+    );
+    assert_error(
+        &server
+            .post("/api/roles", None, json!({"name": "x", "permissions": {}}))
+            .await,
+        "NOT_ALLOWED",
+    );
+    let r = server
+        .post("/api/roles", Some(&admin), json!({"name": "x"}))
+        .await;
+    assert_eq!(
+        assert_error(&r, "INCOMPLETE_PARAMETERS")["missing"],
+        "permissions"
+    );
+    let r = server
+        .post(
+            "/api/roles",
+            Some(&admin),
+            json!({"name": "x", "permissions": {"fly": true}}),
+        )
+        .await;
     assert_error(&r, "INVALID_PARAMETER_TYPE");
-    let r = server.post("/api/roles", Some(&admin), json!({"name": "x", "permissions": {"readMessages": 1}})).await;
+    let r = server
+        .post(
+            "/api/roles",
+            Some(&admin),
+            json!({"name": "x", "permissions": {"readMessages": 1}}),
+        )
+        .await;
     assert_error(&r, "INVALID_PARAMETER_TYPE");
-    let r = server.post("/api/roles", Some(&admin), json!({"name": "x".repeat(33), "permissions": {}})).await;
+    let r = server
+        .post(
+            "/api/roles",
+            Some(&admin),
+            json!({"name": "x".repeat(33), "permissions": {}}),
+        )
+        .await;
     assert_error(&r, "INVALID_NAME");
 
     // A role manager who lacks manageServer cannot create a role mentioning it, even as false.
-    let manager = create_role(&server, &admin, "Manager", json!({"manageRoles": true, "grantRoles": true})).await;
+    let manager = create_role(
+        &server,
+        &admin,
+        "Manager",
+        json!({"manageRoles": true, "grantRoles": true}),
+    )
+    .await;
     assert_eq!(give(&server, &admin, &member_id, &manager).await.0, 200);
     for value in [true, false] {
         let r = server
-            .post("/api/roles", Some(&member), json!({"name": "y", "permissions": {"manageServer": value}}))
+            .post(
+                "/api/roles",
+                Some(&member),
+                json!({"name": "y", "permissions": {"manageServer": value}}),
+            )
             .await;
-        assert_eq!(assert_error(&r, "NOT_ALLOWED")["missingPermission"], "manageServer");
+        assert_eq!(
+            assert_error(&r, "NOT_ALLOWED")["missingPermission"],
+            "manageServer"
+        );
     }
     let before = order(&server).await;
     let helper = create_role(&server, &member, "Helper", json!({"grantRoles": false})).await;
     let (_, role) = server.get(&format!("/api/roles/{helper}"), None).await;
-    assert_eq!(role["role"], json!({"id": helper, "name": "Helper", "permissions": {"grantRoles": false}}));
+    assert_eq!(
+        role["role"],
+        json!({"id": helper, "name": "Helper", "permissions": {"grantRoles": false}})
+    );
     // Placed right under the creator's most prioritized role.
     let after = order(&server).await;
     let manager_at = after.iter().position(|r| *r == manager).unwrap();
@@ -91,45 +181,139 @@ async fn roles_above_you_cannot_be_changed_deleted_or_granted() {
     let (server, _, admin) = with_admin().await;
     let (member_id, member) = server.user("member").await;
     let (other_id, _) = server.user("other").await;
-    let manager = create_role(&server, &admin, "Manager", json!({"manageRoles": true, "grantRoles": true})).await;
+    let manager = create_role(
+        &server,
+        &admin,
+        "Manager",
+        json!({"manageRoles": true, "grantRoles": true}),
+    )
+    .await;
     let peer = create_role(&server, &admin, "Peer", json!({})).await;
     give(&server, &admin, &member_id, &manager).await;
     // Admin ranks above Manager; Peer was placed under Admin too, above Manager.
     let o = order(&server).await;
     assert!(o.iter().position(|r| *r == peer) < o.iter().position(|r| *r == manager));
-    assert_error(&server.patch(&format!("/api/roles/{peer}"), Some(&member), json!({"name": "z"})).await, "NOT_ALLOWED");
-    assert_error(&server.delete(&format!("/api/roles/{peer}"), Some(&member)).await, "NOT_ALLOWED");
-    assert_error(&give(&server, &member, &other_id, &peer).await, "NOT_ALLOWED");
-    assert_error(&server.patch(&format!("/api/roles/{manager}"), Some(&member), json!({"name": "z"})).await, "NOT_ALLOWED");
+    assert_error(
+        &server
+            .patch(
+                &format!("/api/roles/{peer}"),
+                Some(&member),
+                json!({"name": "z"}),
+            )
+            .await,
+        "NOT_ALLOWED",
+    );
+    assert_error(
+        &server
+            .delete(&format!("/api/roles/{peer}"), Some(&member))
+            .await,
+        "NOT_ALLOWED",
+    );
+    assert_error(
+        &give(&server, &member, &other_id, &peer).await,
+        "NOT_ALLOWED",
+    );
+    assert_error(
+        &server
+            .patch(
+                &format!("/api/roles/{manager}"),
+                Some(&member),
+                json!({"name": "z"}),
+            )
+            .await,
+        "NOT_ALLOWED",
+    );
     // A role the member created sits below them and is theirs to manage.
     let below = create_role(&server, &member, "Below", json!({"sendMessages": true})).await;
-    assert_eq!(server.patch(&format!("/api/roles/{below}"), Some(&member), json!({"name": "Renamed"})).await.0, 200);
-    let r = server.patch(&format!("/api/roles/{below}"), Some(&member), json!({"permissions": {"manageUsers": true}})).await;
-    assert_eq!(assert_error(&r, "NOT_ALLOWED")["missingPermission"], "manageUsers");
-    assert_eq!(server.get(&format!("/api/roles/{below}"), None).await.1["role"]["name"], "Renamed");
+    assert_eq!(
+        server
+            .patch(
+                &format!("/api/roles/{below}"),
+                Some(&member),
+                json!({"name": "Renamed"})
+            )
+            .await
+            .0,
+        200
+    );
+    let r = server
+        .patch(
+            &format!("/api/roles/{below}"),
+            Some(&member),
+            json!({"permissions": {"manageUsers": true}}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, "NOT_ALLOWED")["missingPermission"],
+        "manageUsers"
+    );
+    assert_eq!(
+        server.get(&format!("/api/roles/{below}"), None).await.1["role"]["name"],
+        "Renamed"
+    );
     assert_eq!(give(&server, &member, &other_id, &below).await.0, 200);
-    assert_eq!(server.delete(&format!("/api/roles/{below}"), Some(&member)).await.0, 200);
-    assert_error(&server.get(&format!("/api/roles/{below}"), None).await, "NOT_FOUND");
+    assert_eq!(
+        server
+            .delete(&format!("/api/roles/{below}"), Some(&member))
+            .await
+            .0,
+        200
+    );
+    assert_error(
+        &server.get(&format!("/api/roles/{below}"), None).await,
+        "NOT_FOUND",
+    );
     assert!(!order(&server).await.contains(&below));
-    assert_eq!(server.get(&format!("/api/users/{other_id}/roles"), None).await.1["roleIDs"], json!([]));
+    assert_eq!(
+        server
+            .get(&format!("/api/users/{other_id}/roles"), None)
+            .await
+            .1["roleIDs"],
+        json!([])
+    );
 }
 
 #[tokio::test]
 async fn granting_and_taking_roles() {
     let (server, _, admin) = with_admin().await;
     let (user_id, user) = server.user("user").await;
-    let mods = create_role(&server, &admin, "Mods", json!({"manageUsers": true, "uploadImages": false})).await;
+    let mods = create_role(
+        &server,
+        &admin,
+        "Mods",
+        json!({"manageUsers": true, "uploadImages": false}),
+    )
+    .await;
     assert_error(&give(&server, &user, &user_id, &mods).await, "NOT_ALLOWED");
-    assert_error(&give(&server, &admin, &user_id, "_user").await, "NOT_ALLOWED");
+    assert_error(
+        &give(&server, &admin, &user_id, "_user").await,
+        "NOT_ALLOWED",
+    );
     assert_error(&give(&server, &admin, &user_id, "999").await, "NOT_FOUND");
     assert_error(&give(&server, &admin, "999", &mods).await, "NOT_FOUND");
-    let r = server.post(&format!("/api/users/{user_id}/roles"), Some(&admin), json!({})).await;
-    assert_eq!(assert_error(&r, "INCOMPLETE_PARAMETERS")["missing"], "roleID");
+    let r = server
+        .post(
+            &format!("/api/users/{user_id}/roles"),
+            Some(&admin),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, "INCOMPLETE_PARAMETERS")["missing"],
+        "roleID"
+    );
     assert_eq!(give(&server, &admin, &user_id, &mods).await.0, 200);
-    assert_error(&give(&server, &admin, &user_id, &mods).await, "ALREADY_PERFORMED");
-    let (_, roles) = server.get(&format!("/api/users/{user_id}/roles"), None).await;
+    assert_error(
+        &give(&server, &admin, &user_id, &mods).await,
+        "ALREADY_PERFORMED",
+    );
+    let (_, roles) = server
+        .get(&format!("/api/users/{user_id}/roles"), None)
+        .await;
     assert_eq!(roles["roleIDs"], json!([mods]));
-    let (_, perms) = server.get(&format!("/api/users/{user_id}/permissions"), None).await;
+    let (_, perms) = server
+        .get(&format!("/api/users/{user_id}/permissions"), None)
+        .await;
     assert_eq!(perms["permissions"]["manageUsers"], true);
     assert_eq!(perms["permissions"]["uploadImages"], false);
     assert_eq!(perms["permissions"]["sendMessages"], true);
@@ -137,14 +321,32 @@ async fn granting_and_taking_roles() {
     assert_eq!(perms["permissions"].as_object().unwrap().len(), 13);
     // The permission is live at once: the user can now patch other users.
     let (other_id, _) = server.user("other").await;
-    assert_eq!(server.patch(&format!("/api/users/{other_id}"), Some(&user), json!({"flair": "x"})).await.0, 200);
+    assert_eq!(
+        server
+            .patch(
+                &format!("/api/users/{other_id}"),
+                Some(&user),
+                json!({"flair": "x"})
+            )
+            .await
+            .0,
+        200
+    );
     let path = format!("/api/users/{user_id}/roles/{mods}");
     assert_error(&server.delete(&path, Some(&user)).await, "NOT_ALLOWED");
     assert_eq!(server.delete(&path, Some(&admin)).await.0, 200);
-    assert_error(&server.delete(&path, Some(&admin)).await, "ALREADY_PERFORMED");
-    let (_, perms) = server.get(&format!("/api/users/{user_id}/permissions"), None).await;
+    assert_error(
+        &server.delete(&path, Some(&admin)).await,
+        "ALREADY_PERFORMED",
+    );
+    let (_, perms) = server
+        .get(&format!("/api/users/{user_id}/permissions"), None)
+        .await;
     assert_eq!(perms["permissions"]["manageUsers"], false);
-    assert_error(&server.get("/api/users/999/permissions", None).await, "NOT_FOUND");
+    assert_error(
+        &server.get("/api/users/999/permissions", None).await,
+        "NOT_FOUND",
+    );
 }
 
 #[tokio::test]
@@ -161,15 +363,56 @@ async fn the_order_of_a_users_role_list_has_no_effect_only_the_role_order_does()
     give(&server, &admin, &b_id, &allow).await;
     let emotes = |v: Value| v["permissions"]["manageEmotes"].clone();
     // "Deny" was created last, right under Admin, so it ranks above "Allow".
-    assert_eq!(emotes(server.get(&format!("/api/users/{a_id}/permissions"), None).await.1), false);
-    assert_eq!(emotes(server.get(&format!("/api/users/{b_id}/permissions"), None).await.1), false);
+    assert_eq!(
+        emotes(
+            server
+                .get(&format!("/api/users/{a_id}/permissions"), None)
+                .await
+                .1
+        ),
+        false
+    );
+    assert_eq!(
+        emotes(
+            server
+                .get(&format!("/api/users/{b_id}/permissions"), None)
+                .await
+                .1
+        ),
+        false
+    );
     let mut o = order(&server).await;
-    let (i, j) = (o.iter().position(|r| *r == allow).unwrap(), o.iter().position(|r| *r == deny).unwrap());
+    let (i, j) = (
+        o.iter().position(|r| *r == allow).unwrap(),
+        o.iter().position(|r| *r == deny).unwrap(),
+    );
     o.swap(i, j);
-    assert_eq!(server.patch("/api/roles/order", Some(&admin), json!({"roleIDs": o})).await.0, 200);
+    assert_eq!(
+        server
+            .patch("/api/roles/order", Some(&admin), json!({"roleIDs": o}))
+            .await
+            .0,
+        200
+    );
     assert_eq!(order(&server).await, o);
-    assert_eq!(emotes(server.get(&format!("/api/users/{a_id}/permissions"), None).await.1), true);
-    assert_eq!(emotes(server.get(&format!("/api/users/{b_id}/permissions"), None).await.1), true);
+    assert_eq!(
+        emotes(
+            server
+                .get(&format!("/api/users/{a_id}/permissions"), None)
+                .await
+                .1
+        ),
+        true
+    );
+    assert_eq!(
+        emotes(
+            server
+                .get(&format!("/api/users/{b_id}/permissions"), None)
+                .await
+                .1
+        ),
+        true
+    );
 }
 
 #[tokio::test]
@@ -182,25 +425,84 @@ async fn reordering_rules() {
     let low2 = create_role(&server, &member, "Low2", json!({})).await;
     let current = order(&server).await;
     // Not a permutation.
-    let r = server.patch("/api/roles/order", Some(&admin), json!({"roleIDs": current[1..]})).await;
+    let r = server
+        .patch(
+            "/api/roles/order",
+            Some(&admin),
+            json!({"roleIDs": current[1..]}),
+        )
+        .await;
     assert_error(&r, "INVALID_PARAMETER_TYPE");
     let mut doubled = current.clone();
     doubled.push(current[0].clone());
-    assert_error(&server.patch("/api/roles/order", Some(&admin), json!({"roleIDs": doubled})).await, "INVALID_PARAMETER_TYPE");
-    assert_error(&server.patch("/api/roles/order", Some(&admin), json!({"roleIDs": "nope"})).await, "INVALID_PARAMETER_TYPE");
-    assert_error(&server.patch("/api/roles/order", Some(&member), json!({})).await, "INCOMPLETE_PARAMETERS");
+    assert_error(
+        &server
+            .patch(
+                "/api/roles/order",
+                Some(&admin),
+                json!({"roleIDs": doubled}),
+            )
+            .await,
+        "INVALID_PARAMETER_TYPE",
+    );
+    assert_error(
+        &server
+            .patch("/api/roles/order", Some(&admin), json!({"roleIDs": "nope"}))
+            .await,
+        "INVALID_PARAMETER_TYPE",
+    );
+    assert_error(
+        &server
+            .patch("/api/roles/order", Some(&member), json!({}))
+            .await,
+        "INCOMPLETE_PARAMETERS",
+    );
     let (_, nobody) = server.user("nobody").await;
-    assert_eq!(assert_error(&server.patch("/api/roles/order", Some(&nobody), json!({"roleIDs": current})).await, "NOT_ALLOWED")["missingPermission"], "manageRoles");
+    assert_eq!(
+        assert_error(
+            &server
+                .patch(
+                    "/api/roles/order",
+                    Some(&nobody),
+                    json!({"roleIDs": current})
+                )
+                .await,
+            "NOT_ALLOWED"
+        )["missingPermission"],
+        "manageRoles"
+    );
     // The member may swap the two roles below them...
     let mut swapped = current.clone();
-    let (i, j) = (current.iter().position(|r| *r == low1).unwrap(), current.iter().position(|r| *r == low2).unwrap());
+    let (i, j) = (
+        current.iter().position(|r| *r == low1).unwrap(),
+        current.iter().position(|r| *r == low2).unwrap(),
+    );
     swapped.swap(i, j);
-    assert_eq!(server.patch("/api/roles/order", Some(&member), json!({"roleIDs": swapped})).await.0, 200);
+    assert_eq!(
+        server
+            .patch(
+                "/api/roles/order",
+                Some(&member),
+                json!({"roleIDs": swapped})
+            )
+            .await
+            .0,
+        200
+    );
     // ...but not move their own role or anything above it.
     let mut lifted = swapped.clone();
     let m = lifted.iter().position(|r| *r == manager).unwrap();
     lifted.swap(0, m);
-    assert_error(&server.patch("/api/roles/order", Some(&member), json!({"roleIDs": lifted})).await, "NOT_ALLOWED");
+    assert_error(
+        &server
+            .patch(
+                "/api/roles/order",
+                Some(&member),
+                json!({"roleIDs": lifted}),
+            )
+            .await,
+        "NOT_ALLOWED",
+    );
     assert_eq!(order(&server).await, swapped);
 }
 
@@ -212,16 +514,40 @@ async fn reordering_may_not_cost_the_requester_manage_roles() {
     let cosmetic = create_role(&server, &admin, "Cosmetic", json!({})).await;
     let blocker = create_role(&server, &admin, "Blocker", json!({"manageRoles": false})).await;
     let admin_role = order(&server).await[0].clone();
-    let arranged = vec![admin_role.clone(), cosmetic.clone(), manager.clone(), blocker.clone()];
-    assert_eq!(server.patch("/api/roles/order", Some(&admin), json!({"roleIDs": arranged.clone()})).await.0, 200);
+    let arranged = vec![
+        admin_role.clone(),
+        cosmetic.clone(),
+        manager.clone(),
+        blocker.clone(),
+    ];
+    assert_eq!(
+        server
+            .patch(
+                "/api/roles/order",
+                Some(&admin),
+                json!({"roleIDs": arranged.clone()})
+            )
+            .await
+            .0,
+        200
+    );
     for role in [&cosmetic, &manager, &blocker] {
         assert_eq!(give(&server, &admin, &member_id, role).await.0, 200);
     }
     // Cosmetic is the member's top role and says nothing about manageRoles; moving Blocker
     // above Manager would take manageRoles away from the member, so it is refused.
     let locked_out = vec![admin_role, cosmetic, blocker, manager];
-    let r = server.patch("/api/roles/order", Some(&member), json!({"roleIDs": locked_out})).await;
-    assert_eq!(assert_error(&r, "NOT_ALLOWED")["missingPermission"], "manageRoles");
+    let r = server
+        .patch(
+            "/api/roles/order",
+            Some(&member),
+            json!({"roleIDs": locked_out}),
+        )
+        .await;
+    assert_eq!(
+        assert_error(&r, "NOT_ALLOWED")["missingPermission"],
+        "manageRoles"
+    );
     assert_eq!(order(&server).await, arranged);
 }
 
@@ -229,8 +555,13 @@ async fn reordering_may_not_cost_the_requester_manage_roles() {
 async fn guests_get_only_what_everyone_gives() {
     let (mut first, _, admin) = with_admin().await;
     let server = &first;
-    let r = server.patch("/api/settings", None, json!({"name": "x"})).await;
-    assert_eq!(assert_error(&r, "NOT_ALLOWED")["missingPermission"], "manageServer");
+    let r = server
+        .patch("/api/settings", None, json!({"name": "x"}))
+        .await;
+    assert_eq!(
+        assert_error(&r, "NOT_ALLOWED")["missingPermission"],
+        "manageServer"
+    );
     // Roles survive a restart: the index is rebuilt from storage.
     let role = create_role(server, &admin, "Persisted", json!({"managePins": true})).await;
     let data = server.data.clone();

@@ -60,9 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(roles::give)),
     )
     .service(resource("/api/users/{id}/roles/{role}").route(web::delete().to(roles::take)))
-    .service(
-        resource("/api/users/{id}/permissions").route(web::get().to(roles::user_permissions)),
-    )
+    .service(resource("/api/users/{id}/permissions").route(web::get().to(roles::user_permissions)))
     .service(
         resource("/api/roles")
             .route(web::get().to(roles::list))

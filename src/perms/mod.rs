@@ -640,8 +640,11 @@ mod cascade_property {
                 )
             })
             .prop_map(|(sets, order, held, overrides, everyone, user)| {
-                let roles: Vec<(u64, PermissionSet)> =
-                    sets.into_iter().enumerate().map(|(i, s)| (i as u64 + 1, s)).collect();
+                let roles: Vec<(u64, PermissionSet)> = sets
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, s)| (i as u64 + 1, s))
+                    .collect();
                 let mut user_roles: Vec<u64> = roles
                     .iter()
                     .zip(&held)
