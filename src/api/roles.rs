@@ -10,7 +10,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
-use super::users::user_view;
+use super::users::{find_user, user_view};
 use super::{ok, path_id};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::Audience;
@@ -353,10 +353,7 @@ fn check_grant(
     let role = index
         .role(role_id)
         .ok_or_else(|| ApiError::not_found("role"))?;
-    let user_id = path_id(user_raw, "user")?;
-    if state.store.user(user_id)?.is_none() {
-        return Err(ApiError::not_found("user"));
-    }
+    let user_id = find_user(state, user_raw)?.id;
     require_below(index, who, role_id)?;
     require_holds(granted, &role)?;
     Ok((user_id, role_id))
@@ -433,11 +430,7 @@ pub async fn user_roles(
     _req: ApiRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = path_id(&path, "user")?;
-    let user = state
-        .store
-        .user(id)?
-        .ok_or_else(|| ApiError::not_found("user"))?;
+    let user = find_user(&state, &path)?;
     let ids: Vec<String> = user.role_ids.iter().map(u64::to_string).collect();
     Ok(ok(json!({ "roleIDs": ids })))
 }
@@ -448,10 +441,7 @@ pub async fn user_permissions(
     _req: ApiRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let id = path_id(&path, "user")?;
-    if state.store.user(id)?.is_none() {
-        return Err(ApiError::not_found("user"));
-    }
-    let granted = state.granted(Requester::User(id), None);
+    let user = find_user(&state, &path)?;
+    let granted = state.granted(Requester::User(user.id), None);
     Ok(ok(json!({ "permissions": granted.to_json() })))
 }

@@ -43,7 +43,8 @@ pub fn user_view(state: &AppState, user: &UserRecord, viewer: Option<u64>) -> Us
     }
 }
 
-fn find_user(state: &AppState, raw_id: &str) -> ApiResult<UserRecord> {
+/// The user named by a URL id, or NOT_FOUND.
+pub fn find_user(state: &AppState, raw_id: &str) -> ApiResult<UserRecord> {
     let id = path_id(raw_id, "user")?;
     state
         .store
