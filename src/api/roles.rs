@@ -10,7 +10,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
-use super::users::{find_user, user_view};
+use super::users::{emit_user_update, find_user};
 use super::{ok, path_id};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::Audience;
@@ -265,11 +265,7 @@ pub async fn delete(
         Audience::Everyone,
     );
     for user in &holders {
-        state.bus.emit(
-            "user/update",
-            json!({ "user": user_view(&state, user, None) }),
-            Audience::Everyone,
-        );
+        emit_user_update(&state, user);
     }
     Ok(ok(json!({})))
 }
@@ -396,11 +392,7 @@ async fn change_user_role(
         user
     };
     state.store.durable().await?;
-    state.bus.emit(
-        "user/update",
-        json!({ "user": user_view(state, &user, None) }),
-        Audience::Everyone,
-    );
+    emit_user_update(state, &user);
     Ok(ok(json!({})))
 }
 

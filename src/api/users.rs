@@ -43,6 +43,15 @@ pub fn user_view(state: &AppState, user: &UserRecord, viewer: Option<u64>) -> Us
     }
 }
 
+/// Announces a changed user to everyone (without the private email).
+pub fn emit_user_update(state: &AppState, user: &UserRecord) {
+    state.bus.emit(
+        "user/update",
+        json!({ "user": user_view(state, user, None) }),
+        Audience::Everyone,
+    );
+}
+
 /// The user named by a URL id, or NOT_FOUND.
 pub fn find_user(state: &AppState, raw_id: &str) -> ApiResult<UserRecord> {
     let id = path_id(raw_id, "user")?;
@@ -192,11 +201,7 @@ pub async fn patch(
         }
     }
     state.store.durable().await?;
-    state.bus.emit(
-        "user/update",
-        json!({ "user": user_view(&state, &updated, None) }),
-        Audience::Everyone,
-    );
+    emit_user_update(&state, &updated);
     Ok(ok(json!({})))
 }
 
