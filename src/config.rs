@@ -14,6 +14,10 @@ use crate::auth::ScryptCost;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_DATA: &str = "./decentd-data";
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// 10 MB, the API doc's limit for images.
+pub const DEFAULT_UPLOAD_LIMIT: usize = 10_000_000;
+/// Longest message text, in characters.
+pub const DEFAULT_MAX_MESSAGE_LENGTH: usize = 10_000;
 /// 30 days.
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 30 * 86_400;
 /// scrypt N = 2^15, r = 8, p = 1: 32 MiB and roughly 100 ms per hash on one VPS core.
@@ -78,6 +82,12 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "DECENTD_BODY_LIMIT", value_name = "BYTES")]
     pub body_limit: Option<usize>,
+    /// Largest accepted image upload in bytes [default: 10000000].
+    #[arg(long, env = "DECENTD_UPLOAD_LIMIT", value_name = "BYTES")]
+    pub upload_limit: Option<usize>,
+    /// Longest message text in characters [default: 10000].
+    #[arg(long, env = "DECENTD_MAX_MESSAGE_LENGTH", value_name = "CHARS")]
+    pub max_message_length: Option<usize>,
     /// Seconds a login session stays valid [default: 2592000, 30 days].
     #[arg(long, env = "DECENTD_SESSION_TTL", value_name = "SECS")]
     pub session_ttl: Option<u64>,
@@ -133,6 +143,8 @@ pub struct FileConfig {
     pub data: Option<PathBuf>,
     pub admins: Option<Vec<String>>,
     pub body_limit: Option<usize>,
+    pub upload_limit: Option<usize>,
+    pub max_message_length: Option<usize>,
     pub session_ttl: Option<u64>,
     pub scrypt_log_n: Option<u8>,
     pub scrypt_r: Option<u32>,
@@ -154,6 +166,8 @@ pub struct ServerConfig {
     pub data: PathBuf,
     pub admins: Vec<String>,
     pub body_limit: usize,
+    pub upload_limit: usize,
+    pub max_message_length: usize,
     pub session_ttl: Duration,
     pub scrypt: ScryptCost,
     pub hash_concurrency: usize,
@@ -221,6 +235,19 @@ impl ServeArgs {
                 "body limit must be at least 1024 bytes, got {body_limit}"
             )));
         }
+        let upload_limit = self
+            .upload_limit
+            .or(file.upload_limit)
+            .unwrap_or(DEFAULT_UPLOAD_LIMIT);
+        let max_message_length = self
+            .max_message_length
+            .or(file.max_message_length)
+            .unwrap_or(DEFAULT_MAX_MESSAGE_LENGTH);
+        if max_message_length == 0 {
+            return Err(ConfigError::Invalid(
+                "max message length must be at least 1 character".into(),
+            ));
+        }
         let scrypt = ScryptCost {
             log_n: self
                 .scrypt_log_n
@@ -244,6 +271,8 @@ impl ServeArgs {
                 .unwrap_or_else(|| DEFAULT_DATA.into()),
             admins,
             body_limit,
+            upload_limit,
+            max_message_length,
             session_ttl: Duration::from_secs(
                 self.session_ttl
                     .or(file.session_ttl)

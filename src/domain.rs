@@ -92,6 +92,145 @@ pub fn avatar_url(email: Option<&str>, user_id: u64) -> String {
     )
 }
 
+/// Longest accepted emote shortcode.
+pub const MAX_SHORTCODE_LEN: usize = 32;
+/// Longest accepted emote image URL.
+pub const MAX_URL_LEN: usize = 2048;
+/// Most distinct users one message may mention; further mentions stay plain text.
+pub const MAX_MENTIONS: usize = 64;
+
+/// Message text: not empty or only whitespace, at most `max_chars` characters.
+pub fn validate_message_text(text: &str, max_chars: usize) -> Result<(), ApiError> {
+    if text.trim().is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameterType,
+            "message text must not be empty",
+        )
+        .with("parameter", "text"));
+    }
+    if text.chars().count() > max_chars {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameterType,
+            format!("message text may be at most {max_chars} characters long"),
+        )
+        .with("parameter", "text")
+        .with("limit", max_chars));
+    }
+    Ok(())
+}
+
+/// The user ids a text mentions as `<@id>`, each once, in order of first mention, at most
+/// `MAX_MENTIONS`. Whether the users exist is for the caller to check.
+pub fn parse_mentions(text: &str) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<@") {
+        rest = &rest[start + 2..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && rest.as_bytes().get(digits) == Some(&b'>') {
+            if let Some(id) = crate::ids::parse_id(&rest[..digits]) {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                    if ids.len() == MAX_MENTIONS {
+                        break;
+                    }
+                }
+            }
+            rest = &rest[digits + 1..];
+        }
+    }
+    ids
+}
+
+/// An emote shortcode: 1 to 32 characters, no colons, whitespace, control characters or
+/// slashes (it is a URL path segment).
+pub fn validate_shortcode(shortcode: &str) -> Result<(), ApiError> {
+    let bad_char = shortcode
+        .chars()
+        .any(|c| c == ':' || c == '/' || c == '\\' || c.is_whitespace() || c.is_control());
+    let len = shortcode.chars().count();
+    if len == 0 || len > MAX_SHORTCODE_LEN || bad_char {
+        return Err(ApiError::new(
+            ErrorCode::InvalidName,
+            format!(
+                "shortcodes are 1 to {MAX_SHORTCODE_LEN} characters without colons, spaces or slashes"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An image URL for an emote: an absolute http(s) URL, or a path on this server (`/...`).
+pub fn validate_image_url(raw: &str) -> Result<(), ApiError> {
+    let invalid = || {
+        ApiError::new(
+            ErrorCode::InvalidParameterType,
+            format!(
+                "imageURL must be an http(s) URL or a path starting with / (at most {MAX_URL_LEN} characters)"
+            ),
+        )
+        .with("parameter", "imageURL")
+    };
+    if raw.len() > MAX_URL_LEN || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    if raw.starts_with('/') && !raw.starts_with("//") {
+        return Ok(());
+    }
+    match url::Url::parse(raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => Ok(()),
+        _ => Err(invalid()),
+    }
+}
+
+/// An image format the server accepts for upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    Gif,
+    Jpeg,
+    Png,
+}
+
+impl ImageFormat {
+    /// Recognises an image by its leading bytes (its signature), never by name or declared type.
+    pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
+        if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
+            Some(ImageFormat::Gif)
+        } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(ImageFormat::Jpeg)
+        } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(ImageFormat::Png)
+        } else {
+            None
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Gif => "gif",
+            ImageFormat::Jpeg => "jpg",
+            ImageFormat::Png => "png",
+        }
+    }
+
+    pub fn from_extension(ext: &str) -> Option<ImageFormat> {
+        match ext {
+            "gif" => Some(ImageFormat::Gif),
+            "jpg" => Some(ImageFormat::Jpeg),
+            "png" => Some(ImageFormat::Png),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ImageFormat::Gif => "image/gif",
+            ImageFormat::Jpeg => "image/jpeg",
+            ImageFormat::Png => "image/png",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +283,45 @@ mod tests {
             parse_email(Some(" a@b ".into())).unwrap().as_deref(),
             Some("a@b")
         );
+    }
+
+    #[test]
+    fn mentions_are_parsed_once_each_in_order() {
+        assert_eq!(parse_mentions("hi <@12> and <@3>, <@12> again"), vec![12, 3]);
+        assert_eq!(parse_mentions("<@> <@x1> <@12 <@@5> <@<@7>"), vec![7]);
+        assert_eq!(parse_mentions("<@99999999999999999999999>"), Vec::<u64>::new());
+        let many: String = (1..200).map(|i| format!("<@{i}>")).collect();
+        assert_eq!(parse_mentions(&many).len(), MAX_MENTIONS);
+    }
+
+    #[test]
+    fn message_text_must_be_present_and_bounded() {
+        assert!(validate_message_text("hi", 10).is_ok());
+        assert!(validate_message_text("  \n", 10).is_err());
+        assert!(validate_message_text("ééééé", 5).is_ok());
+        assert!(validate_message_text("ééééé!", 5).is_err());
+    }
+
+    #[test]
+    fn shortcodes_and_image_urls() {
+        assert!(validate_shortcode("shipit").is_ok());
+        assert!(validate_shortcode("+1").is_ok());
+        for bad in ["", "a:b", "a b", "a/b", "..\\x", &"x".repeat(33)] {
+            assert!(validate_shortcode(bad).is_err(), "{bad}");
+        }
+        assert!(validate_image_url("https://example.com/a.png").is_ok());
+        assert!(validate_image_url("/uploads/x.png").is_ok());
+        for bad in ["//evil.com/x", "javascript:alert(1)", "ftp://x/y", "a b", "relative.png"] {
+            assert!(validate_image_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn images_are_recognised_by_signature() {
+        assert_eq!(ImageFormat::sniff(b"GIF89a..."), Some(ImageFormat::Gif));
+        assert_eq!(ImageFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(ImageFormat::Jpeg));
+        assert_eq!(ImageFormat::sniff(b"\x89PNG\r\n\x1a\n...."), Some(ImageFormat::Png));
+        assert_eq!(ImageFormat::sniff(b"<svg>"), None);
+        assert_eq!(ImageFormat::sniff(b""), None);
     }
 }

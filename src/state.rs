@@ -95,19 +95,38 @@ pub fn grant_admin(store: &Store, username: &str) -> Result<Option<UserRecord>, 
     store.grant_role(user.id, role.id)
 }
 
-/// Builds the permission index from storage: every role, the order and every user's roles.
+/// Builds the permission index from storage: every role, the order, every user's roles and
+/// every channel's overrides.
 pub fn load_permission_index(store: &Store) -> Result<PermissionIndex, StoreError> {
-    Ok(PermissionIndex::new(
+    let mut index = PermissionIndex::new(
         store.roles()?.into_iter().map(|r| (r.id, r.permissions)),
         store.role_order()?,
         store.users()?.into_iter().map(|u| (u.id, u.role_ids)),
-    ))
+    );
+    for channel in store.channels()? {
+        index.set_channel_overrides(channel.id, channel.overrides);
+    }
+    Ok(index)
+}
+
+/// Finishes removing the contents of channels whose deletion was interrupted.
+fn finish_purges(store: &Store) -> Result<(), StoreError> {
+    for channel in store.pending_purges()? {
+        let stats = store.purge_channel(channel)?;
+        tracing::info!(
+            channel,
+            messages = stats.messages,
+            "finished purging a deleted channel"
+        );
+    }
+    Ok(())
 }
 
 impl AppState {
     /// Opens storage, loads the permission index and applies `--admin`.
     pub fn open(config: ServerConfig) -> Result<Self, StartupError> {
         let store = Store::open(&config.data, config.cache_bytes)?;
+        finish_purges(&store)?;
         let purged = store.purge_expired_sessions(now_ms())?;
         if purged > 0 {
             tracing::info!(purged, "removed expired sessions");

@@ -4,9 +4,13 @@
 //! `params::ApiRequest`; errors are `error::ApiError`. Unknown `/api` routes, and known routes
 //! with an unsupported method, answer NOT_FOUND as JSON; anything else unknown is a plain 404.
 
+pub mod channels;
+pub mod emotes;
+pub mod messages;
 pub mod meta;
 pub mod roles;
 pub mod sessions;
+pub mod uploads;
 pub mod users;
 
 use actix_web::{guard, web, HttpRequest, HttpResponse, Resource};
@@ -61,6 +65,56 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/api/users/{id}/roles/{role}").route(web::delete().to(roles::take)))
     .service(resource("/api/users/{id}/permissions").route(web::get().to(roles::user_permissions)))
+    .service(
+        resource("/api/users/{id}/channel-permissions/{channel}")
+            .route(web::get().to(roles::user_channel_permissions)),
+    )
+    .service(resource("/api/users/{id}/mentions").route(web::get().to(messages::user_mentions)))
+    .service(
+        resource("/api/channels")
+            .route(web::get().to(channels::list))
+            .route(web::post().to(channels::create)),
+    )
+    .service(
+        resource("/api/channels/{id}")
+            .route(web::get().to(channels::get))
+            .route(web::patch().to(channels::rename))
+            .route(web::delete().to(channels::delete)),
+    )
+    .service(resource("/api/channels/{id}/mark-read").route(web::post().to(channels::mark_read)))
+    .service(resource("/api/channels/{id}/messages").route(web::get().to(channels::messages)))
+    .service(
+        resource("/api/channels/{id}/role-permissions")
+            .route(web::get().to(channels::get_role_permissions))
+            .route(web::patch().to(channels::set_role_permissions)),
+    )
+    .service(
+        resource("/api/channels/{id}/pins")
+            .route(web::get().to(channels::pins))
+            .route(web::post().to(channels::pin)),
+    )
+    .service(
+        resource("/api/channels/{id}/pins/{message}").route(web::delete().to(channels::unpin)),
+    )
+    .service(resource("/api/messages").route(web::post().to(messages::post)))
+    .service(
+        resource("/api/messages/{id}")
+            .route(web::get().to(messages::get))
+            .route(web::patch().to(messages::edit))
+            .route(web::delete().to(messages::delete)),
+    )
+    .service(
+        resource("/api/emotes")
+            .route(web::get().to(emotes::list))
+            .route(web::post().to(emotes::create)),
+    )
+    .service(
+        resource("/api/emotes/{shortcode}")
+            .route(web::get().to(emotes::view))
+            .route(web::delete().to(emotes::delete)),
+    )
+    .service(resource("/api/upload-image").route(web::post().to(uploads::upload)))
+    .service(resource("/uploads/{name}").route(web::get().to(uploads::serve)))
     .service(
         resource("/api/roles")
             .route(web::get().to(roles::list))

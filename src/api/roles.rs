@@ -437,3 +437,17 @@ pub async fn user_permissions(
     let granted = state.granted(Requester::User(user.id), None);
     Ok(ok(json!({ "permissions": granted.to_json() })))
 }
+
+/// `GET /api/users/:userID/channel-permissions/:channelID`: the user's permissions with the
+/// channel's overrides applied. The channel must be visible to the requester.
+pub async fn user_channel_permissions(
+    state: web::Data<AppState>,
+    req: ApiRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult<HttpResponse> {
+    let (user_raw, channel_raw) = path.into_inner();
+    let user = find_user(&state, &user_raw)?;
+    let channel = super::channels::visible_channel(&state, req.requester(), &channel_raw)?;
+    let granted = state.granted(Requester::User(user.id), Some(channel.id));
+    Ok(ok(json!({ "permissions": granted.to_json() })))
+}

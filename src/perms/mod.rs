@@ -239,7 +239,7 @@ impl std::hash::Hasher for IdHasher {
 pub type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// Channel-specific overrides of one channel, by role.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChannelOverrides {
     pub everyone: PermissionSet,
     pub user: PermissionSet,

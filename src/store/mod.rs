@@ -5,8 +5,13 @@
 //! postcard). Writes that touch several trees run in one sled transaction. Nothing here is
 //! durable until `Store::durable` resolves: handlers call it before they answer.
 
+mod channels;
 mod codec;
 mod commit;
+mod emotes;
+
+pub use channels::{Author, ChannelNameError, ChannelRecord, MessageRecord, PinChange, PurgeStats};
+pub use emotes::EmoteRecord;
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -117,6 +122,15 @@ pub struct Store {
     user_sessions: Tree,
     roles: Tree,
     meta: Tree,
+    channels: Tree,
+    messages: Tree,
+    message_channels: Tree,
+    mentions: Tree,
+    pins: Tree,
+    read_state: Tree,
+    emotes: Tree,
+    /// Serializes channel creation and renames, which check name uniqueness.
+    channel_names: std::sync::Mutex<()>,
     ids: IdGenerator,
     commit: GroupCommit,
 }
@@ -187,8 +201,10 @@ impl Store {
         let tree = |name: &str| db.open_tree(name);
         let users = tree("users")?;
         let roles = tree("roles")?;
+        let channels = tree("channels")?;
+        let message_channels = tree("message_channels")?;
         let mut floor = 0;
-        for t in [&users, &roles] {
+        for t in [&users, &roles, &channels, &message_channels] {
             if let Some((k, _)) = t.last()? {
                 floor = floor.max(id_from_key(&k));
             }
@@ -198,8 +214,16 @@ impl Store {
             sessions: tree("sessions")?,
             user_sessions: tree("user_sessions")?,
             meta: tree("meta")?,
+            messages: tree("messages")?,
+            mentions: tree("mentions")?,
+            pins: tree("pins")?,
+            read_state: tree("read_state")?,
+            emotes: tree("emotes")?,
+            channel_names: std::sync::Mutex::new(()),
             users,
             roles,
+            channels,
+            message_channels,
             ids: IdGenerator::starting_after(floor),
             commit: GroupCommit::start(db.clone())?,
             db,
@@ -308,6 +332,13 @@ impl Store {
                     Ok(())
                 }),
         )?;
+        // The user's mention index and read state go too; the messages stay.
+        self.remove_prefix(&self.mentions, &id.to_be_bytes())?;
+        let mut read = sled::Batch::default();
+        for channel in self.channels.iter().keys() {
+            read.remove(&channels::pair_key(id_from_key(&channel?), id));
+        }
+        self.read_state.apply_batch(read)?;
         Ok(Some(user))
     }
 
@@ -485,8 +516,8 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes a role: from the roles, the order, and every user holding it, in one
-    /// transaction. Returns the users that held it (updated).
+    /// Deletes a role: from the roles, the order, every user holding it and every channel
+    /// overriding it, in one transaction. Returns the users that held it (updated).
     pub fn delete_role(&self, id: u64) -> Result<Vec<UserRecord>> {
         let mut order = self.role_order()?;
         order.retain(|r| *r != id);
@@ -497,10 +528,17 @@ impl Store {
             .filter(|u| u.role_ids.contains(&id))
             .map(|u| u.id)
             .collect();
+        let channel_ids: Vec<u64> = self
+            .channels()?
+            .into_iter()
+            .filter(|c| c.overrides.roles.contains_key(&id))
+            .map(|c| c.id)
+            .collect();
         let key = id.to_be_bytes();
-        // Holders are re-read inside the transaction so a concurrent profile change is kept.
-        let holders = flatten((&self.roles, &self.meta, &self.users).transaction(
-            |(roles, meta, users)| {
+        // Holders and channels are re-read inside the transaction so concurrent changes to
+        // them are kept.
+        let holders = flatten((&self.roles, &self.meta, &self.users, &self.channels).transaction(
+            |(roles, meta, users, channels)| {
                 roles.remove(&key)?;
                 meta.insert(META_ROLE_ORDER, order_value.as_slice())?;
                 let mut holders = Vec::new();
@@ -512,6 +550,17 @@ impl Store {
                     user.role_ids.retain(|r| *r != id);
                     users.insert(&user_id.to_be_bytes(), codec::encode(&user).map_err(abort)?)?;
                     holders.push(user);
+                }
+                for channel_id in &channel_ids {
+                    let Some(value) = channels.get(channel_id.to_be_bytes())? else {
+                        continue;
+                    };
+                    let mut channel: ChannelRecord = codec::decode(&value).map_err(abort)?;
+                    channel.overrides.roles.remove(&id);
+                    channels.insert(
+                        &channel_id.to_be_bytes(),
+                        codec::encode(&channel).map_err(abort)?,
+                    )?;
                 }
                 Ok(holders)
             },

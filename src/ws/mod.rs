@@ -14,6 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::events::Audience;
 use crate::params::resolve_session;
+use crate::perms::{Permission, Requester};
 use crate::state::AppState;
 
 /// Largest frame a client may send; pongdata is tiny.
@@ -113,8 +114,12 @@ async fn run(
                     let deliver = match event.audience {
                         Audience::Everyone => true,
                         Audience::User(id) => user == Some(id),
-                        // Channel delivery needs read-permission filtering; nothing emits it yet.
-                        Audience::Channel(_) => false,
+                        // Checked at delivery time, so a lost permission takes effect at once.
+                        Audience::Channel(channel) => state.perms().has(
+                            user.map_or(Requester::Guest, Requester::User),
+                            Some(channel),
+                            Permission::ReadMessages,
+                        ),
                     };
                     if deliver && session.text(event.json.to_string()).await.is_err() {
                         break None;

@@ -1,0 +1,261 @@
+//! Messages and mentions (API doc "Messages", and `GET /api/users/:id/mentions`).
+//!
+//! Mentions `<@userID>` of existing users become `mentionedUserIDs` and entries of the
+//! mention index; `user/mentions/add` and `user/mentions/remove` go to a mentioned user only
+//! while they may read the message's channel.
+
+use actix_web::{web, HttpResponse};
+use serde_json::{json, Value};
+
+use super::channels::visible_channel;
+use super::users::find_user;
+use super::{ok, path_id};
+use crate::domain::{avatar_url, parse_mentions, validate_message_text};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::events::Audience;
+use crate::ids::{now_ms, unix_seconds};
+use crate::params::ApiRequest;
+use crate::perms::{Permission, Requester};
+use crate::state::AppState;
+use crate::store::{Author, MessageRecord};
+
+/// Most mentions one `GET /api/users/:id/mentions` returns.
+pub const MAX_MENTIONS_PAGE: u64 = 50;
+
+/// The message object of the API.
+pub fn message_json(m: &MessageRecord) -> Value {
+    let author = m.author.as_ref();
+    json!({
+        "id": m.id.to_string(),
+        "channelID": m.channel_id.to_string(),
+        "type": if m.system { "system" } else { "user" },
+        "text": m.text,
+        "authorID": author.map(|a| a.id.to_string()),
+        "authorUsername": author.map(|a| a.username.as_str()),
+        "authorAvatarURL": author.map(|a| a.avatar_url.as_str()),
+        "dateCreated": unix_seconds(m.created_ms),
+        "dateEdited": m.edited_ms.map(unix_seconds),
+        "pinned": m.pinned,
+        "mentionedUserIDs": m.mentions.iter().map(u64::to_string).collect::<Vec<_>>(),
+    })
+}
+
+/// The mentioned users of a text that exist.
+fn mentioned_users(state: &AppState, text: &str) -> ApiResult<Vec<u64>> {
+    let mut users = Vec::new();
+    for id in parse_mentions(text) {
+        if state.store.user(id)?.is_some() {
+            users.push(id);
+        }
+    }
+    Ok(users)
+}
+
+/// Tells each user (who may read the channel) that a message now mentions them, or no longer
+/// does.
+fn emit_mentions(state: &AppState, users: &[u64], message: &MessageRecord, added: bool) {
+    for user in users {
+        if !state
+            .perms()
+            .has(Requester::User(*user), Some(message.channel_id), Permission::ReadMessages)
+        {
+            continue;
+        }
+        if added {
+            state.bus.emit(
+                "user/mentions/add",
+                json!({ "message": message_json(message) }),
+                Audience::User(*user),
+            );
+        } else {
+            state.bus.emit(
+                "user/mentions/remove",
+                json!({ "messageID": message.id.to_string() }),
+                Audience::User(*user),
+            );
+        }
+    }
+}
+
+/// The message a URL names, if the requester may read its channel; NOT_FOUND otherwise.
+fn visible_message(state: &AppState, who: Requester, raw_id: &str) -> ApiResult<MessageRecord> {
+    let id = path_id(raw_id, "message")?;
+    let message = state
+        .store
+        .message(id)?
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    if !state
+        .perms()
+        .has(who, Some(message.channel_id), Permission::ReadMessages)
+    {
+        return Err(ApiError::not_found("message"));
+    }
+    Ok(message)
+}
+
+/// `POST /api/messages`
+pub async fn post(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<HttpResponse> {
+    let channel_raw = req.string("channelID")?;
+    let text = req.string("text")?;
+    let system = match req.opt_string("type")?.as_deref() {
+        None | Some("user") => false,
+        Some("system") => true,
+        Some(_) => return Err(ApiError::invalid_type("type", "\"user\" or \"system\"")),
+    };
+    validate_message_text(&text, state.config.max_message_length)?;
+    let session = req.logged_in()?;
+    let who = req.requester();
+    let channel = visible_channel(&state, who, &channel_raw)?;
+    let granted = state.granted(who, Some(channel.id));
+    if !granted.has(Permission::SendMessages) {
+        return Err(ApiError::missing_permission(Permission::SendMessages));
+    }
+    if system && !granted.has(Permission::SendSystemMessages) {
+        return Err(ApiError::missing_permission(Permission::SendSystemMessages));
+    }
+    let user = &session.user;
+    let message = MessageRecord {
+        id: state.store.next_id(),
+        channel_id: channel.id,
+        system,
+        mentions: mentioned_users(&state, &text)?,
+        text,
+        author: (!system).then(|| Author {
+            id: user.id,
+            username: user.username.clone(),
+            avatar_url: avatar_url(user.email.as_deref(), user.id),
+        }),
+        created_ms: now_ms(),
+        edited_ms: None,
+        pinned: false,
+    };
+    if !state.store.insert_message(&message)? {
+        return Err(ApiError::not_found("channel"));
+    }
+    state.store.durable().await?;
+    state.bus.emit(
+        "message/new",
+        json!({ "message": message_json(&message) }),
+        Audience::Channel(channel.id),
+    );
+    emit_mentions(&state, &message.mentions, &message, true);
+    Ok(ok(json!({ "messageID": message.id.to_string() })))
+}
+
+/// `GET /api/messages/:id`
+pub async fn get(
+    state: web::Data<AppState>,
+    req: ApiRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let message = visible_message(&state, req.requester(), &path)?;
+    Ok(ok(json!({ "message": message_json(&message) })))
+}
+
+fn not_yours(what: &str) -> ApiError {
+    ApiError::new(ErrorCode::NotYours, format!("you can only {what} your own messages"))
+}
+
+/// `PATCH /api/messages/:id`: the author edits the text.
+pub async fn edit(
+    state: web::Data<AppState>,
+    req: ApiRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let text = req.string("text")?;
+    validate_message_text(&text, state.config.max_message_length)?;
+    let user = req.logged_in()?.user.id;
+    let message = visible_message(&state, req.requester(), &path)?;
+    if message.author.as_ref().map(|a| a.id) != Some(user) {
+        return Err(not_yours("edit"));
+    }
+    let mentions = mentioned_users(&state, &text)?;
+    let (old, new) = state
+        .store
+        .edit_message(message.id, &text, &mentions, now_ms())?
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    state.store.durable().await?;
+    state.bus.emit(
+        "message/edit",
+        json!({ "message": message_json(&new) }),
+        Audience::Channel(new.channel_id),
+    );
+    let added: Vec<u64> = new.mentions.iter().filter(|u| !old.mentions.contains(u)).copied().collect();
+    let removed: Vec<u64> = old.mentions.iter().filter(|u| !new.mentions.contains(u)).copied().collect();
+    emit_mentions(&state, &added, &new, true);
+    emit_mentions(&state, &removed, &new, false);
+    Ok(ok(json!({})))
+}
+
+/// `DELETE /api/messages/:id`: by the author, or with deleteMessages in the channel.
+pub async fn delete(
+    state: web::Data<AppState>,
+    req: ApiRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let user = req.logged_in()?.user.id;
+    let who = req.requester();
+    let message = visible_message(&state, who, &path)?;
+    let own = message.author.as_ref().map(|a| a.id) == Some(user);
+    if !own
+        && !state
+            .perms()
+            .has(who, Some(message.channel_id), Permission::DeleteMessages)
+    {
+        return Err(not_yours("delete").with("missingPermission", Permission::DeleteMessages.key()));
+    }
+    let deleted = state
+        .store
+        .delete_message(message.id)?
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    state.store.durable().await?;
+    let id = deleted.id.to_string();
+    if deleted.pinned {
+        state.bus.emit(
+            "channel/pins/remove",
+            json!({ "messageID": id }),
+            Audience::Channel(deleted.channel_id),
+        );
+    }
+    state.bus.emit(
+        "message/delete",
+        json!({ "messageID": id }),
+        Audience::Channel(deleted.channel_id),
+    );
+    emit_mentions(&state, &deleted.mentions, &deleted, false);
+    Ok(ok(json!({})))
+}
+
+/// `GET /api/users/:id/mentions`: newest first, only from channels the requester may read.
+pub async fn user_mentions(
+    state: web::Data<AppState>,
+    req: ApiRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let limit = req
+        .opt_u64("limit")?
+        .unwrap_or(MAX_MENTIONS_PAGE)
+        .clamp(1, MAX_MENTIONS_PAGE) as usize;
+    let skip = req.opt_u64("skip")?.unwrap_or(0) as usize;
+    let user = find_user(&state, &path)?;
+    let who = req.requester();
+    let mut found = Vec::with_capacity(limit);
+    let mut skipped = 0;
+    for entry in state.store.mentions_of(user.id) {
+        let (message_id, channel) = entry?;
+        if !state.perms().has(who, Some(channel), Permission::ReadMessages) {
+            continue;
+        }
+        if skipped < skip {
+            skipped += 1;
+            continue;
+        }
+        if let Some(message) = state.store.message_in(channel, message_id)? {
+            found.push(message_json(&message));
+            if found.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(ok(json!({ "mentions": found })))
+}
