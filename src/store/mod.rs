@@ -240,6 +240,28 @@ impl Store {
         self.commit.wait().await.map_err(StoreError::Durability)
     }
 
+    /// The number of keys in each key space, by name. For diagnostics and storage tests.
+    pub fn key_counts(&self) -> Vec<(&'static str, usize)> {
+        [
+            ("users", &self.users),
+            ("usernames", &self.usernames),
+            ("sessions", &self.sessions),
+            ("user_sessions", &self.user_sessions),
+            ("roles", &self.roles),
+            ("meta", &self.meta),
+            ("channels", &self.channels),
+            ("messages", &self.messages),
+            ("message_channels", &self.message_channels),
+            ("mentions", &self.mentions),
+            ("pins", &self.pins),
+            ("read_state", &self.read_state),
+            ("emotes", &self.emotes),
+        ]
+        .into_iter()
+        .map(|(name, tree)| (name, tree.len()))
+        .collect()
+    }
+
     /// Flushes everything to disk, blocking. For shutdown and offline commands.
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;

@@ -240,3 +240,81 @@ pub fn assert_error(response: &(StatusCode, Value), code: &str) -> Value {
     assert!(!status.is_success(), "an error must not be 2xx: {status}");
     body["error"].clone()
 }
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket client of the server, optionally authenticated with a session.
+pub struct EventSocket {
+    ws: WsStream,
+}
+
+impl TestServer {
+    /// Connects a WebSocket at `/`; with a session, answers the first pingdata with pongdata
+    /// and waits until the server has taken it (its user/online, or a round trip).
+    pub async fn events(&self, session: Option<&str>) -> EventSocket {
+        use futures_util::SinkExt;
+        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url())
+            .await
+            .expect("websocket connect");
+        let mut socket = EventSocket { ws };
+        let first = socket.next_json().await;
+        assert_eq!(first["evt"], "pingdata");
+        if let Some(s) = session {
+            socket
+                .ws
+                .send(tokio_tungstenite::tungstenite::Message::text(
+                    json!({"evt": "pongdata", "data": {"sessionID": s}}).to_string(),
+                ))
+                .await
+                .expect("send pongdata");
+        }
+        // A cheap round trip through the server so the pong is processed before the caller acts.
+        let _ = self.get("/api", None).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        socket
+    }
+}
+
+impl EventSocket {
+    /// The next JSON text frame, within 10 s.
+    pub async fn next_json(&mut self) -> Value {
+        use futures_util::StreamExt;
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("a frame within 10 s")
+                .expect("socket open")
+                .expect("valid frame");
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
+                return serde_json::from_str(&text).expect("server sends JSON");
+            }
+        }
+    }
+
+    /// The next event named `evt` (others are skipped); returns its `data`.
+    pub async fn expect(&mut self, evt: &str) -> Value {
+        loop {
+            let v = self.next_json().await;
+            if v["evt"] == evt {
+                return v["data"].clone();
+            }
+        }
+    }
+
+    /// Every event that arrives within `wait`, in order, as (evt, data).
+    pub async fn drain(&mut self, wait: Duration) -> Vec<(String, Value)> {
+        use futures_util::StreamExt;
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
+                let v: Value = serde_json::from_str(&text).expect("server sends JSON");
+                if v["evt"] != "pingdata" {
+                    out.push((v["evt"].as_str().unwrap_or("").to_owned(), v["data"].clone()));
+                }
+            }
+        }
+        out
+    }
+}
