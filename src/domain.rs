@@ -287,9 +287,15 @@ mod tests {
 
     #[test]
     fn mentions_are_parsed_once_each_in_order() {
-        assert_eq!(parse_mentions("hi <@12> and <@3>, <@12> again"), vec![12, 3]);
+        assert_eq!(
+            parse_mentions("hi <@12> and <@3>, <@12> again"),
+            vec![12, 3]
+        );
         assert_eq!(parse_mentions("<@> <@x1> <@12 <@@5> <@<@7>"), vec![7]);
-        assert_eq!(parse_mentions("<@99999999999999999999999>"), Vec::<u64>::new());
+        assert_eq!(
+            parse_mentions("<@99999999999999999999999>"),
+            Vec::<u64>::new()
+        );
         let many: String = (1..200).map(|i| format!("<@{i}>")).collect();
         assert_eq!(parse_mentions(&many).len(), MAX_MENTIONS);
     }
@@ -311,7 +317,13 @@ mod tests {
         }
         assert!(validate_image_url("https://example.com/a.png").is_ok());
         assert!(validate_image_url("/uploads/x.png").is_ok());
-        for bad in ["//evil.com/x", "javascript:alert(1)", "ftp://x/y", "a b", "relative.png"] {
+        for bad in [
+            "//evil.com/x",
+            "javascript:alert(1)",
+            "ftp://x/y",
+            "a b",
+            "relative.png",
+        ] {
             assert!(validate_image_url(bad).is_err(), "{bad}");
         }
     }
@@ -319,8 +331,14 @@ mod tests {
     #[test]
     fn images_are_recognised_by_signature() {
         assert_eq!(ImageFormat::sniff(b"GIF89a..."), Some(ImageFormat::Gif));
-        assert_eq!(ImageFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(ImageFormat::Jpeg));
-        assert_eq!(ImageFormat::sniff(b"\x89PNG\r\n\x1a\n...."), Some(ImageFormat::Png));
+        assert_eq!(
+            ImageFormat::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Some(ImageFormat::Jpeg)
+        );
+        assert_eq!(
+            ImageFormat::sniff(b"\x89PNG\r\n\x1a\n...."),
+            Some(ImageFormat::Png)
+        );
         assert_eq!(ImageFormat::sniff(b"<svg>"), None);
         assert_eq!(ImageFormat::sniff(b""), None);
     }

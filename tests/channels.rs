@@ -72,11 +72,15 @@ async fn channels_are_created_listed_renamed_and_deleted_with_every_refusal() {
     let (user_id, user) = server.user("plain").await;
 
     assert_error(
-        &server.post("/api/channels", Some(&user), json!({"name": "x"})).await,
+        &server
+            .post("/api/channels", Some(&user), json!({"name": "x"}))
+            .await,
         "NOT_ALLOWED",
     );
     assert_error(
-        &server.post("/api/channels", None, json!({"name": "x"})).await,
+        &server
+            .post("/api/channels", None, json!({"name": "x"}))
+            .await,
         "NOT_ALLOWED",
     );
     assert_error(
@@ -90,21 +94,33 @@ async fn channels_are_created_listed_renamed_and_deleted_with_every_refusal() {
         "INVALID_NAME",
     );
     assert_error(
-        &server.post("/api/channels", Some(&admin), json!({"name": 5})).await,
+        &server
+            .post("/api/channels", Some(&admin), json!({"name": 5}))
+            .await,
         "INVALID_PARAMETER_TYPE",
     );
 
     let general = create_channel(&server, &admin, "general").await;
     let (_, list) = server.get("/api/channels", None).await;
-    assert_eq!(list, json!({"channels": [{"id": general, "name": "general"}]}));
+    assert_eq!(
+        list,
+        json!({"channels": [{"id": general, "name": "general"}]})
+    );
     let (_, one) = server.get(&format!("/api/channels/{general}"), None).await;
     assert_eq!(one, json!({"channel": {"id": general, "name": "general"}}));
 
     // Names are unique ignoring case, unless the creator has allowNonUnique.
-    let limited = create_role(&server, &admin, json!({"manageChannels": true, "allowNonUnique": false})).await;
+    let limited = create_role(
+        &server,
+        &admin,
+        json!({"manageChannels": true, "allowNonUnique": false}),
+    )
+    .await;
     give(&server, &admin, &user_id, &limited).await;
     assert_error(
-        &server.post("/api/channels", Some(&user), json!({"name": "GENERAL"})).await,
+        &server
+            .post("/api/channels", Some(&user), json!({"name": "GENERAL"}))
+            .await,
         "NAME_ALREADY_TAKEN",
     );
     let twin = create_channel(&server, &admin, "general").await;
@@ -113,37 +129,73 @@ async fn channels_are_created_listed_renamed_and_deleted_with_every_refusal() {
     // Rename.
     assert_error(
         &server
-            .patch(&format!("/api/channels/{general}"), Some(&admin), json!({"name": "no spaces"}))
+            .patch(
+                &format!("/api/channels/{general}"),
+                Some(&admin),
+                json!({"name": "no spaces"}),
+            )
             .await,
         "INVALID_NAME",
     );
     let r = server
-        .patch(&format!("/api/channels/{general}"), Some(&admin), json!({"name": "lobby"}))
+        .patch(
+            &format!("/api/channels/{general}"),
+            Some(&admin),
+            json!({"name": "lobby"}),
+        )
         .await;
     assert_eq!(r, (reqwest::StatusCode::OK, json!({})));
     assert_eq!(
-        server.get(&format!("/api/channels/{general}"), None).await.1["channel"]["name"],
+        server
+            .get(&format!("/api/channels/{general}"), None)
+            .await
+            .1["channel"]["name"],
         "lobby"
     );
     let plain_role_user = server.user("nobody").await.1;
     assert_error(
         &server
-            .patch(&format!("/api/channels/{general}"), Some(&plain_role_user), json!({"name": "mine"}))
+            .patch(
+                &format!("/api/channels/{general}"),
+                Some(&plain_role_user),
+                json!({"name": "mine"}),
+            )
             .await,
         "NOT_ALLOWED",
     );
 
     // Delete.
     assert_error(
-        &server.delete(&format!("/api/channels/{twin}"), Some(&plain_role_user)).await,
+        &server
+            .delete(&format!("/api/channels/{twin}"), Some(&plain_role_user))
+            .await,
         "NOT_ALLOWED",
     );
-    let r = server.delete(&format!("/api/channels/{twin}"), Some(&admin)).await;
+    let r = server
+        .delete(&format!("/api/channels/{twin}"), Some(&admin))
+        .await;
     assert_eq!(r, (reqwest::StatusCode::OK, json!({})));
-    assert_error(&server.delete(&format!("/api/channels/{twin}"), Some(&admin)).await, "NOT_FOUND");
-    assert_error(&server.get(&format!("/api/channels/{twin}"), None).await, "NOT_FOUND");
-    assert_error(&server.get("/api/channels/not-an-id", None).await, "NOT_FOUND");
-    assert_eq!(server.get("/api/channels", None).await.1["channels"].as_array().unwrap().len(), 1);
+    assert_error(
+        &server
+            .delete(&format!("/api/channels/{twin}"), Some(&admin))
+            .await,
+        "NOT_FOUND",
+    );
+    assert_error(
+        &server.get(&format!("/api/channels/{twin}"), None).await,
+        "NOT_FOUND",
+    );
+    assert_error(
+        &server.get("/api/channels/not-an-id", None).await,
+        "NOT_FOUND",
+    );
+    assert_eq!(
+        server.get("/api/channels", None).await.1["channels"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -168,7 +220,10 @@ async fn unreadable_channels_are_invisible_everywhere() {
     assert_eq!(r.0, 200, "{}", r.1);
 
     for session in [None, Some(other.as_str())] {
-        assert_eq!(server.get("/api/channels", session).await.1["channels"], json!([]));
+        assert_eq!(
+            server.get("/api/channels", session).await.1["channels"],
+            json!([])
+        );
         for path in [
             format!("/api/channels/{secret}"),
             format!("/api/channels/{secret}/messages"),
@@ -181,21 +236,43 @@ async fn unreadable_channels_are_invisible_everywhere() {
     }
     assert_error(
         &server
-            .post("/api/messages", Some(&other), json!({"channelID": secret, "text": "hi"}))
+            .post(
+                "/api/messages",
+                Some(&other),
+                json!({"channelID": secret, "text": "hi"}),
+            )
             .await,
         "NOT_FOUND",
     );
     assert_error(
-        &server.post(&format!("/api/channels/{secret}/mark-read"), Some(&other), json!({})).await,
+        &server
+            .post(
+                &format!("/api/channels/{secret}/mark-read"),
+                Some(&other),
+                json!({}),
+            )
+            .await,
         "NOT_FOUND",
     );
 
     // The role holder sees it; the per-channel permission endpoint agrees.
     let list = server.get("/api/channels", Some(&reader)).await.1;
     assert_eq!(list["channels"][0]["id"], secret.as_str());
-    assert_eq!(texts(&server.get(&format!("/api/channels/{secret}/messages"), Some(&reader)).await.1, "messages"), ["hidden text"]);
+    assert_eq!(
+        texts(
+            &server
+                .get(&format!("/api/channels/{secret}/messages"), Some(&reader))
+                .await
+                .1,
+            "messages"
+        ),
+        ["hidden text"]
+    );
     let perms = server
-        .get(&format!("/api/users/{reader_id}/channel-permissions/{secret}"), Some(&reader))
+        .get(
+            &format!("/api/users/{reader_id}/channel-permissions/{secret}"),
+            Some(&reader),
+        )
         .await
         .1;
     assert_eq!(perms["permissions"]["readMessages"], true);
@@ -212,16 +289,29 @@ async fn unreadable_channels_are_invisible_everywhere() {
     // A requester who cannot see the channel cannot ask about it.
     assert_error(
         &server
-            .get(&format!("/api/users/{reader_id}/channel-permissions/{secret}"), Some(&other))
+            .get(
+                &format!("/api/users/{reader_id}/channel-permissions/{secret}"),
+                Some(&other),
+            )
             .await,
         "NOT_FOUND",
     );
     assert_error(
-        &server.get(&format!("/api/users/{reader_id}/channel-permissions/123"), None).await,
+        &server
+            .get(
+                &format!("/api/users/{reader_id}/channel-permissions/123"),
+                None,
+            )
+            .await,
         "NOT_FOUND",
     );
     assert_error(
-        &server.get(&format!("/api/users/42/channel-permissions/{secret}"), Some(&admin)).await,
+        &server
+            .get(
+                &format!("/api/users/42/channel-permissions/{secret}"),
+                Some(&admin),
+            )
+            .await,
         "NOT_FOUND",
     );
 }
@@ -232,13 +322,19 @@ async fn role_permission_overrides_follow_the_documented_limits() {
     let ch = create_channel(&server, &admin, "general").await;
     let path = format!("/api/channels/{ch}/role-permissions");
     let role = create_role(&server, &admin, json!({})).await;
-    assert_eq!(server.get(&path, None).await.1, json!({"rolePermissions": {}}));
+    assert_eq!(
+        server.get(&path, None).await.1,
+        json!({"rolePermissions": {}})
+    );
 
     let refusals = [
         (json!({"_everyone": {"sendMessages": false}}), "NOT_ALLOWED"),
         (json!({"_user": {"manageRoles": true}}), "NOT_ALLOWED"),
         (json!({"_user": {"fly": true}}), "INVALID_PARAMETER_TYPE"),
-        (json!({"_user": {"sendMessages": "yes"}}), "INVALID_PARAMETER_TYPE"),
+        (
+            json!({"_user": {"sendMessages": "yes"}}),
+            "INVALID_PARAMETER_TYPE",
+        ),
         (json!({"_user": true}), "INVALID_PARAMETER_TYPE"),
         (json!({"12345": {"sendMessages": true}}), "NOT_FOUND"),
         (json!({"nonsense": {"sendMessages": true}}), "NOT_FOUND"),
@@ -247,11 +343,20 @@ async fn role_permission_overrides_follow_the_documented_limits() {
         // Each refused request changes nothing, even with a valid entry alongside.
         let mut map = body.as_object().unwrap().clone();
         map.insert(role.clone(), json!({"sendMessages": false}));
-        let r = server.patch(&path, Some(&admin), json!({"rolePermissions": map})).await;
+        let r = server
+            .patch(&path, Some(&admin), json!({"rolePermissions": map}))
+            .await;
         assert_error(&r, code);
-        assert_eq!(server.get(&path, None).await.1, json!({"rolePermissions": {}}), "{body}");
+        assert_eq!(
+            server.get(&path, None).await.1,
+            json!({"rolePermissions": {}}),
+            "{body}"
+        );
     }
-    assert_error(&server.patch(&path, Some(&admin), json!({})).await, "INCOMPLETE_PARAMETERS");
+    assert_error(
+        &server.patch(&path, Some(&admin), json!({})).await,
+        "INCOMPLETE_PARAMETERS",
+    );
 
     let r = server
         .patch(
@@ -275,7 +380,11 @@ async fn role_permission_overrides_follow_the_documented_limits() {
     );
     // Unnamed roles keep their entries; `{}` removes one.
     let r = server
-        .patch(&path, Some(&admin), json!({"rolePermissions": {"_user": {}}}))
+        .patch(
+            &path,
+            Some(&admin),
+            json!({"rolePermissions": {"_user": {}}}),
+        )
         .await;
     assert_eq!(r.0, 200);
     assert_eq!(
@@ -287,19 +396,32 @@ async fn role_permission_overrides_follow_the_documented_limits() {
     // one may only set permissions one holds there.
     let (uid, user) = server.user("mod").await;
     let body = json!({"rolePermissions": {"_user": {"sendMessages": false}}});
-    assert_error(&server.patch(&path, Some(&user), body.clone()).await, "NOT_ALLOWED");
+    assert_error(
+        &server.patch(&path, Some(&user), body.clone()).await,
+        "NOT_ALLOWED",
+    );
     give(&server, &admin, &uid, &role).await;
     let r = server.patch(&path, Some(&user), body).await;
     assert_eq!(r.0, 200, "{}", r.1);
     let err = assert_error(
         &server
-            .patch(&path, Some(&user), json!({"rolePermissions": {"_user": {"deleteMessages": true}}}))
+            .patch(
+                &path,
+                Some(&user),
+                json!({"rolePermissions": {"_user": {"deleteMessages": true}}}),
+            )
             .await,
         "NOT_ALLOWED",
     );
     assert_eq!(err["missingPermission"], "deleteMessages");
     // Deleting the role removes its override entry as well.
-    assert_eq!(server.delete(&format!("/api/roles/{role}"), Some(&admin)).await.0, 200);
+    assert_eq!(
+        server
+            .delete(&format!("/api/roles/{role}"), Some(&admin))
+            .await
+            .0,
+        200
+    );
     assert_eq!(
         server.get(&path, None).await.1["rolePermissions"],
         json!({"_everyone": {"readMessages": true}, "_user": {"sendMessages": false}})
@@ -318,27 +440,51 @@ async fn unread_counts_mark_read_and_the_cap() {
             body["channel"]["oldestUnreadMessageID"].clone(),
         )
     };
-    assert_eq!(unread(server.get(&path, Some(&reader)).await.1), (json!(0), Value::Null));
+    assert_eq!(
+        unread(server.get(&path, Some(&reader)).await.1),
+        (json!(0), Value::Null)
+    );
     // Guests get no extra data.
-    assert!(server.get(&path, None).await.1["channel"].get("unreadMessageCount").is_none());
+    assert!(server.get(&path, None).await.1["channel"]
+        .get("unreadMessageCount")
+        .is_none());
 
     let first = post(&server, &admin, &ch, "one").await;
     post(&server, &admin, &ch, "two").await;
-    assert_eq!(unread(server.get(&path, Some(&reader)).await.1), (json!(2), json!(first)));
+    assert_eq!(
+        unread(server.get(&path, Some(&reader)).await.1),
+        (json!(2), json!(first))
+    );
     // Posting marks the channel read for the author.
-    assert_eq!(unread(server.get(&path, Some(&admin)).await.1), (json!(0), Value::Null));
+    assert_eq!(
+        unread(server.get(&path, Some(&admin)).await.1),
+        (json!(0), Value::Null)
+    );
     let list = server.get("/api/channels", Some(&reader)).await.1;
     assert_eq!(list["channels"][0]["unreadMessageCount"], 2);
 
-    assert_error(&server.post(&format!("{path}/mark-read"), None, json!({})).await, "NOT_ALLOWED");
-    let r = server.post(&format!("{path}/mark-read"), Some(&reader), json!({})).await;
+    assert_error(
+        &server
+            .post(&format!("{path}/mark-read"), None, json!({}))
+            .await,
+        "NOT_ALLOWED",
+    );
+    let r = server
+        .post(&format!("{path}/mark-read"), Some(&reader), json!({}))
+        .await;
     assert_eq!(r, (reqwest::StatusCode::OK, json!({})));
-    assert_eq!(unread(server.get(&path, Some(&reader)).await.1), (json!(0), Value::Null));
+    assert_eq!(
+        unread(server.get(&path, Some(&reader)).await.1),
+        (json!(0), Value::Null)
+    );
 
     for i in 0..205 {
         post(&server, &admin, &ch, &format!("m{i}")).await;
     }
-    assert_eq!(server.get(&path, Some(&reader)).await.1["channel"]["unreadMessageCount"], 200);
+    assert_eq!(
+        server.get(&path, Some(&reader)).await.1["channel"]["unreadMessageCount"],
+        200
+    );
 }
 
 #[tokio::test]
@@ -354,27 +500,63 @@ async fn history_pages_with_before_after_and_limit() {
     let get = |q: String| {
         let server = &server;
         let ch = ch.clone();
-        async move { texts(&server.get(&format!("/api/channels/{ch}/messages{q}"), None).await.1, "messages") }
+        async move {
+            texts(
+                &server
+                    .get(&format!("/api/channels/{ch}/messages{q}"), None)
+                    .await
+                    .1,
+                "messages",
+            )
+        }
     };
-    assert_eq!(get(String::new()).await, ["first", "second", "third", "fourth"]);
+    assert_eq!(
+        get(String::new()).await,
+        ["first", "second", "third", "fourth"]
+    );
     assert_eq!(get("?limit=2".into()).await, ["third", "fourth"]);
-    assert_eq!(get(format!("?before={}", ids[2])).await, ["first", "second"]);
-    assert_eq!(get(format!("?after={}", ids[0])).await, ["second", "third", "fourth"]);
-    assert_eq!(get(format!("?before={}&after={}", ids[3], ids[0])).await, ["second", "third"]);
-    assert_eq!(get(format!("?before={}&limit=2", ids[3])).await, ["second", "third"]);
+    assert_eq!(
+        get(format!("?before={}", ids[2])).await,
+        ["first", "second"]
+    );
+    assert_eq!(
+        get(format!("?after={}", ids[0])).await,
+        ["second", "third", "fourth"]
+    );
+    assert_eq!(
+        get(format!("?before={}&after={}", ids[3], ids[0])).await,
+        ["second", "third"]
+    );
+    assert_eq!(
+        get(format!("?before={}&limit=2", ids[3])).await,
+        ["second", "third"]
+    );
     assert_eq!(get(format!("?after={}&limit=1", ids[0])).await, ["fourth"]);
-    assert_eq!(get(format!("?before={}", ids[0])).await, Vec::<String>::new());
-    assert_eq!(get(format!("?after={}", ids[3])).await, Vec::<String>::new());
+    assert_eq!(
+        get(format!("?before={}", ids[0])).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        get(format!("?after={}", ids[3])).await,
+        Vec::<String>::new()
+    );
     // Out-of-range limits are clamped to 1..=50, as the reference server does.
     assert_eq!(get("?limit=0".into()).await, ["fourth"]);
     for q in ["?limit=-1", "?limit=abc", "?before=abc", "?after=1.5"] {
         assert_error(
-            &server.get(&format!("/api/channels/{ch}/messages{q}"), None).await,
+            &server
+                .get(&format!("/api/channels/{ch}/messages{q}"), None)
+                .await,
             "INVALID_PARAMETER_TYPE",
         );
     }
     assert_error(
-        &server.get(&format!("/api/channels/{ch}/messages?limit=1&limit=2"), None).await,
+        &server
+            .get(
+                &format!("/api/channels/{ch}/messages?limit=1&limit=2"),
+                None,
+            )
+            .await,
         "REPEATED_PARAMETERS",
     );
 
@@ -382,7 +564,13 @@ async fn history_pages_with_before_after_and_limit() {
     for i in 0..55 {
         post(&server, &admin, &big, &format!("m{i}")).await;
     }
-    let page = texts(&server.get(&format!("/api/channels/{big}/messages?limit=55"), None).await.1, "messages");
+    let page = texts(
+        &server
+            .get(&format!("/api/channels/{big}/messages?limit=55"), None)
+            .await
+            .1,
+        "messages",
+    );
     assert_eq!(page.len(), 50);
     assert_eq!(page[0], "m5");
     assert_eq!(page[49], "m54");
@@ -400,30 +588,78 @@ async fn pins_are_added_listed_and_removed() {
     let pins = format!("/api/channels/{ch}/pins");
 
     assert_eq!(server.get(&pins, None).await.1, json!({"pins": []}));
-    assert_error(&server.post(&pins, Some(&user), json!({"messageID": hello})).await, "NOT_ALLOWED");
-    assert_error(&server.post(&pins, Some(&admin), json!({})).await, "INCOMPLETE_PARAMETERS");
+    assert_error(
+        &server
+            .post(&pins, Some(&user), json!({"messageID": hello}))
+            .await,
+        "NOT_ALLOWED",
+    );
+    assert_error(
+        &server.post(&pins, Some(&admin), json!({})).await,
+        "INCOMPLETE_PARAMETERS",
+    );
     for id in [&hello, &bye] {
-        let r = server.post(&pins, Some(&admin), json!({"messageID": id})).await;
+        let r = server
+            .post(&pins, Some(&admin), json!({"messageID": id}))
+            .await;
         assert_eq!(r, (reqwest::StatusCode::OK, json!({})));
     }
-    assert_error(&server.post(&pins, Some(&admin), json!({"messageID": hello})).await, "ALREADY_PERFORMED");
-    assert_error(&server.post(&pins, Some(&admin), json!({"messageID": elsewhere})).await, "NOT_FOUND");
-    assert_error(&server.post(&pins, Some(&admin), json!({"messageID": "123"})).await, "NOT_FOUND");
+    assert_error(
+        &server
+            .post(&pins, Some(&admin), json!({"messageID": hello}))
+            .await,
+        "ALREADY_PERFORMED",
+    );
+    assert_error(
+        &server
+            .post(&pins, Some(&admin), json!({"messageID": elsewhere}))
+            .await,
+        "NOT_FOUND",
+    );
+    assert_error(
+        &server
+            .post(&pins, Some(&admin), json!({"messageID": "123"}))
+            .await,
+        "NOT_FOUND",
+    );
 
     let listed = server.get(&pins, None).await.1;
     assert_eq!(texts(&listed, "pins"), ["Hello!", "Goodbye!"]);
     assert_eq!(listed["pins"][0]["pinned"], true);
-    assert_eq!(server.get(&format!("/api/messages/{hello}"), None).await.1["message"]["pinned"], true);
+    assert_eq!(
+        server.get(&format!("/api/messages/{hello}"), None).await.1["message"]["pinned"],
+        true
+    );
 
-    assert_error(&server.delete(&format!("{pins}/{bye}"), Some(&user)).await, "NOT_ALLOWED");
+    assert_error(
+        &server.delete(&format!("{pins}/{bye}"), Some(&user)).await,
+        "NOT_ALLOWED",
+    );
     let r = server.delete(&format!("{pins}/{bye}"), Some(&admin)).await;
     assert_eq!(r, (reqwest::StatusCode::OK, json!({})));
-    assert_error(&server.delete(&format!("{pins}/{bye}"), Some(&admin)).await, "NOT_FOUND");
-    assert_error(&server.delete(&format!("{pins}/{elsewhere}"), Some(&admin)).await, "NOT_FOUND");
-    assert_eq!(server.get(&format!("/api/messages/{bye}"), None).await.1["message"]["pinned"], false);
+    assert_error(
+        &server.delete(&format!("{pins}/{bye}"), Some(&admin)).await,
+        "NOT_FOUND",
+    );
+    assert_error(
+        &server
+            .delete(&format!("{pins}/{elsewhere}"), Some(&admin))
+            .await,
+        "NOT_FOUND",
+    );
+    assert_eq!(
+        server.get(&format!("/api/messages/{bye}"), None).await.1["message"]["pinned"],
+        false
+    );
 
     // Deleting a pinned message unpins it.
-    assert_eq!(server.delete(&format!("/api/messages/{hello}"), Some(&admin)).await.0, 200);
+    assert_eq!(
+        server
+            .delete(&format!("/api/messages/{hello}"), Some(&admin))
+            .await
+            .0,
+        200
+    );
     assert_eq!(server.get(&pins, None).await.1, json!({"pins": []}));
 }
 
@@ -439,17 +675,48 @@ async fn deleting_a_channel_leaves_nothing_in_storage() {
         pinned = post(&server, &admin, &doomed, &format!("hey <@{uid}> {i}")).await;
     }
     server
-        .post(&format!("/api/channels/{doomed}/pins"), Some(&admin), json!({"messageID": pinned}))
+        .post(
+            &format!("/api/channels/{doomed}/pins"),
+            Some(&admin),
+            json!({"messageID": pinned}),
+        )
         .await;
-    server.post(&format!("/api/channels/{doomed}/mark-read"), Some(&reader), json!({})).await;
+    server
+        .post(
+            &format!("/api/channels/{doomed}/mark-read"),
+            Some(&reader),
+            json!({}),
+        )
+        .await;
     assert_eq!(
-        server.get(&format!("/api/users/{uid}/mentions"), None).await.1["mentions"].as_array().unwrap().len(),
+        server
+            .get(&format!("/api/users/{uid}/mentions"), None)
+            .await
+            .1["mentions"]
+            .as_array()
+            .unwrap()
+            .len(),
         30
     );
 
-    assert_eq!(server.delete(&format!("/api/channels/{doomed}"), Some(&admin)).await.0, 200);
-    assert_error(&server.get(&format!("/api/messages/{pinned}"), None).await, "NOT_FOUND");
-    assert_eq!(server.get(&format!("/api/users/{uid}/mentions"), None).await.1["mentions"], json!([]));
+    assert_eq!(
+        server
+            .delete(&format!("/api/channels/{doomed}"), Some(&admin))
+            .await
+            .0,
+        200
+    );
+    assert_error(
+        &server.get(&format!("/api/messages/{pinned}"), None).await,
+        "NOT_FOUND",
+    );
+    assert_eq!(
+        server
+            .get(&format!("/api/users/{uid}/mentions"), None)
+            .await
+            .1["mentions"],
+        json!([])
+    );
 
     // Stop cleanly (the purge runs right after the response) and inspect the key spaces.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;

@@ -89,8 +89,17 @@ async fn a_message_has_the_documented_shape() {
     let m = &body["message"];
     let keys: Vec<&str> = m.as_object().unwrap().keys().map(String::as_str).collect();
     let mut expected = [
-        "id", "channelID", "type", "text", "authorID", "authorUsername", "authorAvatarURL",
-        "dateCreated", "dateEdited", "pinned", "mentionedUserIDs",
+        "id",
+        "channelID",
+        "type",
+        "text",
+        "authorID",
+        "authorUsername",
+        "authorAvatarURL",
+        "dateCreated",
+        "dateEdited",
+        "pinned",
+        "mentionedUserIDs",
     ];
     expected.sort_unstable();
     let mut keys_sorted = keys.clone();
@@ -102,7 +111,10 @@ async fn a_message_has_the_documented_shape() {
     assert_eq!(m["text"], "Hello, world!");
     assert_eq!(m["authorID"], admin_id.as_str());
     assert_eq!(m["authorUsername"], "root");
-    assert!(m["authorAvatarURL"].as_str().unwrap().starts_with("https://"));
+    assert!(m["authorAvatarURL"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://"));
     let created = m["dateCreated"].as_f64().unwrap();
     assert!((created - before).abs() < 60.0, "{created} vs {before}");
     assert_eq!(m["dateEdited"], Value::Null);
@@ -119,7 +131,10 @@ async fn a_message_has_the_documented_shape() {
         .await;
     assert_eq!(r.0, 200, "{}", r.1);
     let sys = server
-        .get(&format!("/api/messages/{}", r.1["messageID"].as_str().unwrap()), None)
+        .get(
+            &format!("/api/messages/{}", r.1["messageID"].as_str().unwrap()),
+            None,
+        )
         .await
         .1;
     assert_eq!(sys["message"]["type"], "system");
@@ -138,21 +153,50 @@ async fn posting_refuses_bad_input_and_missing_permissions() {
         async move { server.post("/api/messages", session.as_deref(), body).await }
     };
     let u = Some(user.clone());
-    assert_error(&send(None, json!({"channelID": ch, "text": "hi"})).await, "NOT_ALLOWED");
-    assert_error(&send(u.clone(), json!({"text": "hi"})).await, "INCOMPLETE_PARAMETERS");
-    assert_error(&send(u.clone(), json!({"channelID": ch})).await, "INCOMPLETE_PARAMETERS");
-    assert_error(&send(u.clone(), json!({"channelID": ch, "text": 7})).await, "INVALID_PARAMETER_TYPE");
-    assert_error(&send(u.clone(), json!({"channelID": ch, "text": "  "})).await, "INVALID_PARAMETER_TYPE");
-    let long = "x".repeat(10_001);
-    let err = assert_error(&send(u.clone(), json!({"channelID": ch, "text": long})).await, "INVALID_PARAMETER_TYPE");
-    assert_eq!(err["limit"], 10_000);
     assert_error(
-        &send(u.clone(), json!({"channelID": ch, "text": "hi", "type": "shout"})).await,
+        &send(None, json!({"channelID": ch, "text": "hi"})).await,
+        "NOT_ALLOWED",
+    );
+    assert_error(
+        &send(u.clone(), json!({"text": "hi"})).await,
+        "INCOMPLETE_PARAMETERS",
+    );
+    assert_error(
+        &send(u.clone(), json!({"channelID": ch})).await,
+        "INCOMPLETE_PARAMETERS",
+    );
+    assert_error(
+        &send(u.clone(), json!({"channelID": ch, "text": 7})).await,
         "INVALID_PARAMETER_TYPE",
     );
-    assert_error(&send(u.clone(), json!({"channelID": "999", "text": "hi"})).await, "NOT_FOUND");
+    assert_error(
+        &send(u.clone(), json!({"channelID": ch, "text": "  "})).await,
+        "INVALID_PARAMETER_TYPE",
+    );
+    let long = "x".repeat(10_001);
     let err = assert_error(
-        &send(u.clone(), json!({"channelID": ch, "text": "hi", "type": "system"})).await,
+        &send(u.clone(), json!({"channelID": ch, "text": long})).await,
+        "INVALID_PARAMETER_TYPE",
+    );
+    assert_eq!(err["limit"], 10_000);
+    assert_error(
+        &send(
+            u.clone(),
+            json!({"channelID": ch, "text": "hi", "type": "shout"}),
+        )
+        .await,
+        "INVALID_PARAMETER_TYPE",
+    );
+    assert_error(
+        &send(u.clone(), json!({"channelID": "999", "text": "hi"})).await,
+        "NOT_FOUND",
+    );
+    let err = assert_error(
+        &send(
+            u.clone(),
+            json!({"channelID": ch, "text": "hi", "type": "system"}),
+        )
+        .await,
         "NOT_ALLOWED",
     );
     assert_eq!(err["missingPermission"], "sendSystemMessages");
@@ -165,10 +209,16 @@ async fn posting_refuses_bad_input_and_missing_permissions() {
         )
         .await;
     assert_eq!(r.0, 200);
-    let err = assert_error(&send(u.clone(), json!({"channelID": ch, "text": "hi"})).await, "NOT_ALLOWED");
+    let err = assert_error(
+        &send(u.clone(), json!({"channelID": ch, "text": "hi"})).await,
+        "NOT_ALLOWED",
+    );
     assert_eq!(err["missingPermission"], "sendMessages");
     // Nothing above was stored.
-    let history = server.get(&format!("/api/channels/{ch}/messages"), None).await.1;
+    let history = server
+        .get(&format!("/api/channels/{ch}/messages"), None)
+        .await
+        .1;
     assert_eq!(history["messages"], json!([]));
 }
 
@@ -181,30 +231,74 @@ async fn only_authors_edit_and_authors_or_deleters_delete() {
     let id = post(&server, &alice, &ch, "original").await;
     let path = format!("/api/messages/{id}");
 
-    assert_error(&server.patch(&path, Some(&bob), json!({"text": "hacked"})).await, "NOT_YOURS");
-    assert_error(&server.patch(&path, Some(&admin), json!({"text": "hacked"})).await, "NOT_YOURS");
-    assert_error(&server.patch(&path, None, json!({"text": "hacked"})).await, "NOT_ALLOWED");
-    assert_error(&server.patch(&path, Some(&alice), json!({})).await, "INCOMPLETE_PARAMETERS");
-    assert_error(&server.patch(&path, Some(&alice), json!({"text": ""})).await, "INVALID_PARAMETER_TYPE");
-    assert_error(&server.patch("/api/messages/42", Some(&alice), json!({"text": "x"})).await, "NOT_FOUND");
-    let r = server.patch(&path, Some(&alice), json!({"text": "edited"})).await;
+    assert_error(
+        &server
+            .patch(&path, Some(&bob), json!({"text": "hacked"}))
+            .await,
+        "NOT_YOURS",
+    );
+    assert_error(
+        &server
+            .patch(&path, Some(&admin), json!({"text": "hacked"}))
+            .await,
+        "NOT_YOURS",
+    );
+    assert_error(
+        &server.patch(&path, None, json!({"text": "hacked"})).await,
+        "NOT_ALLOWED",
+    );
+    assert_error(
+        &server.patch(&path, Some(&alice), json!({})).await,
+        "INCOMPLETE_PARAMETERS",
+    );
+    assert_error(
+        &server.patch(&path, Some(&alice), json!({"text": ""})).await,
+        "INVALID_PARAMETER_TYPE",
+    );
+    assert_error(
+        &server
+            .patch("/api/messages/42", Some(&alice), json!({"text": "x"}))
+            .await,
+        "NOT_FOUND",
+    );
+    let r = server
+        .patch(&path, Some(&alice), json!({"text": "edited"}))
+        .await;
     assert_eq!(r, (StatusCode::OK, json!({})));
     let m = server.get(&path, None).await.1;
     assert_eq!(m["message"]["text"], "edited");
-    assert!(m["message"]["dateEdited"].as_f64().unwrap() >= m["message"]["dateCreated"].as_f64().unwrap());
+    assert!(
+        m["message"]["dateEdited"].as_f64().unwrap()
+            >= m["message"]["dateCreated"].as_f64().unwrap()
+    );
 
     assert_error(&server.delete(&path, Some(&bob)).await, "NOT_YOURS");
     assert_error(&server.delete(&path, None).await, "NOT_ALLOWED");
     // deleteMessages (here granted by a role) lets bob delete others' messages.
     let deleters = create_role(&server, &admin, json!({"deleteMessages": true})).await;
     give(&server, &admin, &bob_id, &deleters).await;
-    assert_eq!(server.delete(&path, Some(&bob)).await, (StatusCode::OK, json!({})));
+    assert_eq!(
+        server.delete(&path, Some(&bob)).await,
+        (StatusCode::OK, json!({}))
+    );
     assert_error(&server.get(&path, None).await, "NOT_FOUND");
     assert_error(&server.delete(&path, Some(&bob)).await, "NOT_FOUND");
     // Authors delete their own.
     let own = post(&server, &alice, &ch, "mine").await;
-    assert_eq!(server.delete(&format!("/api/messages/{own}"), Some(&alice)).await.0, 200);
-    assert_eq!(server.get(&format!("/api/channels/{ch}/messages"), None).await.1["messages"], json!([]));
+    assert_eq!(
+        server
+            .delete(&format!("/api/messages/{own}"), Some(&alice))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        server
+            .get(&format!("/api/channels/{ch}/messages"), None)
+            .await
+            .1["messages"],
+        json!([])
+    );
 }
 
 #[tokio::test]
@@ -214,7 +308,13 @@ async fn mentions_are_derived_listed_and_follow_edits_and_deletes() {
     let (bob_id, _) = server.user("bob").await;
     let ch = create_channel(&server, &admin, "general").await;
     let secret = create_channel(&server, &admin, "secret").await;
-    let first = post(&server, &admin, &ch, &format!("hey <@{alice_id}> and <@{bob_id}> and <@{alice_id}> and <@12345>")).await;
+    let first = post(
+        &server,
+        &admin,
+        &ch,
+        &format!("hey <@{alice_id}> and <@{bob_id}> and <@{alice_id}> and <@12345>"),
+    )
+    .await;
     let m = server.get(&format!("/api/messages/{first}"), None).await.1;
     assert_eq!(m["message"]["mentionedUserIDs"], json!([alice_id, bob_id]));
     let second = post(&server, &admin, &ch, &format!("again <@{alice_id}>")).await;
@@ -235,25 +335,39 @@ async fn mentions_are_derived_listed_and_follow_edits_and_deletes() {
     };
     // Newest first; the secret channel's mention is filtered out for a guest...
     assert_eq!(mentions("").await, [second.clone(), first.clone()]);
-    assert_eq!(mentions("?limit=1").await, [second.clone()]);
-    assert_eq!(mentions("?skip=1").await, [first.clone()]);
+    assert_eq!(mentions("?limit=1").await, vec![second.clone()]);
+    assert_eq!(mentions("?skip=1").await, vec![first.clone()]);
     assert_eq!(mentions("?skip=5").await, Vec::<String>::new());
     // ...and for the admin, who can read it, it is there.
-    let as_admin = server.get(&format!("/api/users/{alice_id}/mentions"), Some(&admin)).await.1;
+    let as_admin = server
+        .get(&format!("/api/users/{alice_id}/mentions"), Some(&admin))
+        .await
+        .1;
     assert_eq!(as_admin["mentions"][0]["id"], hidden.as_str());
-    assert_error(&server.get("/api/users/12345/mentions", None).await, "NOT_FOUND");
     assert_error(
-        &server.get(&format!("/api/users/{alice_id}/mentions?limit=x"), None).await,
+        &server.get("/api/users/12345/mentions", None).await,
+        "NOT_FOUND",
+    );
+    assert_error(
+        &server
+            .get(&format!("/api/users/{alice_id}/mentions?limit=x"), None)
+            .await,
         "INVALID_PARAMETER_TYPE",
     );
 
     // Editing away a mention removes it; deleting the message removes the rest.
     let r = server
-        .patch(&format!("/api/messages/{second}"), Some(&admin), json!({"text": "never mind"}))
+        .patch(
+            &format!("/api/messages/{second}"),
+            Some(&admin),
+            json!({"text": "never mind"}),
+        )
         .await;
     assert_eq!(r.0, 200);
-    assert_eq!(mentions("").await, [first.clone()]);
-    server.delete(&format!("/api/messages/{first}"), Some(&admin)).await;
+    assert_eq!(mentions("").await, vec![first.clone()]);
+    server
+        .delete(&format!("/api/messages/{first}"), Some(&admin))
+        .await;
     assert_eq!(mentions("").await, Vec::<String>::new());
     let _ = alice;
 }
@@ -269,42 +383,98 @@ async fn every_change_emits_its_documented_event_to_who_may_see_it() {
     let ch = create_channel(&server, &admin, "general").await;
     let data = admin_ws.expect("channel/new").await;
     assert_eq!(data, json!({"channel": {"id": ch, "name": "general"}}));
-    server.patch(&format!("/api/channels/{ch}"), Some(&admin), json!({"name": "lobby"})).await;
-    assert_eq!(admin_ws.expect("channel/update").await["channel"]["name"], "lobby");
+    server
+        .patch(
+            &format!("/api/channels/{ch}"),
+            Some(&admin),
+            json!({"name": "lobby"}),
+        )
+        .await;
+    assert_eq!(
+        admin_ws.expect("channel/update").await["channel"]["name"],
+        "lobby"
+    );
 
     let id = post(&server, &admin, &ch, &format!("hi <@{alice_id}>")).await;
     let new = admin_ws.expect("message/new").await;
     assert_eq!(new["message"]["id"], id.as_str());
-    assert_eq!(guest_ws.expect("message/new").await["message"]["text"], format!("hi <@{alice_id}>"));
+    assert_eq!(
+        guest_ws.expect("message/new").await["message"]["text"],
+        format!("hi <@{alice_id}>")
+    );
     let added = alice_ws.expect("user/mentions/add").await;
     assert_eq!(added["message"]["id"], id.as_str());
 
-    server.patch(&format!("/api/messages/{id}"), Some(&admin), json!({"text": "bye"})).await;
-    assert_eq!(admin_ws.expect("message/edit").await["message"]["text"], "bye");
-    assert_eq!(alice_ws.expect("user/mentions/remove").await, json!({"messageID": id}));
+    server
+        .patch(
+            &format!("/api/messages/{id}"),
+            Some(&admin),
+            json!({"text": "bye"}),
+        )
+        .await;
+    assert_eq!(
+        admin_ws.expect("message/edit").await["message"]["text"],
+        "bye"
+    );
+    assert_eq!(
+        alice_ws.expect("user/mentions/remove").await,
+        json!({"messageID": id})
+    );
 
-    server.post(&format!("/api/channels/{ch}/pins"), Some(&admin), json!({"messageID": id})).await;
-    assert_eq!(admin_ws.expect("channel/pins/add").await["message"]["pinned"], true);
-    server.delete(&format!("/api/channels/{ch}/pins/{id}"), Some(&admin)).await;
-    assert_eq!(admin_ws.expect("channel/pins/remove").await, json!({"messageID": id}));
+    server
+        .post(
+            &format!("/api/channels/{ch}/pins"),
+            Some(&admin),
+            json!({"messageID": id}),
+        )
+        .await;
+    assert_eq!(
+        admin_ws.expect("channel/pins/add").await["message"]["pinned"],
+        true
+    );
+    server
+        .delete(&format!("/api/channels/{ch}/pins/{id}"), Some(&admin))
+        .await;
+    assert_eq!(
+        admin_ws.expect("channel/pins/remove").await,
+        json!({"messageID": id})
+    );
 
     // mark-read: channel/update with the unread data, to the reader's own sockets.
-    server.post(&format!("/api/channels/{ch}/mark-read"), Some(&alice), json!({})).await;
+    server
+        .post(
+            &format!("/api/channels/{ch}/mark-read"),
+            Some(&alice),
+            json!({}),
+        )
+        .await;
     let update = alice_ws.expect("channel/update").await;
     assert_eq!(update["channel"]["unreadMessageCount"], 0);
 
-    server.delete(&format!("/api/messages/{id}"), Some(&admin)).await;
-    assert_eq!(admin_ws.expect("message/delete").await, json!({"messageID": id}));
+    server
+        .delete(&format!("/api/messages/{id}"), Some(&admin))
+        .await;
+    assert_eq!(
+        admin_ws.expect("message/delete").await,
+        json!({"messageID": id})
+    );
 
     server
-        .post("/api/emotes", Some(&admin), json!({"shortcode": "party", "imageURL": "/party.png"}))
+        .post(
+            "/api/emotes",
+            Some(&admin),
+            json!({"shortcode": "party", "imageURL": "/party.png"}),
+        )
         .await;
     assert_eq!(
         admin_ws.expect("emote/new").await,
         json!({"emote": {"shortcode": "party", "imageURL": "/party.png"}})
     );
     server.delete("/api/emotes/party", Some(&admin)).await;
-    assert_eq!(admin_ws.expect("emote/delete").await, json!({"shortcode": "party"}));
+    assert_eq!(
+        admin_ws.expect("emote/delete").await,
+        json!({"shortcode": "party"})
+    );
 
     // A hidden channel's events reach nobody who cannot read it.
     hide_channel(&server, &admin, &ch).await;
@@ -315,13 +485,19 @@ async fn every_change_emits_its_documented_event_to_who_may_see_it() {
     for ws in [&mut guest_ws, &mut alice_ws] {
         let seen = ws.drain(Duration::from_millis(500)).await;
         assert!(
-            seen.iter().all(|(evt, _)| !evt.starts_with("message/") && !evt.starts_with("user/mentions")),
+            seen.iter()
+                .all(|(evt, _)| !evt.starts_with("message/") && !evt.starts_with("user/mentions")),
             "{seen:?}"
         );
     }
 
-    server.delete(&format!("/api/channels/{ch}"), Some(&admin)).await;
-    assert_eq!(admin_ws.expect("channel/delete").await, json!({"channelID": ch}));
+    server
+        .delete(&format!("/api/channels/{ch}"), Some(&admin))
+        .await;
+    assert_eq!(
+        admin_ws.expect("channel/delete").await,
+        json!({"channelID": ch})
+    );
 }
 
 /// Posts from many concurrent clients, SIGKILLs the server mid-flight, restarts it on the same
@@ -357,7 +533,9 @@ async fn acknowledged_posts_survive_sigkill() {
                     if r.status() != 200 {
                         break;
                     }
-                    let Ok(body) = r.json::<Value>().await else { break };
+                    let Ok(body) = r.json::<Value>().await else {
+                        break;
+                    };
                     ids.push(body["messageID"].as_str().unwrap().to_owned());
                 }
                 ids
@@ -371,9 +549,19 @@ async fn acknowledged_posts_survive_sigkill() {
         let server = TestServer::spawn_on(&data, &args).await;
         for id in &acknowledged {
             let (status, body) = server.get(&format!("/api/messages/{id}"), None).await;
-            assert_eq!(status, 200, "round {round}: acknowledged message {id} lost: {body}");
+            assert_eq!(
+                status, 200,
+                "round {round}: acknowledged message {id} lost: {body}"
+            );
         }
     }
-    assert!(acknowledged.len() > 100, "only {} posts acknowledged", acknowledged.len());
-    eprintln!("{} acknowledged posts all survived 3 SIGKILLs", acknowledged.len());
+    assert!(
+        acknowledged.len() > 100,
+        "only {} posts acknowledged",
+        acknowledged.len()
+    );
+    eprintln!(
+        "{} acknowledged posts all survived 3 SIGKILLs",
+        acknowledged.len()
+    );
 }

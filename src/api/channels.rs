@@ -37,7 +37,11 @@ pub fn visible_channel(state: &AppState, who: Requester, raw_id: &str) -> ApiRes
 }
 
 /// The channel object, with the unread extra data when `viewer` is a logged-in user.
-pub fn channel_json(state: &AppState, channel: &ChannelRecord, viewer: Option<u64>) -> ApiResult<Value> {
+pub fn channel_json(
+    state: &AppState,
+    channel: &ChannelRecord,
+    viewer: Option<u64>,
+) -> ApiResult<Value> {
     let mut object = json!({ "id": channel.id.to_string(), "name": channel.name });
     if let Some(user) = viewer {
         let (count, oldest) = state.store.unread(channel.id, user, UNREAD_CAP)?;
@@ -66,7 +70,10 @@ pub async fn list(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Http
     let who = req.requester();
     let mut visible = Vec::new();
     for channel in state.store.channels()? {
-        if state.perms().has(who, Some(channel.id), Permission::ReadMessages) {
+        if state
+            .perms()
+            .has(who, Some(channel.id), Permission::ReadMessages)
+        {
             visible.push(channel);
         }
     }
@@ -116,7 +123,9 @@ pub async fn get(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let channel = visible_channel(&state, req.requester(), &path)?;
-    Ok(ok(json!({ "channel": channel_json(&state, &channel, req.user_id())? })))
+    Ok(ok(
+        json!({ "channel": channel_json(&state, &channel, req.user_id())? }),
+    ))
 }
 
 /// `PATCH /api/channels/:id`: rename.
@@ -183,7 +192,9 @@ pub async fn delete(
             read_states = stats.read_states,
             "deleted channel purged"
         ),
-        Err(e) => tracing::error!(channel = id, error = %e, "purging a deleted channel failed; it is retried at the next start"),
+        Err(e) => {
+            tracing::error!(channel = id, error = %e, "purging a deleted channel failed; it is retried at the next start")
+        }
     });
     Ok(ok(json!({})))
 }
@@ -227,7 +238,10 @@ pub async fn messages(
 ) -> ApiResult<HttpResponse> {
     let before = id_param(&req, "before")?;
     let after = id_param(&req, "after")?;
-    let limit = req.opt_u64("limit")?.unwrap_or(MAX_HISTORY).clamp(1, MAX_HISTORY);
+    let limit = req
+        .opt_u64("limit")?
+        .unwrap_or(MAX_HISTORY)
+        .clamp(1, MAX_HISTORY);
     let channel = visible_channel(&state, req.requester(), &path)?;
     let messages: Vec<Value> = state
         .store
@@ -256,7 +270,11 @@ fn overrides_json(overrides: &ChannelOverrides) -> Map<String, Value> {
         (RoleRef::User, &overrides.user),
     ]
     .into_iter()
-    .chain(roles.into_iter().map(|(id, set)| (RoleRef::Ordinary(*id), set)));
+    .chain(
+        roles
+            .into_iter()
+            .map(|(id, set)| (RoleRef::Ordinary(*id), set)),
+    );
     for (role, set) in entries {
         if set.mentioned() != 0 {
             map.insert(role_key(role), Value::Object(set.to_json()));
@@ -272,7 +290,9 @@ pub async fn get_role_permissions(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let channel = visible_channel(&state, req.requester(), &path)?;
-    Ok(ok(json!({ "rolePermissions": overrides_json(&channel.overrides) })))
+    Ok(ok(
+        json!({ "rolePermissions": overrides_json(&channel.overrides) }),
+    ))
 }
 
 /// Parses one entry of `rolePermissions`: only channel-overridable keys, and only
@@ -294,14 +314,20 @@ fn parse_override(role: RoleRef, key: &str, value: &Value) -> ApiResult<Permissi
     })?;
     let allowed: u32 = match role {
         RoleRef::Everyone => Permission::ReadMessages.bit(),
-        _ => Permission::CHANNEL_OVERRIDABLE.iter().map(|p| p.bit()).fold(0, |a, b| a | b),
+        _ => Permission::CHANNEL_OVERRIDABLE
+            .iter()
+            .map(|p| p.bit())
+            .fold(0, |a, b| a | b),
     };
     if let Some(p) = Permission::ALL
         .into_iter()
         .find(|p| set.mentioned() & p.bit() != 0 && allowed & p.bit() == 0)
     {
         let reason = if role == RoleRef::Everyone {
-            format!("_everyone can only override readMessages in a channel, not {}", p.key())
+            format!(
+                "_everyone can only override readMessages in a channel, not {}",
+                p.key()
+            )
         } else {
             format!("{} cannot be overridden per channel", p.key())
         };
@@ -383,12 +409,20 @@ pub async fn pins(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let channel = visible_channel(&state, req.requester(), &path)?;
-    let pins: Vec<Value> = state.store.pins(channel.id)?.iter().map(message_json).collect();
+    let pins: Vec<Value> = state
+        .store
+        .pins(channel.id)?
+        .iter()
+        .map(message_json)
+        .collect();
     Ok(ok(json!({ "pins": pins })))
 }
 
 fn require_manage_pins(state: &AppState, who: Requester, channel: u64) -> ApiResult<()> {
-    if state.perms().has(who, Some(channel), Permission::ManagePins) {
+    if state
+        .perms()
+        .has(who, Some(channel), Permission::ManagePins)
+    {
         Ok(())
     } else {
         Err(ApiError::missing_permission(Permission::ManagePins))
@@ -405,7 +439,8 @@ pub async fn pin(
     let who = req.requester();
     let channel = visible_channel(&state, who, &path)?;
     require_manage_pins(&state, who, channel.id)?;
-    let not_here = || ApiError::not_found("message").with("reason", "no such message in this channel");
+    let not_here =
+        || ApiError::not_found("message").with("reason", "no such message in this channel");
     let message_id = crate::ids::parse_id(&raw).ok_or_else(not_here)?;
     let message = match state.store.set_pinned(channel.id, message_id, true)? {
         PinChange::NotFound => return Err(not_here()),
@@ -436,7 +471,8 @@ pub async fn unpin(
     let who = req.requester();
     let channel = visible_channel(&state, who, &channel_raw)?;
     require_manage_pins(&state, who, channel.id)?;
-    let not_pinned = || ApiError::not_found("pin").with("reason", "that message is not pinned in this channel");
+    let not_pinned =
+        || ApiError::not_found("pin").with("reason", "that message is not pinned in this channel");
     let message_id = crate::ids::parse_id(&message_raw).ok_or_else(not_pinned)?;
     match state.store.set_pinned(channel.id, message_id, false)? {
         PinChange::Changed(_) => {}

@@ -55,10 +55,11 @@ fn mentioned_users(state: &AppState, text: &str) -> ApiResult<Vec<u64>> {
 /// does.
 fn emit_mentions(state: &AppState, users: &[u64], message: &MessageRecord, added: bool) {
     for user in users {
-        if !state
-            .perms()
-            .has(Requester::User(*user), Some(message.channel_id), Permission::ReadMessages)
-        {
+        if !state.perms().has(
+            Requester::User(*user),
+            Some(message.channel_id),
+            Permission::ReadMessages,
+        ) {
             continue;
         }
         if added {
@@ -153,7 +154,10 @@ pub async fn get(
 }
 
 fn not_yours(what: &str) -> ApiError {
-    ApiError::new(ErrorCode::NotYours, format!("you can only {what} your own messages"))
+    ApiError::new(
+        ErrorCode::NotYours,
+        format!("you can only {what} your own messages"),
+    )
 }
 
 /// `PATCH /api/messages/:id`: the author edits the text.
@@ -180,8 +184,18 @@ pub async fn edit(
         json!({ "message": message_json(&new) }),
         Audience::Channel(new.channel_id),
     );
-    let added: Vec<u64> = new.mentions.iter().filter(|u| !old.mentions.contains(u)).copied().collect();
-    let removed: Vec<u64> = old.mentions.iter().filter(|u| !new.mentions.contains(u)).copied().collect();
+    let added: Vec<u64> = new
+        .mentions
+        .iter()
+        .filter(|u| !old.mentions.contains(u))
+        .copied()
+        .collect();
+    let removed: Vec<u64> = old
+        .mentions
+        .iter()
+        .filter(|u| !new.mentions.contains(u))
+        .copied()
+        .collect();
     emit_mentions(&state, &added, &new, true);
     emit_mentions(&state, &removed, &new, false);
     Ok(ok(json!({})))
@@ -243,7 +257,10 @@ pub async fn user_mentions(
     let mut skipped = 0;
     for entry in state.store.mentions_of(user.id) {
         let (message_id, channel) = entry?;
-        if !state.perms().has(who, Some(channel), Permission::ReadMessages) {
+        if !state
+            .perms()
+            .has(who, Some(channel), Permission::ReadMessages)
+        {
             continue;
         }
         if skipped < skip {

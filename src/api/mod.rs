@@ -93,9 +93,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(channels::pins))
             .route(web::post().to(channels::pin)),
     )
-    .service(
-        resource("/api/channels/{id}/pins/{message}").route(web::delete().to(channels::unpin)),
-    )
+    .service(resource("/api/channels/{id}/pins/{message}").route(web::delete().to(channels::unpin)))
     .service(resource("/api/messages").route(web::post().to(messages::post)))
     .service(
         resource("/api/messages/{id}")

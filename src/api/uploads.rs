@@ -76,7 +76,9 @@ async fn receive_image(
     dir: &Path,
     limit: usize,
 ) -> ApiResult<(TempUpload, ImageFormat)> {
-    tokio::fs::create_dir_all(dir).await.map_err(ApiError::internal)?;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(ApiError::internal)?;
     let temp = TempUpload {
         path: dir.join(format!(".incoming-{}", random_hex()?)),
         kept: false,
@@ -204,7 +206,9 @@ pub async fn upload(
 fn served_format(name: &str) -> Option<ImageFormat> {
     let (stem, ext) = name.split_once('.')?;
     let ours = stem.len() == NAME_BYTES * 2
-        && stem.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        && stem
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if !ours {
         return None;
     }

@@ -405,8 +405,13 @@ impl Store {
         };
         let key = pair_key(channel, id);
         flatten(
-            (&self.messages, &self.message_channels, &self.mentions, &self.pins).transaction(
-                |(messages, index, mentions, pins)| {
+            (
+                &self.messages,
+                &self.message_channels,
+                &self.mentions,
+                &self.pins,
+            )
+                .transaction(|(messages, index, mentions, pins)| {
                     let Some(value) = messages.remove(&key)? else {
                         return Ok(None);
                     };
@@ -417,8 +422,7 @@ impl Store {
                     }
                     pins.remove(&key)?;
                     Ok(Some(message))
-                },
-            ),
+                }),
         )
     }
 

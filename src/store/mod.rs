@@ -559,34 +559,37 @@ impl Store {
         let key = id.to_be_bytes();
         // Holders and channels are re-read inside the transaction so concurrent changes to
         // them are kept.
-        let holders = flatten((&self.roles, &self.meta, &self.users, &self.channels).transaction(
-            |(roles, meta, users, channels)| {
-                roles.remove(&key)?;
-                meta.insert(META_ROLE_ORDER, order_value.as_slice())?;
-                let mut holders = Vec::new();
-                for user_id in &holder_ids {
-                    let Some(value) = users.get(user_id.to_be_bytes())? else {
-                        continue;
-                    };
-                    let mut user: UserRecord = codec::decode(&value).map_err(abort)?;
-                    user.role_ids.retain(|r| *r != id);
-                    users.insert(&user_id.to_be_bytes(), codec::encode(&user).map_err(abort)?)?;
-                    holders.push(user);
-                }
-                for channel_id in &channel_ids {
-                    let Some(value) = channels.get(channel_id.to_be_bytes())? else {
-                        continue;
-                    };
-                    let mut channel: ChannelRecord = codec::decode(&value).map_err(abort)?;
-                    channel.overrides.roles.remove(&id);
-                    channels.insert(
-                        &channel_id.to_be_bytes(),
-                        codec::encode(&channel).map_err(abort)?,
-                    )?;
-                }
-                Ok(holders)
-            },
-        ))?;
+        let holders = flatten(
+            (&self.roles, &self.meta, &self.users, &self.channels).transaction(
+                |(roles, meta, users, channels)| {
+                    roles.remove(&key)?;
+                    meta.insert(META_ROLE_ORDER, order_value.as_slice())?;
+                    let mut holders = Vec::new();
+                    for user_id in &holder_ids {
+                        let Some(value) = users.get(user_id.to_be_bytes())? else {
+                            continue;
+                        };
+                        let mut user: UserRecord = codec::decode(&value).map_err(abort)?;
+                        user.role_ids.retain(|r| *r != id);
+                        users
+                            .insert(&user_id.to_be_bytes(), codec::encode(&user).map_err(abort)?)?;
+                        holders.push(user);
+                    }
+                    for channel_id in &channel_ids {
+                        let Some(value) = channels.get(channel_id.to_be_bytes())? else {
+                            continue;
+                        };
+                        let mut channel: ChannelRecord = codec::decode(&value).map_err(abort)?;
+                        channel.overrides.roles.remove(&id);
+                        channels.insert(
+                            &channel_id.to_be_bytes(),
+                            codec::encode(&channel).map_err(abort)?,
+                        )?;
+                    }
+                    Ok(holders)
+                },
+            ),
+        )?;
         Ok(holders)
     }
 

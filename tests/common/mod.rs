@@ -311,7 +311,10 @@ impl EventSocket {
             if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
                 let v: Value = serde_json::from_str(&text).expect("server sends JSON");
                 if v["evt"] != "pingdata" {
-                    out.push((v["evt"].as_str().unwrap_or("").to_owned(), v["data"].clone()));
+                    out.push((
+                        v["evt"].as_str().unwrap_or("").to_owned(),
+                        v["data"].clone(),
+                    ));
                 }
             }
         }
