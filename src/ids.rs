@@ -73,6 +73,16 @@ pub fn parse_id(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
+/// An id serialized as its decimal string (the API's id format) without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdStr(pub u64);
+
+impl serde::Serialize for IdStr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

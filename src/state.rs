@@ -127,6 +127,13 @@ impl AppState {
     pub fn open(config: ServerConfig) -> Result<Self, StartupError> {
         let store = Store::open(&config.data, config.cache_bytes)?;
         finish_purges(&store)?;
+        let repaired = store.repair_message_index(4096)?;
+        if repaired > 0 {
+            tracing::info!(
+                repaired,
+                "removed index entries of messages lost in a crash"
+            );
+        }
         let purged = store.purge_expired_sessions(now_ms())?;
         if purged > 0 {
             tracing::info!(purged, "removed expired sessions");

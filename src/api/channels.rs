@@ -7,7 +7,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::messages::message_json;
+use super::messages::{message_json, message_list};
 use super::roles::{parse_role_ref, RoleRef, EVERYONE_ROLE_ID, USER_ROLE_ID};
 use super::{ok, path_id};
 use crate::domain::validate_name;
@@ -243,13 +243,10 @@ pub async fn messages(
         .unwrap_or(MAX_HISTORY)
         .clamp(1, MAX_HISTORY);
     let channel = visible_channel(&state, req.requester(), &path)?;
-    let messages: Vec<Value> = state
+    let messages = state
         .store
-        .messages(channel.id, before, after, limit as usize)?
-        .iter()
-        .map(message_json)
-        .collect();
-    Ok(ok(json!({ "messages": messages })))
+        .messages(channel.id, before, after, limit as usize)?;
+    Ok(message_list("messages", &messages))
 }
 
 /// The key of an internal or ordinary role in a `rolePermissions` map.
@@ -409,13 +406,8 @@ pub async fn pins(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let channel = visible_channel(&state, req.requester(), &path)?;
-    let pins: Vec<Value> = state
-        .store
-        .pins(channel.id)?
-        .iter()
-        .map(message_json)
-        .collect();
-    Ok(ok(json!({ "pins": pins })))
+    let pins = state.store.pins(channel.id)?;
+    Ok(message_list("pins", &pins))
 }
 
 fn require_manage_pins(state: &AppState, who: Requester, channel: u64) -> ApiResult<()> {

@@ -5,6 +5,7 @@
 //! while they may read the message's channel.
 
 use actix_web::{web, HttpResponse};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::channels::visible_channel;
@@ -13,7 +14,7 @@ use super::{ok, path_id};
 use crate::domain::{avatar_url, parse_mentions, validate_message_text};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::Audience;
-use crate::ids::{now_ms, unix_seconds};
+use crate::ids::{now_ms, unix_seconds, IdStr};
 use crate::params::ApiRequest;
 use crate::perms::{Permission, Requester};
 use crate::state::AppState;
@@ -22,22 +23,58 @@ use crate::store::{Author, MessageRecord};
 /// Most mentions one `GET /api/users/:id/mentions` returns.
 pub const MAX_MENTIONS_PAGE: u64 = 50;
 
-/// The message object of the API.
+/// The message object of the API, serialized straight from the record.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView<'a> {
+    id: IdStr,
+    #[serde(rename = "channelID")]
+    channel_id: IdStr,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+    #[serde(rename = "authorID")]
+    author_id: Option<IdStr>,
+    author_username: Option<&'a str>,
+    #[serde(rename = "authorAvatarURL")]
+    author_avatar_url: Option<&'a str>,
+    date_created: f64,
+    date_edited: Option<f64>,
+    pinned: bool,
+    #[serde(rename = "mentionedUserIDs")]
+    mentioned_user_ids: Vec<IdStr>,
+}
+
+impl<'a> From<&'a MessageRecord> for MessageView<'a> {
+    fn from(m: &'a MessageRecord) -> Self {
+        let author = m.author.as_ref();
+        MessageView {
+            id: IdStr(m.id),
+            channel_id: IdStr(m.channel_id),
+            kind: if m.system { "system" } else { "user" },
+            text: &m.text,
+            author_id: author.map(|a| IdStr(a.id)),
+            author_username: author.map(|a| a.username.as_str()),
+            author_avatar_url: author.map(|a| a.avatar_url.as_str()),
+            date_created: unix_seconds(m.created_ms),
+            date_edited: m.edited_ms.map(unix_seconds),
+            pinned: m.pinned,
+            mentioned_user_ids: m.mentions.iter().map(|id| IdStr(*id)).collect(),
+        }
+    }
+}
+
+/// The message object as a JSON value, for event payloads.
 pub fn message_json(m: &MessageRecord) -> Value {
-    let author = m.author.as_ref();
-    json!({
-        "id": m.id.to_string(),
-        "channelID": m.channel_id.to_string(),
-        "type": if m.system { "system" } else { "user" },
-        "text": m.text,
-        "authorID": author.map(|a| a.id.to_string()),
-        "authorUsername": author.map(|a| a.username.as_str()),
-        "authorAvatarURL": author.map(|a| a.avatar_url.as_str()),
-        "dateCreated": unix_seconds(m.created_ms),
-        "dateEdited": m.edited_ms.map(unix_seconds),
-        "pinned": m.pinned,
-        "mentionedUserIDs": m.mentions.iter().map(u64::to_string).collect::<Vec<_>>(),
-    })
+    serde_json::to_value(MessageView::from(m)).unwrap_or(Value::Null)
+}
+
+/// `{ key: [message, ...] }`, serialized without building JSON values.
+pub fn message_list(key: &'static str, messages: &[MessageRecord]) -> HttpResponse {
+    let views: Vec<MessageView<'_>> = messages.iter().map(MessageView::from).collect();
+    let mut body = std::collections::BTreeMap::new();
+    body.insert(key, views);
+    ok(body)
 }
 
 /// The mentioned users of a text that exist.
@@ -150,7 +187,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let message = visible_message(&state, req.requester(), &path)?;
-    Ok(ok(json!({ "message": message_json(&message) })))
+    Ok(ok(json!({ "message": MessageView::from(&message) })))
 }
 
 fn not_yours(what: &str) -> ApiError {
@@ -268,11 +305,11 @@ pub async fn user_mentions(
             continue;
         }
         if let Some(message) = state.store.message_in(channel, message_id)? {
-            found.push(message_json(&message));
+            found.push(message);
             if found.len() == limit {
                 break;
             }
         }
     }
-    Ok(ok(json!({ "mentions": found })))
+    Ok(message_list("mentions", &found))
 }
