@@ -1,0 +1,304 @@
+//! HTTP load benchmark: starts the release `decentd` on loopback with a fresh data directory,
+//! seeds a user, a channel and 50 messages, and drives it with `wrk` (a real load generator,
+//! `apt-get install wrk`) at 64 connections for:
+//!
+//! - `POST /api/messages` (each acknowledged post is durable: group commit before the answer)
+//! - `GET /api/channels/:id/messages` (50 messages per response)
+//! - `GET /api/channels` with a session (unread counts included)
+//!
+//! Each scenario runs `LOAD_RUNS` times (default 3) for `LOAD_SECONDS` (default 10); the run
+//! with the median requests/s is reported with its p50/p99 latency. With `LOAD_MILLION=1` it
+//! then posts until the server holds 1,000,000 messages and reports peak RSS and on-disk size.
+//!
+//! Run: `cargo bench --bench load` (env: LOAD_RUNS, LOAD_SECONDS, LOAD_CONNECTIONS,
+//! LOAD_THREADS, LOAD_MILLION). Under `cargo test` it only prints how to run it.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    addr: String,
+    _tmp: tempfile::TempDir,
+    data: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn env_or(key: &str, default: u64) -> u64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn start_server() -> Server {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_decentd"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--admin", "bench"])
+        .args(["--log-format", "json", "--log", "warn,decentd::startup=info"])
+        .arg("--data")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start decentd");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["message"] == "listening" {
+                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("decentd did not start");
+    Server {
+        child,
+        addr,
+        _tmp: tmp,
+        data,
+    }
+}
+
+/// Registers and logs in the admin, creates a channel and posts 50 messages.
+fn seed(addr: &str) -> (String, String) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let url = |p: &str| format!("http://{addr}{p}");
+        let call = |method: reqwest::Method, path: &str, session: Option<&str>, body: Value| {
+            let mut req = http.request(method, url(path)).json(&body);
+            if let Some(s) = session {
+                req = req.header("X-Session-ID", s);
+            }
+            async move {
+                let res = req.send().await.expect("request");
+                let v: Value = res.json().await.expect("json");
+                assert!(v.get("error").is_none(), "{v}");
+                v
+            }
+        };
+        let creds = json!({"username": "bench", "password": "benchmark-password"});
+        call(reqwest::Method::POST, "/api/users", None, creds.clone()).await;
+        let session = call(reqwest::Method::POST, "/api/sessions", None, creds).await["sessionID"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let channel = call(
+            reqwest::Method::POST,
+            "/api/channels",
+            Some(&session),
+            json!({"name": "general"}),
+        )
+        .await["channelID"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for i in 0..50 {
+            call(
+                reqwest::Method::POST,
+                "/api/messages",
+                Some(&session),
+                json!({"channelID": channel, "text": format!("seed message number {i}, of a typical length")}),
+            )
+            .await;
+        }
+        (session, channel)
+    })
+}
+
+/// One wrk run's figures.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: u64,
+    errors: u64,
+}
+
+fn duration_ms(text: &str) -> Option<f64> {
+    let (num, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|n| n * scale)
+}
+
+fn parse_wrk(out: &str) -> Run {
+    let mut run = Run {
+        rps: 0.0,
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        requests: 0,
+        errors: 0,
+    };
+    for line in out.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", n] => run.rps = n.parse().unwrap_or(0.0),
+            ["50%", d] => run.p50_ms = duration_ms(d).unwrap_or(0.0),
+            ["99%", d] => run.p99_ms = duration_ms(d).unwrap_or(0.0),
+            [n, "requests", "in", ..] => run.requests = n.parse().unwrap_or(0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => run.errors += n.parse().unwrap_or(0),
+            ["Socket", "errors:", ..] => {
+                run.errors += words
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>()
+            }
+            _ => {}
+        }
+    }
+    run
+}
+
+fn wrk(script: &Path, url: &str, seconds: u64) -> Run {
+    let connections = env_or("LOAD_CONNECTIONS", 64).to_string();
+    let threads = env_or("LOAD_THREADS", 2).to_string();
+    let out = Command::new("wrk")
+        .args(["-t", &threads, "-c", &connections, "-d"])
+        .arg(format!("{seconds}s"))
+        .arg("--latency")
+        .arg("-s")
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("run wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let run = parse_wrk(&text);
+    assert!(run.rps > 0.0, "wrk produced no figures:\n{text}");
+    run
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            total += if meta.is_dir() {
+                disk_bytes(&e.path())
+            } else {
+                meta.blocks() * 512
+            };
+        }
+    }
+    total
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("load benchmark: run it with `cargo bench --bench load` (needs wrk)");
+        return;
+    }
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("wrk is not installed: apt-get install wrk");
+        std::process::exit(1);
+    }
+    let runs = env_or("LOAD_RUNS", 3).max(1);
+    let seconds = env_or("LOAD_SECONDS", 10).max(1);
+    let server = start_server();
+    let (session, channel) = seed(&server.addr);
+    let scripts = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: String| {
+        let path = scripts.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let post = write(
+        "post.lua",
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+             wrk.headers[\"X-Session-ID\"] = \"{session}\"\n\
+             wrk.body = '{{\"channelID\":\"{channel}\",\"text\":\"a load benchmark message of a typical length\"}}'\n"
+        ),
+    );
+    let get = write(
+        "get.lua",
+        format!("wrk.headers[\"X-Session-ID\"] = \"{session}\"\n"),
+    );
+    let base = format!("http://{}", server.addr);
+    let scenarios = [
+        ("POST /api/messages", post.clone(), format!("{base}/api/messages")),
+        (
+            "GET /api/channels/:id/messages (50)",
+            get.clone(),
+            format!("{base}/api/channels/{channel}/messages"),
+        ),
+        ("GET /api/channels (session)", get.clone(), format!("{base}/api/channels")),
+    ];
+    println!(
+        "decentd load benchmark: {} connections, {runs} runs of {seconds} s each, median run reported",
+        env_or("LOAD_CONNECTIONS", 64)
+    );
+    println!("| scenario | requests/s | p50 | p99 | errors |");
+    println!("|---|---:|---:|---:|---:|");
+    let mut posted = 50u64;
+    for (name, script, url) in &scenarios {
+        let mut all: Vec<Run> = (0..runs).map(|_| wrk(script, url, seconds)).collect();
+        if name.starts_with("POST") {
+            posted += all.iter().map(|r| r.requests).sum::<u64>();
+        }
+        all.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        let m = all[all.len() / 2];
+        let errors: u64 = all.iter().map(|r| r.errors).sum();
+        println!(
+            "| {name} | {:.0} | {:.2} ms | {:.2} ms | {errors} |",
+            m.rps, m.p50_ms, m.p99_ms
+        );
+    }
+    let pid = server.child.id();
+    println!(
+        "peak RSS {:.1} MiB, on disk {:.1} MiB after {posted} messages",
+        rss_kib(pid, "VmHWM:") as f64 / 1024.0,
+        disk_bytes(&server.data) as f64 / 1048576.0
+    );
+    if env_or("LOAD_MILLION", 0) == 1 {
+        let started = Instant::now();
+        while posted < 1_000_000 {
+            posted += wrk(&post, &scenarios[0].2, 20).requests;
+        }
+        println!(
+            "filled to {posted} messages in {:.0} s; peak RSS {:.1} MiB, RSS now {:.1} MiB, on disk {:.1} MiB",
+            started.elapsed().as_secs_f64(),
+            rss_kib(pid, "VmHWM:") as f64 / 1024.0,
+            rss_kib(pid, "VmRSS:") as f64 / 1024.0,
+            disk_bytes(&server.data) as f64 / 1048576.0
+        );
+        let run = wrk(&get, &scenarios[1].2, seconds);
+        println!(
+            "history reads with 1M messages stored: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms",
+            run.rps, run.p50_ms, run.p99_ms
+        );
+    }
+}
