@@ -46,7 +46,12 @@ fn start_server() -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_decentd"))
         .arg("serve")
         .args(["--listen", "127.0.0.1:0", "--admin", "bench"])
-        .args(["--log-format", "json", "--log", "warn,decentd::startup=info"])
+        .args([
+            "--log-format",
+            "json",
+            "--log",
+            "warn,decentd::startup=info",
+        ])
         .arg("--data")
         .arg(&data)
         .stdout(Stdio::null())
@@ -249,13 +254,21 @@ fn main() {
     );
     let base = format!("http://{}", server.addr);
     let scenarios = [
-        ("POST /api/messages", post.clone(), format!("{base}/api/messages")),
+        (
+            "POST /api/messages",
+            post.clone(),
+            format!("{base}/api/messages"),
+        ),
         (
             "GET /api/channels/:id/messages (50)",
             get.clone(),
             format!("{base}/api/channels/{channel}/messages"),
         ),
-        ("GET /api/channels (session)", get.clone(), format!("{base}/api/channels")),
+        (
+            "GET /api/channels (session)",
+            get.clone(),
+            format!("{base}/api/channels"),
+        ),
     ];
     println!(
         "decentd load benchmark: {} connections, {runs} runs of {seconds} s each, median run reported",

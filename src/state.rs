@@ -188,6 +188,13 @@ impl AppState {
         self.perms().resolve(who, channel)
     }
 
+    /// Whether a channel exists and the requester may read it: what makes a channel, its
+    /// messages and its events visible.
+    pub fn can_read(&self, who: Requester, channel: u64) -> bool {
+        let index = self.perms();
+        index.has_channel(channel) && index.has(who, Some(channel), Permission::ReadMessages)
+    }
+
     /// NOT_ALLOWED unless the requester holds the permission server-wide.
     pub fn require(&self, who: Requester, permission: Permission) -> ApiResult<()> {
         if self.granted(who, None).has(permission) {

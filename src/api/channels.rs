@@ -30,7 +30,7 @@ pub fn visible_channel(state: &AppState, who: Requester, raw_id: &str) -> ApiRes
         .store
         .channel(id)?
         .ok_or_else(|| ApiError::not_found("channel"))?;
-    if !state.perms().has(who, Some(id), Permission::ReadMessages) {
+    if !state.can_read(who, id) {
         return Err(ApiError::not_found("channel"));
     }
     Ok(channel)
@@ -70,10 +70,7 @@ pub async fn list(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Http
     let who = req.requester();
     let mut visible = Vec::new();
     for channel in state.store.channels()? {
-        if state
-            .perms()
-            .has(who, Some(channel.id), Permission::ReadMessages)
-        {
+        if state.can_read(who, channel.id) {
             visible.push(channel);
         }
     }

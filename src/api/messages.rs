@@ -92,11 +92,7 @@ fn mentioned_users(state: &AppState, text: &str) -> ApiResult<Vec<u64>> {
 /// does.
 fn emit_mentions(state: &AppState, users: &[u64], message: &MessageRecord, added: bool) {
     for user in users {
-        if !state.perms().has(
-            Requester::User(*user),
-            Some(message.channel_id),
-            Permission::ReadMessages,
-        ) {
+        if !state.can_read(Requester::User(*user), message.channel_id) {
             continue;
         }
         if added {
@@ -122,10 +118,7 @@ fn visible_message(state: &AppState, who: Requester, raw_id: &str) -> ApiResult<
         .store
         .message(id)?
         .ok_or_else(|| ApiError::not_found("message"))?;
-    if !state
-        .perms()
-        .has(who, Some(message.channel_id), Permission::ReadMessages)
-    {
+    if !state.can_read(who, message.channel_id) {
         return Err(ApiError::not_found("message"));
     }
     Ok(message)
@@ -294,10 +287,7 @@ pub async fn user_mentions(
     let mut skipped = 0;
     for entry in state.store.mentions_of(user.id) {
         let (message_id, channel) = entry?;
-        if !state
-            .perms()
-            .has(who, Some(channel), Permission::ReadMessages)
-        {
+        if !state.can_read(who, channel) {
             continue;
         }
         if skipped < skip {

@@ -408,6 +408,11 @@ impl PermissionIndex {
         self.ranked_channels.remove(&channel);
     }
 
+    /// Whether a channel exists (every channel has an entry, with or without overrides).
+    pub fn has_channel(&self, channel: u64) -> bool {
+        self.channels.contains_key(&channel)
+    }
+
     /// A user's role ids as stored (unordered).
     pub fn user_role_ids(&self, user: u64) -> Option<&[u64]> {
         self.user_roles.get(&user).map(Vec::as_slice)

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::events::Audience;
 use crate::params::resolve_session;
-use crate::perms::{Permission, Requester};
+use crate::perms::Requester;
 use crate::state::AppState;
 
 /// Largest frame a client may send; pongdata is tiny.
@@ -115,10 +115,9 @@ async fn run(
                         Audience::Everyone => true,
                         Audience::User(id) => user == Some(id),
                         // Checked at delivery time, so a lost permission takes effect at once.
-                        Audience::Channel(channel) => state.perms().has(
+                        Audience::Channel(channel) => state.can_read(
                             user.map_or(Requester::Guest, Requester::User),
-                            Some(channel),
-                            Permission::ReadMessages,
+                            channel,
                         ),
                     };
                     if deliver && session.text(event.json.to_string()).await.is_err() {
