@@ -6,11 +6,6 @@ use std::process::ExitCode;
 use decentd::config::{Cli, Command};
 use decentd::{logging, startup};
 
-/// mimalloc instead of the C library's allocator: serving JSON is allocation-heavy, and glibc's
-/// malloc (static glibc especially) spent about 40% of a history-read benchmark's CPU time.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
