@@ -13,7 +13,7 @@ pub mod sessions;
 pub mod uploads;
 pub mod users;
 
-use actix_web::{guard, web, HttpRequest, HttpResponse, Resource};
+use actix_web::{guard, web, HttpRequest, HttpResponse, Resource, Scope};
 use serde::Serialize;
 
 use crate::error::ApiError;
@@ -21,6 +21,11 @@ use crate::error::ApiError;
 /// A resource whose unsupported methods fall through to `not_found`.
 fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(not_found))
+}
+
+/// A scope whose unknown paths fall through to `not_found`.
+fn scope(path: &str) -> Scope {
+    web::scope(path).default_service(web::to(not_found))
 }
 
 /// Registers every route.
@@ -47,101 +52,121 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(meta::get_settings))
             .route(web::patch().to(meta::patch_settings)),
     )
-    .service(
-        resource("/api/users")
-            .route(web::get().to(users::list))
-            .route(web::post().to(users::register)),
-    )
-    .service(
-        resource("/api/users/{id}")
-            .route(web::get().to(users::get))
-            .route(web::patch().to(users::patch))
-            .route(web::delete().to(users::delete)),
-    )
-    .service(
-        resource("/api/users/{id}/roles")
-            .route(web::get().to(roles::user_roles))
-            .route(web::post().to(roles::give)),
-    )
-    .service(resource("/api/users/{id}/roles/{role}").route(web::delete().to(roles::take)))
-    .service(resource("/api/users/{id}/permissions").route(web::get().to(roles::user_permissions)))
-    .service(
-        resource("/api/users/{id}/channel-permissions/{channel}")
-            .route(web::get().to(roles::user_channel_permissions)),
-    )
-    .service(resource("/api/users/{id}/mentions").route(web::get().to(messages::user_mentions)))
-    .service(
-        resource("/api/channels")
-            .route(web::get().to(channels::list))
-            .route(web::post().to(channels::create)),
-    )
-    .service(
-        resource("/api/channels/{id}")
-            .route(web::get().to(channels::get))
-            .route(web::patch().to(channels::rename))
-            .route(web::delete().to(channels::delete)),
-    )
-    .service(resource("/api/channels/{id}/mark-read").route(web::post().to(channels::mark_read)))
-    .service(resource("/api/channels/{id}/messages").route(web::get().to(channels::messages)))
-    .service(
-        resource("/api/channels/{id}/role-permissions")
-            .route(web::get().to(channels::get_role_permissions))
-            .route(web::patch().to(channels::set_role_permissions)),
-    )
-    .service(
-        resource("/api/channels/{id}/pins")
-            .route(web::get().to(channels::pins))
-            .route(web::post().to(channels::pin)),
-    )
-    .service(resource("/api/channels/{id}/pins/{message}").route(web::delete().to(channels::unpin)))
-    .service(resource("/api/messages").route(web::post().to(messages::post)))
-    .service(
-        resource("/api/messages/{id}")
-            .route(web::get().to(messages::get))
-            .route(web::patch().to(messages::edit))
-            .route(web::delete().to(messages::delete)),
-    )
-    .service(
-        resource("/api/emotes")
-            .route(web::get().to(emotes::list))
-            .route(web::post().to(emotes::create)),
-    )
-    .service(
-        resource("/api/emotes/{shortcode}")
-            .route(web::get().to(emotes::view))
-            .route(web::delete().to(emotes::delete)),
-    )
     .service(resource("/api/upload-image").route(web::post().to(uploads::upload)))
-    .service(resource("/uploads/{name}").route(web::get().to(uploads::serve)))
-    .service(
-        resource("/api/roles")
-            .route(web::get().to(roles::list))
-            .route(web::post().to(roles::create)),
-    )
-    .service(
-        resource("/api/roles/order")
-            .route(web::get().to(roles::get_order))
-            .route(web::patch().to(roles::set_order)),
-    )
-    .service(
-        resource("/api/roles/{id}")
-            .route(web::get().to(roles::get))
-            .route(web::patch().to(roles::update))
-            .route(web::delete().to(roles::delete)),
-    )
     .service(
         resource("/api/username-available/{username}")
             .route(web::get().to(users::username_available)),
     )
+    .service(resource("/uploads/{name}").route(web::get().to(uploads::serve)))
+    // Scopes with static prefixes keep route matching cheap: a request only tries the
+    // patterns of its own resource family (actix matches dynamic segments with a regex).
     .service(
-        resource("/api/sessions")
-            .route(web::get().to(sessions::list))
-            .route(web::post().to(sessions::login)),
+        scope("/api/channels")
+            .service(
+                resource("")
+                    .route(web::get().to(channels::list))
+                    .route(web::post().to(channels::create)),
+            )
+            .service(resource("/{id}/messages").route(web::get().to(channels::messages)))
+            .service(
+                resource("/{id}")
+                    .route(web::get().to(channels::get))
+                    .route(web::patch().to(channels::rename))
+                    .route(web::delete().to(channels::delete)),
+            )
+            .service(resource("/{id}/mark-read").route(web::post().to(channels::mark_read)))
+            .service(
+                resource("/{id}/role-permissions")
+                    .route(web::get().to(channels::get_role_permissions))
+                    .route(web::patch().to(channels::set_role_permissions)),
+            )
+            .service(
+                resource("/{id}/pins")
+                    .route(web::get().to(channels::pins))
+                    .route(web::post().to(channels::pin)),
+            )
+            .service(resource("/{id}/pins/{message}").route(web::delete().to(channels::unpin))),
     )
     .service(
-        resource("/api/sessions/{id}")
-            .route(web::get().to(sessions::get))
-            .route(web::delete().to(sessions::logout)),
+        scope("/api/messages")
+            .service(resource("").route(web::post().to(messages::post)))
+            .service(
+                resource("/{id}")
+                    .route(web::get().to(messages::get))
+                    .route(web::patch().to(messages::edit))
+                    .route(web::delete().to(messages::delete)),
+            ),
+    )
+    .service(
+        scope("/api/users")
+            .service(
+                resource("")
+                    .route(web::get().to(users::list))
+                    .route(web::post().to(users::register)),
+            )
+            .service(
+                resource("/{id}")
+                    .route(web::get().to(users::get))
+                    .route(web::patch().to(users::patch))
+                    .route(web::delete().to(users::delete)),
+            )
+            .service(
+                resource("/{id}/roles")
+                    .route(web::get().to(roles::user_roles))
+                    .route(web::post().to(roles::give)),
+            )
+            .service(resource("/{id}/roles/{role}").route(web::delete().to(roles::take)))
+            .service(resource("/{id}/permissions").route(web::get().to(roles::user_permissions)))
+            .service(
+                resource("/{id}/channel-permissions/{channel}")
+                    .route(web::get().to(roles::user_channel_permissions)),
+            )
+            .service(resource("/{id}/mentions").route(web::get().to(messages::user_mentions))),
+    )
+    .service(
+        scope("/api/emotes")
+            .service(
+                resource("")
+                    .route(web::get().to(emotes::list))
+                    .route(web::post().to(emotes::create)),
+            )
+            .service(
+                resource("/{shortcode}")
+                    .route(web::get().to(emotes::view))
+                    .route(web::delete().to(emotes::delete)),
+            ),
+    )
+    .service(
+        scope("/api/roles")
+            .service(
+                resource("")
+                    .route(web::get().to(roles::list))
+                    .route(web::post().to(roles::create)),
+            )
+            .service(
+                resource("/order")
+                    .route(web::get().to(roles::get_order))
+                    .route(web::patch().to(roles::set_order)),
+            )
+            .service(
+                resource("/{id}")
+                    .route(web::get().to(roles::get))
+                    .route(web::patch().to(roles::update))
+                    .route(web::delete().to(roles::delete)),
+            ),
+    )
+    .service(
+        scope("/api/sessions")
+            .service(
+                resource("")
+                    .route(web::get().to(sessions::list))
+                    .route(web::post().to(sessions::login)),
+            )
+            .service(
+                resource("/{id}")
+                    .route(web::get().to(sessions::get))
+                    .route(web::delete().to(sessions::logout)),
+            ),
     );
 }
 
