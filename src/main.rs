@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use decentd::config::{Cli, Command};
 use decentd::{logging, startup};
 
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
