@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use decentd::config::{Cli, Command};
 use decentd::{logging, startup};
 
+/// jemalloc, not the C library's malloc: under sustained load glibc's malloc fragmented and cost a
+/// third of history-read throughput (see ARCHITECTURE.md, "Allocator").
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
