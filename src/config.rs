@@ -31,6 +31,10 @@ pub const DEFAULT_CACHE_MB: u64 = 64;
 pub const DEFAULT_PING_INTERVAL_SECS: u64 = 10;
 pub const MAX_PING_INTERVAL_SECS: u64 = 30;
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_MAX_WEBSOCKETS: usize = 20_000;
+/// Events waiting for one socket before it counts as too slow and is closed.
+pub const DEFAULT_WS_SEND_QUEUE: usize = 256;
+pub const DEFAULT_WS_WRITE_TIMEOUT_SECS: u64 = 10;
 
 /// decentd: a Decent chat server in one binary, with embedded storage.
 #[derive(Debug, Parser)]
@@ -109,6 +113,15 @@ pub struct ServeArgs {
     /// Seconds between WebSocket "pingdata" events, at most 30 [default: 10].
     #[arg(long, env = "DECENTD_PING_INTERVAL", value_name = "SECS")]
     pub ping_interval: Option<u64>,
+    /// Most WebSocket connections at once; more are refused with 503 [default: 20000].
+    #[arg(long, env = "DECENTD_MAX_WEBSOCKETS", value_name = "N")]
+    pub max_websockets: Option<usize>,
+    /// Events queued for one WebSocket before it is closed as too slow [default: 256].
+    #[arg(long, env = "DECENTD_WS_SEND_QUEUE", value_name = "EVENTS")]
+    pub ws_send_queue: Option<usize>,
+    /// Seconds one WebSocket write may take before the socket is closed [default: 10].
+    #[arg(long, env = "DECENTD_WS_WRITE_TIMEOUT", value_name = "SECS")]
+    pub ws_write_timeout: Option<u64>,
     /// Seconds to let in-flight requests finish on SIGINT/SIGTERM [default: 10].
     #[arg(long, env = "DECENTD_SHUTDOWN_TIMEOUT", value_name = "SECS")]
     pub shutdown_timeout: Option<u64>,
@@ -152,6 +165,9 @@ pub struct FileConfig {
     pub hash_concurrency: Option<usize>,
     pub cache_mb: Option<u64>,
     pub ping_interval: Option<u64>,
+    pub max_websockets: Option<usize>,
+    pub ws_send_queue: Option<usize>,
+    pub ws_write_timeout: Option<u64>,
     pub shutdown_timeout: Option<u64>,
     pub workers: Option<usize>,
     pub secure: Option<bool>,
@@ -173,6 +189,9 @@ pub struct ServerConfig {
     pub hash_concurrency: usize,
     pub cache_bytes: u64,
     pub ping_interval: Duration,
+    pub max_websockets: usize,
+    pub ws_send_queue: usize,
+    pub ws_write_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub workers: usize,
     pub secure: bool,
@@ -287,6 +306,21 @@ impl ServeArgs {
                 .max(1),
             cache_bytes: self.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB) * 1024 * 1024,
             ping_interval: Duration::from_secs(ping),
+            max_websockets: self
+                .max_websockets
+                .or(file.max_websockets)
+                .unwrap_or(DEFAULT_MAX_WEBSOCKETS),
+            ws_send_queue: self
+                .ws_send_queue
+                .or(file.ws_send_queue)
+                .unwrap_or(DEFAULT_WS_SEND_QUEUE)
+                .max(1),
+            ws_write_timeout: Duration::from_secs(
+                self.ws_write_timeout
+                    .or(file.ws_write_timeout)
+                    .unwrap_or(DEFAULT_WS_WRITE_TIMEOUT_SECS)
+                    .max(1),
+            ),
             shutdown_timeout: Duration::from_secs(
                 self.shutdown_timeout
                     .or(file.shutdown_timeout)

@@ -1,10 +1,11 @@
 //! The event bus: the one place changes are announced.
 //!
 //! Handlers emit an `Event` after their write is durable. Each event is serialized to its
-//! `{"evt", "data"}` JSON once, here; consumers (WebSocket sockets, and later plugins and the bot
-//! gateway) receive the shared text and its audience and decide delivery themselves. The bus
+//! `{"evt", "data"}` JSON once, here; consumers (the WebSocket dispatcher, and later plugins and
+//! the bot gateway) receive the shared frame and its audience and decide delivery themselves. The bus
 //! never blocks an emitter: a consumer that lags loses events and learns how many.
 
+use bytestring::ByteString;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -28,8 +29,8 @@ pub struct Event {
     pub audience: Audience,
     /// The `data` payload, for consumers that need to look inside.
     pub data: Value,
-    /// `{"evt": name, "data": data}` as JSON text.
-    pub json: Arc<str>,
+    /// `{"evt": name, "data": data}` as JSON text; clones share the bytes.
+    pub frame: ByteString,
 }
 
 /// Broadcasts events to every subscriber.
@@ -47,12 +48,12 @@ impl EventBus {
 
     /// Announces an event to current subscribers.
     pub fn emit(&self, name: &'static str, data: Value, audience: Audience) {
-        let json: Arc<str> = json!({ "evt": name, "data": data }).to_string().into();
+        let frame = ByteString::from(json!({ "evt": name, "data": data }).to_string());
         let event = Arc::new(Event {
             name,
             audience,
             data,
-            json,
+            frame,
         });
         // No subscribers is fine: nobody is listening.
         let _ = self.tx.send(event);
@@ -74,7 +75,7 @@ mod tests {
         bus.emit("user/delete", json!({"userID": "1"}), Audience::Everyone);
         let event = rx.recv().await.unwrap();
         assert_eq!(event.name, "user/delete");
-        let parsed: Value = serde_json::from_str(&event.json).unwrap();
+        let parsed: Value = serde_json::from_str(&event.frame).unwrap();
         assert_eq!(
             parsed,
             json!({"evt": "user/delete", "data": {"userID": "1"}})

@@ -25,6 +25,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
         env!("CARGO_PKG_VERSION")
     );
     let state = web::Data::new(AppState::open(config)?);
+    actix_web::rt::spawn(crate::ws::hub::dispatch(state.clone().into_inner()));
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()

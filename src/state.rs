@@ -75,6 +75,8 @@ pub struct AppState {
     perms: RwLock<PermissionIndex>,
     pub hasher: PasswordHasher,
     pub bus: EventBus,
+    /// Open WebSockets, fed by the dispatcher (`ws::hub`).
+    pub hub: crate::ws::hub::Hub,
     pub presence: Presence,
     pub config: ServerConfig,
     /// Lowercased `--admin` names.
@@ -159,6 +161,7 @@ impl AppState {
             perms: RwLock::new(index),
             hasher,
             bus: EventBus::new(4096),
+            hub: crate::ws::hub::Hub::default(),
             presence: Presence::default(),
             admin_names: config
                 .admins

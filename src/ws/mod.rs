@@ -1,35 +1,67 @@
 //! The WebSocket endpoint at `/` (spec 3).
 //!
 //! Sends `pingdata` on connect and every ping interval; a `pongdata` associates the socket with
-//! its session's user (or with nobody), which drives `user/online` and `user/offline`. Events
-//! from the bus addressed to everyone, or to this socket's user, are forwarded as they are
-//! (serialized once by the bus). Frames from clients are capped in size; invalid JSON and
-//! unknown events are ignored. A socket that falls behind the bus is closed.
+//! its session's user (or with nobody: a guest), which drives `user/online` and `user/offline`.
+//! A user socket that stops ponging for two intervals loses its user (and the user may go
+//! offline) but stays open as a guest. Events reach the socket through its bounded queue, fed
+//! by the dispatcher in `hub` (which filters by audience and permission); a socket whose queue
+//! overflows, or whose writes stall past the write timeout, is closed with a policy close code
+//! and a logged reason. Incoming frames are capped in size and rate: invalid JSON and unknown
+//! events are ignored, as the spec says, but a client that floods is closed.
 
+pub mod hub;
+
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
+use bytestring::ByteString;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tokio::sync::broadcast::error::RecvError;
+use std::time::{Duration, Instant};
 
+use crate::error::{ApiError, ErrorCode};
 use crate::events::Audience;
 use crate::params::resolve_session;
-use crate::perms::Requester;
 use crate::state::AppState;
 
 /// Largest frame a client may send; pongdata is tiny.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+/// Incoming frames a client may send in a burst, and per second after it.
+pub const FRAME_BURST: f64 = 20.0;
+pub const FRAMES_PER_SECOND: f64 = 10.0;
 const PINGDATA: &str = r#"{"evt":"pingdata"}"#;
 
-/// Upgrades `GET /` with `Upgrade: websocket`.
+/// Upgrades `GET /` with `Upgrade: websocket`; 503 when `--max-websockets` are open.
 pub async fn upgrade(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let Some(registration) = state
+        .hub
+        .register(state.config.ws_send_queue, state.config.max_websockets)
+    else {
+        tracing::warn!(
+            max = state.config.max_websockets,
+            "refusing a WebSocket: connection limit reached"
+        );
+        return Ok(actix_web::ResponseError::error_response(
+            &ApiError::new(
+                ErrorCode::No,
+                "too many WebSocket connections; try again later",
+            )
+            .status(StatusCode::SERVICE_UNAVAILABLE),
+        ));
+    };
+    let (response, session, stream) = match actix_ws::handle(&req, body) {
+        Ok(parts) => parts,
+        Err(e) => {
+            state.hub.unregister(registration.id);
+            return Err(e);
+        }
+    };
     let stream = stream.max_frame_size(MAX_FRAME_BYTES);
-    actix_web::rt::spawn(run(state.into_inner(), session, stream));
+    actix_web::rt::spawn(run(state.into_inner(), registration, session, stream));
     Ok(response)
 }
 
@@ -50,10 +82,11 @@ fn pong_user(state: &AppState, text: &str) -> Option<Option<u64>> {
     }))
 }
 
-fn set_user(state: &AppState, current: &mut Option<u64>, next: Option<u64>) {
+fn set_user(state: &AppState, socket: u64, current: &mut Option<u64>, next: Option<u64>) {
     if *current == next {
         return;
     }
+    state.hub.set_user(socket, next);
     if let Some(old) = current.take() {
         if state.presence.disconnect(old) {
             state.bus.emit(
@@ -75,66 +108,134 @@ fn set_user(state: &AppState, current: &mut Option<u64>, next: Option<u64>) {
     *current = next;
 }
 
+/// A token bucket for incoming frames.
+struct RateLimit {
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new() -> Self {
+        Self {
+            tokens: FRAME_BURST,
+            last: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * FRAMES_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(FRAME_BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn policy(reason: &str) -> Option<CloseReason> {
+    Some(CloseReason {
+        code: CloseCode::Policy,
+        description: Some(reason.to_owned()),
+    })
+}
+
 async fn run(
     state: Arc<AppState>,
+    registration: hub::Registration,
     mut session: actix_ws::Session,
     mut stream: actix_ws::MessageStream,
 ) {
-    let mut ticker = tokio::time::interval(state.config.ping_interval);
-    let mut events = state.bus.subscribe();
+    let hub::Registration {
+        id,
+        mut events,
+        overflow,
+    } = registration;
+    let interval = state.config.ping_interval;
+    let write_timeout = state.config.ws_write_timeout;
+    let mut ticker = tokio::time::interval(interval);
     let mut shutdown = state.shutdown.subscribe();
     let mut user: Option<u64> = None;
+    let mut last_pong = Instant::now();
+    let mut limit = RateLimit::new();
     let close = loop {
         tokio::select! {
             _ = ticker.tick() => {
-                if session.text(PINGDATA).await.is_err() {
-                    break None;
+                if user.is_some() && last_pong.elapsed() > interval * 2 + Duration::from_secs(1) {
+                    tracing::info!(socket = id, user, "socket stopped answering pingdata; treating it as a guest");
+                    set_user(&state, id, &mut user, None);
+                }
+                match tokio::time::timeout(write_timeout, session.text(ByteString::from_static(PINGDATA))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => break policy("write timed out"),
                 }
             }
-            msg = stream.recv() => match msg {
-                Some(Ok(Message::Text(text))) => {
-                    if let Some(next) = pong_user(&state, &text) {
-                        set_user(&state, &mut user, next);
+            frame = events.recv() => match frame {
+                Some(frame) => match tokio::time::timeout(write_timeout, session.text(frame)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => {
+                        tracing::warn!(socket = id, user, "closing a socket whose writes stalled");
+                        break policy("write timed out");
                     }
-                }
-                Some(Ok(Message::Ping(bytes))) => {
-                    if session.pong(&bytes).await.is_err() {
-                        break None;
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None => break None,
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "closing socket after a protocol error");
-                    break Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) });
-                }
-                Some(Ok(_)) => {}
+                },
+                None => break None,
             },
-            event = events.recv() => match event {
-                Ok(event) => {
-                    let deliver = match event.audience {
-                        Audience::Everyone => true,
-                        Audience::User(id) => user == Some(id),
-                        // Checked at delivery time, so a lost permission takes effect at once.
-                        Audience::Channel(channel) => state.can_read(
-                            user.map_or(Requester::Guest, Requester::User),
-                            channel,
-                        ),
-                    };
-                    if deliver && session.text(event.json.to_string()).await.is_err() {
-                        break None;
+            _ = overflow.notified() => {
+                tracing::warn!(socket = id, user, queue = state.config.ws_send_queue, "closing a socket that fell behind: its send queue is full");
+                break policy("too slow: send queue full");
+            }
+            msg = stream.recv() => {
+                if !matches!(msg, Some(Ok(Message::Close(_))) | None) && !limit.allow() {
+                    tracing::warn!(socket = id, user, "closing a socket that sends too many frames");
+                    break policy("too many messages");
+                }
+                match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(next) = pong_user(&state, &text) {
+                            last_pong = Instant::now();
+                            set_user(&state, id, &mut user, next);
+                        }
                     }
+                    Some(Ok(Message::Ping(bytes))) => {
+                        if session.pong(&bytes).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Err(e)) => {
+                        tracing::debug!(socket = id, error = %e, "closing a socket after a protocol error");
+                        break Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) });
+                    }
+                    Some(Ok(_)) => {}
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "closing a socket that fell behind the event stream");
-                    break Some(CloseReason { code: CloseCode::Policy, description: Some("too slow: events were dropped".into()) });
-                }
-                Err(RecvError::Closed) => break None,
-            },
+            }
             _ = shutdown.changed() => {
                 break Some(CloseReason { code: CloseCode::Away, description: Some("server stopping".into()) });
             }
         }
     };
-    set_user(&state, &mut user, None);
-    let _ = session.close(close).await;
+    state.hub.unregister(id);
+    set_user(&state, id, &mut user, None);
+    let _ = tokio::time::timeout(write_timeout, session.close(close)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frame_rate_limit_allows_a_burst_then_refuses() {
+        let mut limit = RateLimit::new();
+        for _ in 0..FRAME_BURST as usize {
+            assert!(limit.allow());
+        }
+        assert!(!limit.allow());
+        limit.last -= Duration::from_millis(500);
+        assert!(limit.allow(), "half a second refills five frames");
+    }
 }
