@@ -1,0 +1,296 @@
+//! The WebSocket gateway with real clients: event shapes, permission filtering (also after
+//! losing access), online/offline including a socket that stops ponging, a stalled client
+//! dropped while others keep receiving, flood and connection limits.
+
+mod common;
+
+use common::TestServer;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+async fn admin_server(args: &[&str]) -> (TestServer, String, String) {
+    let mut all = vec!["--admin", "root"];
+    all.extend_from_slice(args);
+    let server = TestServer::spawn_with(&all).await;
+    let (id, session) = server.user("root").await;
+    (server, id, session)
+}
+
+async fn create_channel(server: &TestServer, session: &str, name: &str) -> String {
+    let r = server
+        .post("/api/channels", Some(session), json!({ "name": name }))
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    r.1["channelID"].as_str().unwrap().to_owned()
+}
+
+async fn post(server: &TestServer, session: &str, channel: &str, text: &str) {
+    let r = server
+        .post(
+            "/api/messages",
+            Some(session),
+            json!({ "channelID": channel, "text": text }),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+}
+
+#[tokio::test]
+async fn user_settings_and_role_events_arrive_with_their_shapes() {
+    let (server, _, admin) = admin_server(&[]).await;
+    let mut ws = server.events(None).await;
+
+    let r = server
+        .patch(
+            "/api/settings",
+            Some(&admin),
+            json!({"name": "Test server"}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let settings = ws.expect("server-settings/update").await;
+    assert_eq!(settings["settings"]["name"], "Test server");
+
+    let user = server.register("newbie", "password1").await;
+    let id = user["id"].as_str().unwrap().to_owned();
+    let new = ws.expect("user/new").await;
+    assert_eq!(new["user"]["id"], id.as_str());
+    assert_eq!(new["user"]["username"], "newbie");
+    assert!(new["user"].get("email").is_none(), "no email to others");
+
+    let r = server
+        .post(
+            "/api/roles",
+            Some(&admin),
+            json!({"name": "mods", "permissions": {"managePins": true}}),
+        )
+        .await;
+    let role = r.1["roleID"].as_str().unwrap().to_owned();
+    let new_role = ws.expect("role/new").await;
+    assert_eq!(
+        new_role,
+        json!({"role": {"id": role, "name": "mods", "permissions": {"managePins": true}}})
+    );
+    server
+        .patch(
+            &format!("/api/roles/{role}"),
+            Some(&admin),
+            json!({"name": "moderators"}),
+        )
+        .await;
+    assert_eq!(ws.expect("role/update").await["role"]["name"], "moderators");
+    server
+        .post(
+            &format!("/api/users/{id}/roles"),
+            Some(&admin),
+            json!({"roleID": role}),
+        )
+        .await;
+    let updated = ws.expect("user/update").await;
+    assert_eq!(updated["user"]["roleIDs"], json!([role]));
+    server
+        .delete(&format!("/api/roles/{role}"), Some(&admin))
+        .await;
+    assert_eq!(ws.expect("role/delete").await, json!({"roleID": role}));
+    server
+        .delete(&format!("/api/users/{id}"), Some(&admin))
+        .await;
+    assert_eq!(ws.expect("user/delete").await, json!({"userID": id}));
+}
+
+#[tokio::test]
+async fn a_user_who_loses_read_access_stops_receiving_at_once() {
+    let (server, _, admin) = admin_server(&[]).await;
+    let (alice_id, alice) = server.user("alice").await;
+    let ch = create_channel(&server, &admin, "staff").await;
+    let roles = server.get("/api/roles", None).await.1;
+    let admin_role = roles["roles"][0]["id"].as_str().unwrap().to_owned();
+    let r = server
+        .post(
+            "/api/roles",
+            Some(&admin),
+            json!({"name": "staff", "permissions": {}}),
+        )
+        .await;
+    let staff = r.1["roleID"].as_str().unwrap().to_owned();
+    let r = server
+        .patch(
+            &format!("/api/channels/{ch}/role-permissions"),
+            Some(&admin),
+            json!({"rolePermissions": {
+                "_everyone": {"readMessages": false},
+                (admin_role.as_str()): {"readMessages": true},
+                (staff.as_str()): {"readMessages": true}
+            }}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    server
+        .post(
+            &format!("/api/users/{alice_id}/roles"),
+            Some(&admin),
+            json!({"roleID": staff}),
+        )
+        .await;
+
+    let mut alice_ws = server.events(Some(&alice)).await;
+    let mut guest_ws = server.events(None).await;
+    post(&server, &admin, &ch, "for staff").await;
+    assert_eq!(
+        alice_ws.expect("message/new").await["message"]["text"],
+        "for staff"
+    );
+
+    let r = server
+        .delete(
+            &format!("/api/users/{alice_id}/roles/{staff}"),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.0, 200);
+    alice_ws.expect("user/update").await;
+    post(&server, &admin, &ch, "after losing access").await;
+    for ws in [&mut alice_ws, &mut guest_ws] {
+        let seen = ws.drain(Duration::from_millis(500)).await;
+        assert!(seen.iter().all(|(evt, _)| evt != "message/new"), "{seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_socket_that_stops_ponging_takes_its_user_offline() {
+    let (server, _, _) = admin_server(&["--ping-interval", "1"]).await;
+    let (bob_id, bob) = server.user("bob").await;
+    let mut watcher = server.events(None).await;
+    // `events` answers the first pingdata only; the later ones go unanswered.
+    let _bob_ws = server.events(Some(&bob)).await;
+    assert_eq!(
+        watcher.expect("user/online").await,
+        json!({"userID": bob_id})
+    );
+    assert_eq!(
+        server.get(&format!("/api/users/{bob_id}"), None).await.1["user"]["online"],
+        true
+    );
+    let offline = tokio::time::timeout(Duration::from_secs(8), watcher.expect("user/offline"))
+        .await
+        .expect("user/offline within 8 s of the last pong");
+    assert_eq!(offline, json!({"userID": bob_id}));
+    assert_eq!(
+        server.get(&format!("/api/users/{bob_id}"), None).await.1["user"]["online"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn a_flooding_client_is_closed_and_others_are_not() {
+    let (server, _, admin) = admin_server(&[]).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let mut bystander = server.events(None).await;
+    for _ in 0..200 {
+        if ws.send(Message::text("{not json")).await.is_err() {
+            break;
+        }
+    }
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| f.code),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(CloseCode::Policy));
+    create_channel(&server, &admin, "still-working").await;
+    assert_eq!(
+        bystander.expect("channel/new").await["channel"]["name"],
+        "still-working"
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_with_503() {
+    let server = TestServer::spawn_with(&["--max-websockets", "2"]).await;
+    let _a = server.events(None).await;
+    let _b = server.events(None).await;
+    match tokio_tungstenite::connect_async(server.ws_url()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503)
+        }
+        other => panic!("expected 503, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    drop(_a);
+    // The slot frees when a socket closes.
+    for _ in 0..50 {
+        if tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("a closed socket's slot was never freed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_is_dropped_while_others_keep_receiving() {
+    let (server, _, admin) =
+        admin_server(&["--ws-send-queue", "16", "--ws-write-timeout", "2"]).await;
+    let ch = create_channel(&server, &admin, "firehose").await;
+
+    // A client that completes the handshake with a tiny receive buffer and never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let (_stalled, _) = tokio_tungstenite::client_async(server.ws_url(), stream)
+        .await
+        .unwrap();
+
+    // A healthy client that reads everything.
+    let mut healthy = server.events(None).await;
+    let reader = tokio::spawn(async move {
+        let mut texts = Vec::new();
+        loop {
+            let data = healthy.expect("message/new").await;
+            let text = data["message"]["text"].as_str().unwrap().to_owned();
+            if text.starts_with("last") {
+                return texts;
+            }
+            texts.push(text);
+        }
+    });
+
+    let filler = "x".repeat(9_000);
+    let mut sent = 0;
+    let dropped = |server: &TestServer| {
+        server
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("send queue is full") || l.contains("writes stalled"))
+    };
+    while !dropped(&server) {
+        assert!(sent < 3_000, "the stalled socket was never dropped");
+        post(&server, &admin, &ch, &format!("{sent} {filler}")).await;
+        sent += 1;
+    }
+    // Delivery to the healthy socket continues after the drop.
+    for i in 0..20 {
+        post(&server, &admin, &ch, &format!("{} after", sent + i)).await;
+    }
+    post(&server, &admin, &ch, "last").await;
+    let texts = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("healthy client finished")
+        .unwrap();
+    assert_eq!(texts.len(), sent + 20, "the healthy client lost messages");
+    for (i, text) in texts.iter().enumerate() {
+        assert!(text.starts_with(&format!("{i} ")), "out of order at {i}");
+    }
+    eprintln!("stalled socket dropped after {sent} posts of 9 KB");
+}
