@@ -107,7 +107,10 @@ fn seq_of(frame: &str) -> Option<usize> {
         return None;
     }
     let at = frame.find(r#""text":"seq "#)? + r#""text":"seq "#.len();
-    let digits: String = frame[at..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = frame[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().ok()
 }
 
@@ -146,7 +149,13 @@ async fn call(http: &reqwest::Client, url: String, session: Option<&str>, body: 
     if let Some(s) = session {
         req = req.header("X-Session-ID", s);
     }
-    let v: Value = req.send().await.expect("request").json().await.expect("json");
+    let v: Value = req
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
     assert!(v.get("error").is_none(), "{v}");
     v
 }
@@ -232,12 +241,12 @@ async fn run(sockets: usize, rate: u64, seconds: u64) {
 
     let mut latencies_ms = Vec::with_capacity(messages);
     let mut lost = 0usize;
-    for seq in 0..messages {
+    for (seq, sent) in sent_us.iter().enumerate() {
         let count = deliveries.count[seq].load(Ordering::Relaxed);
         lost += sockets.saturating_sub(count);
         if count == sockets {
             let latest = deliveries.latest_us[seq].load(Ordering::Relaxed);
-            latencies_ms.push(latest.saturating_sub(sent_us[seq]) as f64 / 1000.0);
+            latencies_ms.push(latest.saturating_sub(*sent) as f64 / 1000.0);
         }
     }
     latencies_ms.sort_by(f64::total_cmp);
