@@ -14,49 +14,6 @@ async fn with_admin() -> (TestServer, String) {
     (server, session)
 }
 
-async fn create_channel(server: &TestServer, session: &str, name: &str) -> String {
-    let r = server
-        .post("/api/channels", Some(session), json!({ "name": name }))
-        .await;
-    assert_eq!(r.0, 200, "{}", r.1);
-    r.1["channelID"].as_str().unwrap().to_owned()
-}
-
-async fn post(server: &TestServer, session: &str, channel: &str, text: &str) -> String {
-    let r = server
-        .post(
-            "/api/messages",
-            Some(session),
-            json!({ "channelID": channel, "text": text }),
-        )
-        .await;
-    assert_eq!(r.0, 200, "{}", r.1);
-    r.1["messageID"].as_str().unwrap().to_owned()
-}
-
-async fn create_role(server: &TestServer, session: &str, permissions: Value) -> String {
-    let r = server
-        .post(
-            "/api/roles",
-            Some(session),
-            json!({ "name": "r", "permissions": permissions }),
-        )
-        .await;
-    assert_eq!(r.0, 200, "{}", r.1);
-    r.1["roleID"].as_str().unwrap().to_owned()
-}
-
-async fn give(server: &TestServer, admin: &str, user: &str, role: &str) {
-    let r = server
-        .post(
-            &format!("/api/users/{user}/roles"),
-            Some(admin),
-            json!({ "roleID": role }),
-        )
-        .await;
-    assert_eq!(r.0, 200, "{}", r.1);
-}
-
 fn texts(body: &Value, key: &str) -> Vec<String> {
     body[key]
         .as_array()
@@ -100,7 +57,7 @@ async fn channels_are_created_listed_renamed_and_deleted_with_every_refusal() {
         "INVALID_PARAMETER_TYPE",
     );
 
-    let general = create_channel(&server, &admin, "general").await;
+    let general = server.create_channel(&admin, "general").await;
     let (_, list) = server.get("/api/channels", None).await;
     assert_eq!(
         list,
@@ -110,20 +67,20 @@ async fn channels_are_created_listed_renamed_and_deleted_with_every_refusal() {
     assert_eq!(one, json!({"channel": {"id": general, "name": "general"}}));
 
     // Names are unique ignoring case, unless the creator has allowNonUnique.
-    let limited = create_role(
-        &server,
-        &admin,
-        json!({"manageChannels": true, "allowNonUnique": false}),
-    )
-    .await;
-    give(&server, &admin, &user_id, &limited).await;
+    let limited = server
+        .create_role(
+            &admin,
+            json!({"manageChannels": true, "allowNonUnique": false}),
+        )
+        .await;
+    server.give_role(&admin, &user_id, &limited).await;
     assert_error(
         &server
             .post("/api/channels", Some(&user), json!({"name": "GENERAL"}))
             .await,
         "NAME_ALREADY_TAKEN",
     );
-    let twin = create_channel(&server, &admin, "general").await;
+    let twin = server.create_channel(&admin, "general").await;
     assert_ne!(twin, general);
 
     // Rename.
@@ -203,10 +160,10 @@ async fn unreadable_channels_are_invisible_everywhere() {
     let (server, admin) = with_admin().await;
     let (reader_id, reader) = server.user("reader").await;
     let (other_id, other) = server.user("other").await;
-    let secret = create_channel(&server, &admin, "secret").await;
-    let msg = post(&server, &admin, &secret, "hidden text").await;
-    let readers = create_role(&server, &admin, json!({})).await;
-    give(&server, &admin, &reader_id, &readers).await;
+    let secret = server.create_channel(&admin, "secret").await;
+    let msg = server.post_message(&admin, &secret, "hidden text").await;
+    let readers = server.create_role(&admin, json!({})).await;
+    server.give_role(&admin, &reader_id, &readers).await;
     let r = server
         .patch(
             &format!("/api/channels/{secret}/role-permissions"),
@@ -319,9 +276,9 @@ async fn unreadable_channels_are_invisible_everywhere() {
 #[tokio::test]
 async fn role_permission_overrides_follow_the_documented_limits() {
     let (server, admin) = with_admin().await;
-    let ch = create_channel(&server, &admin, "general").await;
+    let ch = server.create_channel(&admin, "general").await;
     let path = format!("/api/channels/{ch}/role-permissions");
-    let role = create_role(&server, &admin, json!({})).await;
+    let role = server.create_role(&admin, json!({})).await;
     assert_eq!(
         server.get(&path, None).await.1,
         json!({"rolePermissions": {}})
@@ -400,7 +357,7 @@ async fn role_permission_overrides_follow_the_documented_limits() {
         &server.patch(&path, Some(&user), body.clone()).await,
         "NOT_ALLOWED",
     );
-    give(&server, &admin, &uid, &role).await;
+    server.give_role(&admin, &uid, &role).await;
     let r = server.patch(&path, Some(&user), body).await;
     assert_eq!(r.0, 200, "{}", r.1);
     let err = assert_error(
@@ -432,7 +389,7 @@ async fn role_permission_overrides_follow_the_documented_limits() {
 async fn unread_counts_mark_read_and_the_cap() {
     let (server, admin) = with_admin().await;
     let (_, reader) = server.user("reader").await;
-    let ch = create_channel(&server, &admin, "general").await;
+    let ch = server.create_channel(&admin, "general").await;
     let path = format!("/api/channels/{ch}");
     let unread = |body: Value| {
         (
@@ -449,8 +406,8 @@ async fn unread_counts_mark_read_and_the_cap() {
         .get("unreadMessageCount")
         .is_none());
 
-    let first = post(&server, &admin, &ch, "one").await;
-    post(&server, &admin, &ch, "two").await;
+    let first = server.post_message(&admin, &ch, "one").await;
+    server.post_message(&admin, &ch, "two").await;
     assert_eq!(
         unread(server.get(&path, Some(&reader)).await.1),
         (json!(2), json!(first))
@@ -479,7 +436,7 @@ async fn unread_counts_mark_read_and_the_cap() {
     );
 
     for i in 0..205 {
-        post(&server, &admin, &ch, &format!("m{i}")).await;
+        server.post_message(&admin, &ch, &format!("m{i}")).await;
     }
     assert_eq!(
         server.get(&path, Some(&reader)).await.1["channel"]["unreadMessageCount"],
@@ -490,13 +447,13 @@ async fn unread_counts_mark_read_and_the_cap() {
 #[tokio::test]
 async fn history_pages_with_before_after_and_limit() {
     let (server, admin) = with_admin().await;
-    let ch = create_channel(&server, &admin, "general").await;
-    let other = create_channel(&server, &admin, "other").await;
+    let ch = server.create_channel(&admin, "general").await;
+    let other = server.create_channel(&admin, "other").await;
     let mut ids = Vec::new();
     for text in ["first", "second", "third", "fourth"] {
-        ids.push(post(&server, &admin, &ch, text).await);
+        ids.push(server.post_message(&admin, &ch, text).await);
     }
-    post(&server, &admin, &other, "elsewhere").await;
+    server.post_message(&admin, &other, "elsewhere").await;
     let get = |q: String| {
         let server = &server;
         let ch = ch.clone();
@@ -560,9 +517,9 @@ async fn history_pages_with_before_after_and_limit() {
         "REPEATED_PARAMETERS",
     );
 
-    let big = create_channel(&server, &admin, "big").await;
+    let big = server.create_channel(&admin, "big").await;
     for i in 0..55 {
-        post(&server, &admin, &big, &format!("m{i}")).await;
+        server.post_message(&admin, &big, &format!("m{i}")).await;
     }
     let page = texts(
         &server
@@ -580,11 +537,11 @@ async fn history_pages_with_before_after_and_limit() {
 async fn pins_are_added_listed_and_removed() {
     let (server, admin) = with_admin().await;
     let (_, user) = server.user("plain").await;
-    let ch = create_channel(&server, &admin, "general").await;
-    let other = create_channel(&server, &admin, "other").await;
-    let hello = post(&server, &admin, &ch, "Hello!").await;
-    let bye = post(&server, &admin, &ch, "Goodbye!").await;
-    let elsewhere = post(&server, &admin, &other, "elsewhere").await;
+    let ch = server.create_channel(&admin, "general").await;
+    let other = server.create_channel(&admin, "other").await;
+    let hello = server.post_message(&admin, &ch, "Hello!").await;
+    let bye = server.post_message(&admin, &ch, "Goodbye!").await;
+    let elsewhere = server.post_message(&admin, &other, "elsewhere").await;
     let pins = format!("/api/channels/{ch}/pins");
 
     assert_eq!(server.get(&pins, None).await.1, json!({"pins": []}));
@@ -667,12 +624,14 @@ async fn pins_are_added_listed_and_removed() {
 async fn deleting_a_channel_leaves_nothing_in_storage() {
     let (mut server, admin) = with_admin().await;
     let (uid, reader) = server.user("reader").await;
-    let keep = create_channel(&server, &admin, "keep").await;
-    let doomed = create_channel(&server, &admin, "doomed").await;
-    post(&server, &admin, &keep, "stays").await;
+    let keep = server.create_channel(&admin, "keep").await;
+    let doomed = server.create_channel(&admin, "doomed").await;
+    server.post_message(&admin, &keep, "stays").await;
     let mut pinned = String::new();
     for i in 0..30 {
-        pinned = post(&server, &admin, &doomed, &format!("hey <@{uid}> {i}")).await;
+        pinned = server
+            .post_message(&admin, &doomed, &format!("hey <@{uid}> {i}"))
+            .await;
     }
     server
         .post(

@@ -19,25 +19,6 @@ async fn admin_server(args: &[&str]) -> (TestServer, String, String) {
     (server, id, session)
 }
 
-async fn create_channel(server: &TestServer, session: &str, name: &str) -> String {
-    let r = server
-        .post("/api/channels", Some(session), json!({ "name": name }))
-        .await;
-    assert_eq!(r.0, 200, "{}", r.1);
-    r.1["channelID"].as_str().unwrap().to_owned()
-}
-
-async fn post(server: &TestServer, session: &str, channel: &str, text: &str) {
-    let r = server
-        .post(
-            "/api/messages",
-            Some(session),
-            json!({ "channelID": channel, "text": text }),
-        )
-        .await;
-    assert_eq!(r.0, 200, "{}", r.1);
-}
-
 #[tokio::test]
 async fn user_settings_and_role_events_arrive_with_their_shapes() {
     let (server, _, admin) = admin_server(&[]).await;
@@ -105,7 +86,7 @@ async fn user_settings_and_role_events_arrive_with_their_shapes() {
 async fn a_user_who_loses_read_access_stops_receiving_at_once() {
     let (server, _, admin) = admin_server(&[]).await;
     let (alice_id, alice) = server.user("alice").await;
-    let ch = create_channel(&server, &admin, "staff").await;
+    let ch = server.create_channel(&admin, "staff").await;
     let roles = server.get("/api/roles", None).await.1;
     let admin_role = roles["roles"][0]["id"].as_str().unwrap().to_owned();
     let r = server
@@ -138,7 +119,7 @@ async fn a_user_who_loses_read_access_stops_receiving_at_once() {
 
     let mut alice_ws = server.events(Some(&alice)).await;
     let mut guest_ws = server.events(None).await;
-    post(&server, &admin, &ch, "for staff").await;
+    server.post_message(&admin, &ch, "for staff").await;
     assert_eq!(
         alice_ws.expect("message/new").await["message"]["text"],
         "for staff"
@@ -152,7 +133,9 @@ async fn a_user_who_loses_read_access_stops_receiving_at_once() {
         .await;
     assert_eq!(r.0, 200);
     alice_ws.expect("user/update").await;
-    post(&server, &admin, &ch, "after losing access").await;
+    server
+        .post_message(&admin, &ch, "after losing access")
+        .await;
     for ws in [&mut alice_ws, &mut guest_ws] {
         let seen = ws.drain(Duration::from_millis(500)).await;
         assert!(seen.iter().all(|(evt, _)| evt != "message/new"), "{seen:?}");
@@ -204,7 +187,7 @@ async fn a_flooding_client_is_closed_and_others_are_not() {
         }
     };
     assert_eq!(code, Some(CloseCode::Policy));
-    create_channel(&server, &admin, "still-working").await;
+    server.create_channel(&admin, "still-working").await;
     assert_eq!(
         bystander.expect("channel/new").await["channel"]["name"],
         "still-working"
@@ -240,7 +223,7 @@ async fn connections_beyond_the_limit_are_refused_with_503() {
 async fn a_stalled_client_is_dropped_while_others_keep_receiving() {
     let (server, _, admin) =
         admin_server(&["--ws-send-queue", "16", "--ws-write-timeout", "2"]).await;
-    let ch = create_channel(&server, &admin, "firehose").await;
+    let ch = server.create_channel(&admin, "firehose").await;
 
     // A client that completes the handshake with a tiny receive buffer and never reads.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -276,14 +259,18 @@ async fn a_stalled_client_is_dropped_while_others_keep_receiving() {
     };
     while !dropped(&server) {
         assert!(sent < 3_000, "the stalled socket was never dropped");
-        post(&server, &admin, &ch, &format!("{sent} {filler}")).await;
+        server
+            .post_message(&admin, &ch, &format!("{sent} {filler}"))
+            .await;
         sent += 1;
     }
     // Delivery to the healthy socket continues after the drop.
     for i in 0..20 {
-        post(&server, &admin, &ch, &format!("{} after", sent + i)).await;
+        server
+            .post_message(&admin, &ch, &format!("{} after", sent + i))
+            .await;
     }
-    post(&server, &admin, &ch, "last").await;
+    server.post_message(&admin, &ch, "last").await;
     let texts = tokio::time::timeout(Duration::from_secs(30), reader)
         .await
         .expect("healthy client finished")

@@ -14,38 +14,6 @@ async fn with_admin() -> (TestServer, String, String) {
     (server, id, session)
 }
 
-async fn create_channel(server: &TestServer, session: &str, name: &str) -> String {
-    let r = server
-        .post("/api/channels", Some(session), json!({ "name": name }))
-        .await;
-    assert_eq!(r.0, 200, "{}", r.1);
-    r.1["channelID"].as_str().unwrap().to_owned()
-}
-
-async fn post(server: &TestServer, session: &str, channel: &str, text: &str) -> String {
-    let r = server
-        .post(
-            "/api/messages",
-            Some(session),
-            json!({ "channelID": channel, "text": text }),
-        )
-        .await;
-    assert_eq!(r.0, 200, "{}", r.1);
-    r.1["messageID"].as_str().unwrap().to_owned()
-}
-
-async fn create_role(server: &TestServer, session: &str, permissions: Value) -> String {
-    let r = server
-        .post(
-            "/api/roles",
-            Some(session),
-            json!({ "name": "r", "permissions": permissions }),
-        )
-        .await;
-    assert_eq!(r.0, 200, "{}", r.1);
-    r.1["roleID"].as_str().unwrap().to_owned()
-}
-
 /// Hides a channel from everyone but the Admin role (whose channel override lets it read).
 async fn hide_channel(server: &TestServer, admin: &str, channel: &str) {
     let roles = server.get("/api/roles", None).await.1;
@@ -64,26 +32,15 @@ async fn hide_channel(server: &TestServer, admin: &str, channel: &str) {
     assert_eq!(r.0, 200, "{}", r.1);
 }
 
-async fn give(server: &TestServer, admin: &str, user: &str, role: &str) {
-    let r = server
-        .post(
-            &format!("/api/users/{user}/roles"),
-            Some(admin),
-            json!({ "roleID": role }),
-        )
-        .await;
-    assert_eq!(r.0, 200, "{}", r.1);
-}
-
 #[tokio::test]
 async fn a_message_has_the_documented_shape() {
     let (server, admin_id, admin) = with_admin().await;
-    let ch = create_channel(&server, &admin, "general").await;
+    let ch = server.create_channel(&admin, "general").await;
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
-    let id = post(&server, &admin, &ch, "Hello, world!").await;
+    let id = server.post_message(&admin, &ch, "Hello, world!").await;
     let (status, body) = server.get(&format!("/api/messages/{id}"), None).await;
     assert_eq!(status, 200);
     let m = &body["message"];
@@ -147,7 +104,7 @@ async fn a_message_has_the_documented_shape() {
 async fn posting_refuses_bad_input_and_missing_permissions() {
     let (server, _, admin) = with_admin().await;
     let (_, user) = server.user("plain").await;
-    let ch = create_channel(&server, &admin, "general").await;
+    let ch = server.create_channel(&admin, "general").await;
     let send = |session: Option<String>, body: Value| {
         let server = &server;
         async move { server.post("/api/messages", session.as_deref(), body).await }
@@ -227,8 +184,8 @@ async fn only_authors_edit_and_authors_or_deleters_delete() {
     let (server, _, admin) = with_admin().await;
     let (_, alice) = server.user("alice").await;
     let (bob_id, bob) = server.user("bob").await;
-    let ch = create_channel(&server, &admin, "general").await;
-    let id = post(&server, &alice, &ch, "original").await;
+    let ch = server.create_channel(&admin, "general").await;
+    let id = server.post_message(&alice, &ch, "original").await;
     let path = format!("/api/messages/{id}");
 
     assert_error(
@@ -275,8 +232,10 @@ async fn only_authors_edit_and_authors_or_deleters_delete() {
     assert_error(&server.delete(&path, Some(&bob)).await, "NOT_YOURS");
     assert_error(&server.delete(&path, None).await, "NOT_ALLOWED");
     // deleteMessages (here granted by a role) lets bob delete others' messages.
-    let deleters = create_role(&server, &admin, json!({"deleteMessages": true})).await;
-    give(&server, &admin, &bob_id, &deleters).await;
+    let deleters = server
+        .create_role(&admin, json!({"deleteMessages": true}))
+        .await;
+    server.give_role(&admin, &bob_id, &deleters).await;
     assert_eq!(
         server.delete(&path, Some(&bob)).await,
         (StatusCode::OK, json!({}))
@@ -284,7 +243,7 @@ async fn only_authors_edit_and_authors_or_deleters_delete() {
     assert_error(&server.get(&path, None).await, "NOT_FOUND");
     assert_error(&server.delete(&path, Some(&bob)).await, "NOT_FOUND");
     // Authors delete their own.
-    let own = post(&server, &alice, &ch, "mine").await;
+    let own = server.post_message(&alice, &ch, "mine").await;
     assert_eq!(
         server
             .delete(&format!("/api/messages/{own}"), Some(&alice))
@@ -306,19 +265,23 @@ async fn mentions_are_derived_listed_and_follow_edits_and_deletes() {
     let (server, _, admin) = with_admin().await;
     let (alice_id, alice) = server.user("alice").await;
     let (bob_id, _) = server.user("bob").await;
-    let ch = create_channel(&server, &admin, "general").await;
-    let secret = create_channel(&server, &admin, "secret").await;
-    let first = post(
-        &server,
-        &admin,
-        &ch,
-        &format!("hey <@{alice_id}> and <@{bob_id}> and <@{alice_id}> and <@12345>"),
-    )
-    .await;
+    let ch = server.create_channel(&admin, "general").await;
+    let secret = server.create_channel(&admin, "secret").await;
+    let first = server
+        .post_message(
+            &admin,
+            &ch,
+            &format!("hey <@{alice_id}> and <@{bob_id}> and <@{alice_id}> and <@12345>"),
+        )
+        .await;
     let m = server.get(&format!("/api/messages/{first}"), None).await.1;
     assert_eq!(m["message"]["mentionedUserIDs"], json!([alice_id, bob_id]));
-    let second = post(&server, &admin, &ch, &format!("again <@{alice_id}>")).await;
-    let hidden = post(&server, &admin, &secret, &format!("psst <@{alice_id}>")).await;
+    let second = server
+        .post_message(&admin, &ch, &format!("again <@{alice_id}>"))
+        .await;
+    let hidden = server
+        .post_message(&admin, &secret, &format!("psst <@{alice_id}>"))
+        .await;
     hide_channel(&server, &admin, &secret).await;
 
     let mentions = |q: &str| {
@@ -380,7 +343,7 @@ async fn every_change_emits_its_documented_event_to_who_may_see_it() {
     let mut alice_ws = server.events(Some(&alice)).await;
     let mut guest_ws = server.events(None).await;
 
-    let ch = create_channel(&server, &admin, "general").await;
+    let ch = server.create_channel(&admin, "general").await;
     let data = admin_ws.expect("channel/new").await;
     assert_eq!(data, json!({"channel": {"id": ch, "name": "general"}}));
     server
@@ -395,7 +358,9 @@ async fn every_change_emits_its_documented_event_to_who_may_see_it() {
         "lobby"
     );
 
-    let id = post(&server, &admin, &ch, &format!("hi <@{alice_id}>")).await;
+    let id = server
+        .post_message(&admin, &ch, &format!("hi <@{alice_id}>"))
+        .await;
     let new = admin_ws.expect("message/new").await;
     assert_eq!(new["message"]["id"], id.as_str());
     assert_eq!(
@@ -480,7 +445,9 @@ async fn every_change_emits_its_documented_event_to_who_may_see_it() {
     hide_channel(&server, &admin, &ch).await;
     let _ = guest_ws.drain(Duration::from_millis(200)).await;
     let _ = alice_ws.drain(Duration::from_millis(200)).await;
-    post(&server, &admin, &ch, &format!("secret <@{alice_id}>")).await;
+    server
+        .post_message(&admin, &ch, &format!("secret <@{alice_id}>"))
+        .await;
     admin_ws.expect("message/new").await;
     for ws in [&mut guest_ws, &mut alice_ws] {
         let seen = ws.drain(Duration::from_millis(500)).await;
@@ -509,7 +476,7 @@ async fn acknowledged_posts_survive_sigkill() {
     let args = ["--admin", "root"];
     let server = TestServer::spawn_on(&data, &args).await;
     let (_, admin) = server.user("root").await;
-    let ch = create_channel(&server, &admin, "general").await;
+    let ch = server.create_channel(&admin, "general").await;
     drop(server);
     let mut acknowledged: Vec<String> = Vec::new();
     for round in 0..3 {

@@ -8,13 +8,15 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::messages::{message_json, message_list};
-use super::roles::{parse_role_ref, RoleRef, EVERYONE_ROLE_ID, USER_ROLE_ID};
+use super::roles::{
+    parse_permission_object, parse_role_ref, RoleRef, EVERYONE_ROLE_ID, USER_ROLE_ID,
+};
 use super::{ok, path_id};
 use crate::domain::validate_name;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::Audience;
 use crate::params::ApiRequest;
-use crate::perms::{ChannelOverrides, Permission, PermissionObjectError, PermissionSet, Requester};
+use crate::perms::{ChannelOverrides, Permission, PermissionSet, Requester};
 use crate::state::AppState;
 use crate::store::{ChannelNameError, ChannelRecord, PinChange};
 
@@ -296,16 +298,7 @@ fn parse_override(role: RoleRef, key: &str, value: &Value) -> ApiResult<Permissi
     let Value::Object(object) = value else {
         return Err(ApiError::invalid_type(&parameter, "a permission object"));
     };
-    let set = PermissionSet::from_json(object).map_err(|e| match e {
-        PermissionObjectError::UnknownKey(k) => ApiError::new(
-            ErrorCode::InvalidParameterType,
-            format!("`{k}` is not a permission"),
-        )
-        .with("parameter", format!("{parameter}.{k}")),
-        PermissionObjectError::NotBoolean(k) => {
-            ApiError::invalid_type(&format!("{parameter}.{k}"), "true, false or null")
-        }
-    })?;
+    let set = parse_permission_object(object, &parameter)?;
     let allowed: u32 = match role {
         RoleRef::Everyone => Permission::ReadMessages.bit(),
         _ => Permission::CHANNEL_OVERRIDABLE

@@ -72,23 +72,28 @@ fn find_role(state: &AppState, id: u64) -> ApiResult<RoleRecord> {
         .ok_or_else(|| ApiError::not_found("role"))
 }
 
+/// Parses a permission object given as parameter `parameter` (for error messages).
+pub fn parse_permission_object(
+    object: &serde_json::Map<String, Value>,
+    parameter: &str,
+) -> ApiResult<PermissionSet> {
+    PermissionSet::from_json(object).map_err(|e| match e {
+        PermissionObjectError::UnknownKey(k) => ApiError::new(
+            ErrorCode::InvalidParameterType,
+            format!("`{k}` is not a permission"),
+        )
+        .with("parameter", format!("{parameter}.{k}")),
+        PermissionObjectError::NotBoolean(k) => {
+            ApiError::invalid_type(&format!("{parameter}.{k}"), "true, false or null")
+        }
+    })
+}
+
 /// Parses a permission object parameter.
 fn permissions_param(req: &ApiRequest, key: &str) -> ApiResult<Option<PermissionSet>> {
-    let Some(object) = req.opt_json_object(key)? else {
-        return Ok(None);
-    };
-    PermissionSet::from_json(object)
-        .map(Some)
-        .map_err(|e| match e {
-            PermissionObjectError::UnknownKey(k) => ApiError::new(
-                ErrorCode::InvalidParameterType,
-                format!("`{k}` is not a permission"),
-            )
-            .with("parameter", format!("{key}.{k}")),
-            PermissionObjectError::NotBoolean(k) => {
-                ApiError::invalid_type(&format!("{key}.{k}"), "true, false or null")
-            }
-        })
+    req.opt_json_object(key)?
+        .map(|object| parse_permission_object(object, key))
+        .transpose()
 }
 
 fn name_param(req: &ApiRequest, required: bool) -> ApiResult<Option<String>> {

@@ -198,6 +198,53 @@ impl TestServer {
         (user["id"].as_str().unwrap().to_owned(), session)
     }
 
+    /// Creates a channel (the session needs manageChannels); returns its id.
+    pub async fn create_channel(&self, session: &str, name: &str) -> String {
+        let r = self
+            .post("/api/channels", Some(session), json!({ "name": name }))
+            .await;
+        assert_eq!(r.0, 200, "create channel {name}: {}", r.1);
+        r.1["channelID"].as_str().unwrap().to_owned()
+    }
+
+    /// Posts a message; returns its id.
+    pub async fn post_message(&self, session: &str, channel: &str, text: &str) -> String {
+        let r = self
+            .post(
+                "/api/messages",
+                Some(session),
+                json!({ "channelID": channel, "text": text }),
+            )
+            .await;
+        assert_eq!(r.0, 200, "post: {}", r.1);
+        r.1["messageID"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a role named "r" with these permissions (the session needs manageRoles).
+    pub async fn create_role(&self, session: &str, permissions: Value) -> String {
+        let r = self
+            .post(
+                "/api/roles",
+                Some(session),
+                json!({ "name": "r", "permissions": permissions }),
+            )
+            .await;
+        assert_eq!(r.0, 200, "create role: {}", r.1);
+        r.1["roleID"].as_str().unwrap().to_owned()
+    }
+
+    /// Gives a user a role (the session needs grantRoles).
+    pub async fn give_role(&self, session: &str, user: &str, role: &str) {
+        let r = self
+            .post(
+                &format!("/api/users/{user}/roles"),
+                Some(session),
+                json!({ "roleID": role }),
+            )
+            .await;
+        assert_eq!(r.0, 200, "give role: {}", r.1);
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
