@@ -11,87 +11,17 @@
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
 
+mod support;
+
+use support::{env_or, start_server};
+
 /// Users the sockets are spread over (each user's sockets share one session).
 const USERS: usize = 100;
-
-struct Server {
-    child: Child,
-    addr: String,
-    _tmp: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn env_or(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn start_server(sockets: usize) -> Server {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_decentd"))
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--admin", "user0"])
-        // Cheap password hashing: the benchmark registers many users; it measures fan-out.
-        .args(["--scrypt-log-n", "10"])
-        .args(["--max-websockets", &(sockets + 100).to_string()])
-        .args([
-            "--log-format",
-            "json",
-            "--log",
-            "warn,decentd::startup=info",
-        ])
-        .arg("--data")
-        .arg(tmp.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start decentd");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["message"] == "listening" {
-                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
-                } else if v["level"] == "WARN" || v["level"] == "ERROR" {
-                    eprintln!("server: {line}");
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("decentd did not start");
-    Server {
-        child,
-        addr,
-        _tmp: tmp,
-    }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
 
 /// Per-message delivery bookkeeping shared by every socket.
 struct Deliveries {
@@ -161,7 +91,16 @@ async fn call(http: &reqwest::Client, url: String, session: Option<&str>, body: 
 }
 
 async fn run(sockets: usize, rate: u64, seconds: u64) {
-    let server = start_server(sockets);
+    // Cheap password hashing: the benchmark registers many users; it measures fan-out.
+    let max = (sockets + 100).to_string();
+    let server = start_server(&[
+        "--admin",
+        "user0",
+        "--scrypt-log-n",
+        "10",
+        "--max-websockets",
+        &max,
+    ]);
     let pid = server.child.id();
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
@@ -190,7 +129,7 @@ async fn run(sockets: usize, rate: u64, seconds: u64) {
         count: (0..messages).map(|_| AtomicUsize::new(0)).collect(),
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_before = rss_kib(pid);
+    let rss_before = support::status_kib(pid, "VmRSS:");
     let url = format!("ws://{}/", server.addr);
     for chunk in (0..sockets).collect::<Vec<_>>().chunks(200) {
         for i in chunk {
@@ -224,7 +163,7 @@ async fn run(sockets: usize, rate: u64, seconds: u64) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let rss_idle = rss_kib(pid);
+    let rss_idle = support::status_kib(pid, "VmRSS:");
 
     let mut sent_us = vec![0u64; messages];
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
@@ -263,7 +202,7 @@ async fn run(sockets: usize, rate: u64, seconds: u64) {
         pct(0.99),
         messages * sockets,
         per_socket_kib,
-        rss_kib(pid) as f64 / 1024.0
+        support::status_kib(pid, "VmRSS:") as f64 / 1024.0
     );
 }
 

@@ -14,71 +14,13 @@
 //! LOAD_THREADS, LOAD_MILLION). Under `cargo test` it only prints how to run it.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
-struct Server {
-    child: Child,
-    addr: String,
-    _tmp: tempfile::TempDir,
-    data: std::path::PathBuf,
-}
+mod support;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn env_or(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn start_server() -> Server {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let data = tmp.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_decentd"))
-        .arg("serve")
-        .args(["--listen", "127.0.0.1:0", "--admin", "bench"])
-        .args([
-            "--log-format",
-            "json",
-            "--log",
-            "warn,decentd::startup=info",
-        ])
-        .arg("--data")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start decentd");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["message"] == "listening" {
-                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("decentd did not start");
-    Server {
-        child,
-        addr,
-        _tmp: tmp,
-        data,
-    }
-}
+use support::{env_or, start_server, status_kib as rss_kib};
 
 /// Registers and logs in the admin, creates a channel and posts 50 messages.
 fn seed(addr: &str) -> (String, String) {
@@ -196,15 +138,6 @@ fn wrk(script: &Path, url: &str, seconds: u64) -> Run {
     run
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn disk_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
@@ -232,7 +165,7 @@ fn main() {
     }
     let runs = env_or("LOAD_RUNS", 3).max(1);
     let seconds = env_or("LOAD_SECONDS", 10).max(1);
-    let server = start_server();
+    let server = start_server(&["--admin", "bench"]);
     let (session, channel) = seed(&server.addr);
     let scripts = tempfile::tempdir().unwrap();
     let write = |name: &str, text: String| {
