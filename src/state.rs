@@ -200,7 +200,17 @@ impl AppState {
 
     /// NOT_ALLOWED unless the requester holds the permission server-wide.
     pub fn require(&self, who: Requester, permission: Permission) -> ApiResult<()> {
-        if self.granted(who, None).has(permission) {
+        self.require_in(who, None, permission)
+    }
+
+    /// NOT_ALLOWED unless the requester holds the permission, server-wide or in a channel.
+    pub fn require_in(
+        &self,
+        who: Requester,
+        channel: Option<u64>,
+        permission: Permission,
+    ) -> ApiResult<()> {
+        if self.perms().has(who, channel, permission) {
             Ok(())
         } else {
             Err(ApiError::missing_permission(permission))

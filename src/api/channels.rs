@@ -25,17 +25,24 @@ pub const UNREAD_CAP: usize = 200;
 /// Most messages one history request returns.
 pub const MAX_HISTORY: u64 = 50;
 
-/// The channel a URL names, if the requester may read it; NOT_FOUND otherwise.
-pub fn visible_channel(state: &AppState, who: Requester, raw_id: &str) -> ApiResult<ChannelRecord> {
+/// The id of the channel a URL names, if it exists and the requester may read it; NOT_FOUND
+/// otherwise. Answered from the permission index alone (it knows every channel), so handlers
+/// that only need the id read nothing from storage.
+pub fn visible_channel_id(state: &AppState, who: Requester, raw_id: &str) -> ApiResult<u64> {
     let id = path_id(raw_id, "channel")?;
-    let channel = state
-        .store
-        .channel(id)?
-        .ok_or_else(|| ApiError::not_found("channel"))?;
     if !state.can_read(who, id) {
         return Err(ApiError::not_found("channel"));
     }
-    Ok(channel)
+    Ok(id)
+}
+
+/// The channel a URL names, if the requester may read it; NOT_FOUND otherwise.
+pub fn visible_channel(state: &AppState, who: Requester, raw_id: &str) -> ApiResult<ChannelRecord> {
+    let id = visible_channel_id(state, who, raw_id)?;
+    state
+        .store
+        .channel(id)?
+        .ok_or_else(|| ApiError::not_found("channel"))
 }
 
 /// The channel object, with the unread extra data when `viewer` is a logged-in user.
@@ -136,14 +143,14 @@ pub async fn rename(
     let name = req.string("name")?;
     validate_name(&name)?;
     let who = req.requester();
-    let channel = visible_channel(&state, who, &path)?;
+    let id = visible_channel_id(&state, who, &path)?;
     let granted = state.granted(who, None);
     if !granted.has(Permission::ManageChannels) {
         return Err(ApiError::missing_permission(Permission::ManageChannels));
     }
     let channel = state
         .store
-        .rename_channel(channel.id, &name, !granted.has(Permission::AllowNonUnique))
+        .rename_channel(id, &name, !granted.has(Permission::AllowNonUnique))
         .map_err(|e| channel_name_error(&name, e))?
         .ok_or_else(|| ApiError::not_found("channel"))?;
     state.store.durable().await?;
@@ -241,10 +248,10 @@ pub async fn messages(
         .opt_u64("limit")?
         .unwrap_or(MAX_HISTORY)
         .clamp(1, MAX_HISTORY);
-    let channel = visible_channel(&state, req.requester(), &path)?;
+    let channel = visible_channel_id(&state, req.requester(), &path)?;
     let messages = state
         .store
-        .messages(channel.id, before, after, limit as usize)?;
+        .messages(channel, before, after, limit as usize)?;
     Ok(message_list("messages", &messages))
 }
 
@@ -337,7 +344,7 @@ pub async fn set_role_permissions(
         .ok_or_else(|| ApiError::incomplete("rolePermissions"))?
         .clone();
     let who = req.requester();
-    let channel = visible_channel(&state, who, &path)?;
+    let channel = visible_channel_id(&state, who, &path)?;
     let mut parsed = Vec::with_capacity(entries.len());
     for (key, value) in &entries {
         let role = parse_role_ref(key)?;
@@ -345,13 +352,13 @@ pub async fn set_role_permissions(
     }
     {
         let mut index = state.perms_mut();
-        let granted = index.resolve(who, Some(channel.id));
+        let granted = index.resolve(who, Some(channel));
         if !granted.has(Permission::ManageChannels) {
             return Err(ApiError::missing_permission(Permission::ManageChannels));
         }
         let mut overrides = state
             .store
-            .channel(channel.id)?
+            .channel(channel)?
             .ok_or_else(|| ApiError::not_found("channel"))?
             .overrides;
         for (role, set) in &parsed {
@@ -381,9 +388,9 @@ pub async fn set_role_permissions(
         }
         state
             .store
-            .set_channel_overrides(channel.id, &overrides)?
+            .set_channel_overrides(channel, &overrides)?
             .ok_or_else(|| ApiError::not_found("channel"))?;
-        index.set_channel_overrides(channel.id, overrides);
+        index.set_channel_overrides(channel, overrides);
     }
     state.store.durable().await?;
     Ok(ok(json!({})))
@@ -395,20 +402,9 @@ pub async fn pins(
     req: ApiRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let channel = visible_channel(&state, req.requester(), &path)?;
-    let pins = state.store.pins(channel.id)?;
+    let channel = visible_channel_id(&state, req.requester(), &path)?;
+    let pins = state.store.pins(channel)?;
     Ok(message_list("pins", &pins))
-}
-
-fn require_manage_pins(state: &AppState, who: Requester, channel: u64) -> ApiResult<()> {
-    if state
-        .perms()
-        .has(who, Some(channel), Permission::ManagePins)
-    {
-        Ok(())
-    } else {
-        Err(ApiError::missing_permission(Permission::ManagePins))
-    }
 }
 
 /// `POST /api/channels/:id/pins`
@@ -419,12 +415,12 @@ pub async fn pin(
 ) -> ApiResult<HttpResponse> {
     let raw = req.string("messageID")?;
     let who = req.requester();
-    let channel = visible_channel(&state, who, &path)?;
-    require_manage_pins(&state, who, channel.id)?;
+    let channel = visible_channel_id(&state, who, &path)?;
+    state.require_in(who, Some(channel), Permission::ManagePins)?;
     let not_here =
         || ApiError::not_found("message").with("reason", "no such message in this channel");
     let message_id = crate::ids::parse_id(&raw).ok_or_else(not_here)?;
-    let message = match state.store.set_pinned(channel.id, message_id, true)? {
+    let message = match state.store.set_pinned(channel, message_id, true)? {
         PinChange::NotFound => return Err(not_here()),
         PinChange::Unchanged => {
             return Err(ApiError::new(
@@ -438,7 +434,7 @@ pub async fn pin(
     state.bus.emit(
         "channel/pins/add",
         json!({ "message": message_json(&message) }),
-        Audience::Channel(channel.id),
+        Audience::Channel(channel),
     );
     Ok(ok(json!({})))
 }
@@ -451,12 +447,12 @@ pub async fn unpin(
 ) -> ApiResult<HttpResponse> {
     let (channel_raw, message_raw) = path.into_inner();
     let who = req.requester();
-    let channel = visible_channel(&state, who, &channel_raw)?;
-    require_manage_pins(&state, who, channel.id)?;
+    let channel = visible_channel_id(&state, who, &channel_raw)?;
+    state.require_in(who, Some(channel), Permission::ManagePins)?;
     let not_pinned =
         || ApiError::not_found("pin").with("reason", "that message is not pinned in this channel");
     let message_id = crate::ids::parse_id(&message_raw).ok_or_else(not_pinned)?;
-    match state.store.set_pinned(channel.id, message_id, false)? {
+    match state.store.set_pinned(channel, message_id, false)? {
         PinChange::Changed(_) => {}
         PinChange::NotFound | PinChange::Unchanged => return Err(not_pinned()),
     }
@@ -464,7 +460,7 @@ pub async fn unpin(
     state.bus.emit(
         "channel/pins/remove",
         json!({ "messageID": message_id.to_string() }),
-        Audience::Channel(channel.id),
+        Audience::Channel(channel),
     );
     Ok(ok(json!({})))
 }

@@ -8,7 +8,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::channels::visible_channel;
+use super::channels::visible_channel_id;
 use super::users::find_user;
 use super::{ok, path_id};
 use crate::domain::{avatar_url, parse_mentions, validate_message_text};
@@ -136,8 +136,8 @@ pub async fn post(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Http
     validate_message_text(&text, state.config.max_message_length)?;
     let session = req.logged_in()?;
     let who = req.requester();
-    let channel = visible_channel(&state, who, &channel_raw)?;
-    let granted = state.granted(who, Some(channel.id));
+    let channel = visible_channel_id(&state, who, &channel_raw)?;
+    let granted = state.granted(who, Some(channel));
     if !granted.has(Permission::SendMessages) {
         return Err(ApiError::missing_permission(Permission::SendMessages));
     }
@@ -147,7 +147,7 @@ pub async fn post(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Http
     let user = &session.user;
     let message = MessageRecord {
         id: state.store.next_id(),
-        channel_id: channel.id,
+        channel_id: channel,
         system,
         mentions: mentioned_users(&state, &text)?,
         text,
@@ -167,7 +167,7 @@ pub async fn post(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Http
     state.bus.emit(
         "message/new",
         json!({ "message": message_json(&message) }),
-        Audience::Channel(channel.id),
+        Audience::Channel(channel),
     );
     emit_mentions(&state, &message.mentions, &message, true);
     Ok(ok(json!({ "messageID": message.id.to_string() })))

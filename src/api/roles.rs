@@ -452,7 +452,7 @@ pub async fn user_channel_permissions(
 ) -> ApiResult<HttpResponse> {
     let (user_raw, channel_raw) = path.into_inner();
     let user = find_user(&state, &user_raw)?;
-    let channel = super::channels::visible_channel(&state, req.requester(), &channel_raw)?;
-    let granted = state.granted(Requester::User(user.id), Some(channel.id));
+    let channel = super::channels::visible_channel_id(&state, req.requester(), &channel_raw)?;
+    let granted = state.granted(Requester::User(user.id), Some(channel));
     Ok(ok(json!({ "permissions": granted.to_json() })))
 }
