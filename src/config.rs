@@ -35,6 +35,8 @@ pub const DEFAULT_MAX_WEBSOCKETS: usize = 20_000;
 /// Events waiting for one socket before it counts as too slow and is closed.
 pub const DEFAULT_WS_SEND_QUEUE: usize = 256;
 pub const DEFAULT_WS_WRITE_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_TCP_SEND_BUFFER_KIB: usize = 128;
+pub const DEFAULT_TCP_RECV_BUFFER_KIB: usize = 64;
 
 /// decentd: a Decent chat server in one binary, with embedded storage.
 #[derive(Debug, Parser)]
@@ -122,6 +124,12 @@ pub struct ServeArgs {
     /// Seconds one WebSocket write may take before the socket is closed [default: 10].
     #[arg(long, env = "DECENTD_WS_WRITE_TIMEOUT", value_name = "SECS")]
     pub ws_write_timeout: Option<u64>,
+    /// Kernel send buffer per connection in KiB; 0 leaves the kernel's autotuning [default: 128].
+    #[arg(long, env = "DECENTD_TCP_SEND_BUFFER", value_name = "KIB")]
+    pub tcp_send_buffer: Option<usize>,
+    /// Kernel receive buffer per connection in KiB; 0 leaves the kernel's autotuning [default: 64].
+    #[arg(long, env = "DECENTD_TCP_RECV_BUFFER", value_name = "KIB")]
+    pub tcp_recv_buffer: Option<usize>,
     /// Seconds to let in-flight requests finish on SIGINT/SIGTERM [default: 10].
     #[arg(long, env = "DECENTD_SHUTDOWN_TIMEOUT", value_name = "SECS")]
     pub shutdown_timeout: Option<u64>,
@@ -168,6 +176,8 @@ pub struct FileConfig {
     pub max_websockets: Option<usize>,
     pub ws_send_queue: Option<usize>,
     pub ws_write_timeout: Option<u64>,
+    pub tcp_send_buffer: Option<usize>,
+    pub tcp_recv_buffer: Option<usize>,
     pub shutdown_timeout: Option<u64>,
     pub workers: Option<usize>,
     pub secure: Option<bool>,
@@ -192,6 +202,9 @@ pub struct ServerConfig {
     pub max_websockets: usize,
     pub ws_send_queue: usize,
     pub ws_write_timeout: Duration,
+    /// Kernel socket buffer sizes in bytes (0: autotuning).
+    pub tcp_send_buffer: usize,
+    pub tcp_recv_buffer: usize,
     pub shutdown_timeout: Duration,
     pub workers: usize,
     pub secure: bool,
@@ -315,6 +328,16 @@ impl ServeArgs {
                 .or(file.ws_send_queue)
                 .unwrap_or(DEFAULT_WS_SEND_QUEUE)
                 .max(1),
+            tcp_send_buffer: self
+                .tcp_send_buffer
+                .or(file.tcp_send_buffer)
+                .unwrap_or(DEFAULT_TCP_SEND_BUFFER_KIB)
+                .saturating_mul(1024),
+            tcp_recv_buffer: self
+                .tcp_recv_buffer
+                .or(file.tcp_recv_buffer)
+                .unwrap_or(DEFAULT_TCP_RECV_BUFFER_KIB)
+                .saturating_mul(1024),
             ws_write_timeout: Duration::from_secs(
                 self.ws_write_timeout
                     .or(file.ws_write_timeout)

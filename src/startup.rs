@@ -15,8 +15,9 @@ use crate::{api, logging};
 /// Runs the server until a stop signal. Must run inside an actix system.
 pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     let workers = config.workers;
+    raise_open_file_limit(config.max_websockets);
+    let listeners = listen_sockets(&config)?;
     let shutdown_timeout = config.shutdown_timeout;
-    let listen = config.listen.clone();
     tracing::info!(
         data = %config.data.display(),
         scrypt_log_n = config.scrypt.log_n,
@@ -36,9 +37,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     })
     .workers(workers)
     .shutdown_timeout(shutdown_timeout.as_secs())
-    .disable_signals()
-    .bind(&listen)
-    .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}")))?;
+    .disable_signals();
+    let mut server = server;
+    for listener in listeners {
+        server = server.listen(listener)?;
+    }
     for addr in server.addrs() {
         tracing::info!(addr = %addr, "listening");
     }
@@ -58,6 +61,52 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     state.store.flush()?;
     tracing::info!("storage flushed; stopped");
     Ok(())
+}
+
+/// Raises the soft open-file limit toward what `max_websockets` sockets need (each socket is
+/// one descriptor; storage and HTTP clients need some more), up to the hard limit.
+fn raise_open_file_limit(max_websockets: usize) {
+    let wanted = max_websockets as u64 + 1024;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(got) if got < wanted => tracing::warn!(
+            open_files = got,
+            max_websockets,
+            "the open-file limit is below --max-websockets; raise the hard limit (ulimit -Hn) \
+             or lower --max-websockets"
+        ),
+        Ok(got) => tracing::debug!(open_files = got, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
+}
+
+/// Binds every address `--listen` resolves to, with the configured kernel buffer sizes
+/// (accepted connections inherit them).
+fn listen_sockets(config: &ServerConfig) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Socket, Type};
+    use std::net::ToSocketAddrs;
+    let listen = &config.listen;
+    let context = |e: std::io::Error| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {listen}: {e}"))
+    };
+    let mut listeners = Vec::new();
+    for addr in listen.to_socket_addrs().map_err(context)? {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(context)?;
+        socket.set_reuse_address(true).map_err(context)?;
+        if config.tcp_send_buffer > 0 {
+            socket
+                .set_send_buffer_size(config.tcp_send_buffer)
+                .map_err(context)?;
+        }
+        if config.tcp_recv_buffer > 0 {
+            socket
+                .set_recv_buffer_size(config.tcp_recv_buffer)
+                .map_err(context)?;
+        }
+        socket.bind(&addr.into()).map_err(context)?;
+        socket.listen(1024).map_err(context)?;
+        listeners.push(socket.into());
+    }
+    Ok(listeners)
 }
 
 /// Resolves on SIGINT or SIGTERM with the signal's name.
@@ -98,4 +147,32 @@ pub fn make_admin(args: &MakeAdminArgs) -> Result<String, String> {
         })?;
     store.flush().map_err(|e| e.to_string())?;
     Ok(format!("{} now holds the Admin role", user.username))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServeArgs;
+
+    #[test]
+    fn listeners_carry_the_configured_buffer_sizes() {
+        let mut config = ServeArgs {
+            listen: Some("127.0.0.1:0".into()),
+            tcp_send_buffer: Some(96),
+            tcp_recv_buffer: Some(48),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let listeners = listen_sockets(&config).unwrap();
+        let socket = socket2::SockRef::from(&listeners[0]);
+        // Linux doubles the requested size for bookkeeping; never less than asked.
+        assert!(socket.send_buffer_size().unwrap() >= 96 * 1024);
+        assert!(socket.recv_buffer_size().unwrap() >= 48 * 1024);
+        assert!(socket.send_buffer_size().unwrap() < 1024 * 1024);
+
+        config.listen = "not an address".into();
+        let err = listen_sockets(&config).unwrap_err();
+        assert!(err.to_string().contains("cannot listen on not an address"));
+    }
 }

@@ -10,11 +10,14 @@
 //! events are ignored, as the spec says, but a client that floods is closed.
 
 pub mod hub;
+pub mod outgoing;
 
+use actix_web::body::{BodyStream, BoxBody};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
 use bytestring::ByteString;
+use outgoing::{Control, OutgoingBody};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,16 +56,28 @@ pub async fn upgrade(
             .status(StatusCode::SERVICE_UNAVAILABLE),
         ));
     };
-    let (response, session, stream) = match actix_ws::handle(&req, body) {
+    // actix-ws decodes the incoming frames; its own outgoing channel is not used: our body
+    // is fed directly by the dispatcher (see `outgoing`).
+    let (stream, mut response) = match actix_ws::handle(&req, body)
+        .and_then(|(_, _, stream)| Ok((stream, actix_http::ws::handshake(req.head())?)))
+    {
         Ok(parts) => parts,
         Err(e) => {
             state.hub.unregister(registration.id);
             return Err(e);
         }
     };
+    let hub::Registration {
+        id,
+        events,
+        overflow,
+    } = registration;
+    let (control, control_rx) = tokio::sync::mpsc::channel(outgoing::CONTROL_QUEUE);
+    let body = OutgoingBody::new(events, control_rx);
     let stream = stream.max_frame_size(MAX_FRAME_BYTES);
-    actix_web::rt::spawn(run(state.into_inner(), registration, session, stream));
-    Ok(response)
+    actix_web::rt::spawn(run(state.into_inner(), id, overflow, control, stream));
+    let response = response.message_body(BoxBody::new(BodyStream::new(body)))?;
+    Ok(response.into())
 }
 
 /// The user a `pongdata` names, if its session ID is valid.
@@ -143,17 +158,26 @@ fn policy(reason: &str) -> Option<CloseReason> {
     })
 }
 
+/// Sends a control frame, giving up when the client has not read for the write timeout.
+async fn send(
+    control: &tokio::sync::mpsc::Sender<Control>,
+    frame: Control,
+    timeout: Duration,
+) -> Result<(), Option<CloseReason>> {
+    match tokio::time::timeout(timeout, control.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(None),
+        Err(_) => Err(policy("write timed out")),
+    }
+}
+
 async fn run(
     state: Arc<AppState>,
-    registration: hub::Registration,
-    mut session: actix_ws::Session,
+    id: u64,
+    overflow: Arc<tokio::sync::Notify>,
+    control: tokio::sync::mpsc::Sender<Control>,
     mut stream: actix_ws::MessageStream,
 ) {
-    let hub::Registration {
-        id,
-        mut events,
-        overflow,
-    } = registration;
     let interval = state.config.ping_interval;
     let write_timeout = state.config.ws_write_timeout;
     let mut ticker = tokio::time::interval(interval);
@@ -168,23 +192,13 @@ async fn run(
                     tracing::info!(socket = id, user, "socket stopped answering pingdata; treating it as a guest");
                     set_user(&state, id, &mut user, None);
                 }
-                match tokio::time::timeout(write_timeout, session.text(ByteString::from_static(PINGDATA))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break None,
-                    Err(_) => break policy("write timed out"),
+                if let Err(close) = send(&control, Control::Text(ByteString::from_static(PINGDATA)), write_timeout).await {
+                    if close.is_some() {
+                        tracing::warn!(socket = id, user, "closing a socket whose writes stalled");
+                    }
+                    break close;
                 }
             }
-            frame = events.recv() => match frame {
-                Some(frame) => match tokio::time::timeout(write_timeout, session.text(frame)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break None,
-                    Err(_) => {
-                        tracing::warn!(socket = id, user, "closing a socket whose writes stalled");
-                        break policy("write timed out");
-                    }
-                },
-                None => break None,
-            },
             _ = overflow.notified() => {
                 tracing::warn!(socket = id, user, queue = state.config.ws_send_queue, "closing a socket that fell behind: its send queue is full");
                 break policy("too slow: send queue full");
@@ -202,8 +216,8 @@ async fn run(
                         }
                     }
                     Some(Ok(Message::Ping(bytes))) => {
-                        if session.pong(&bytes).await.is_err() {
-                            break None;
+                        if let Err(close) = send(&control, Control::Pong(bytes), write_timeout).await {
+                            break close;
                         }
                     }
                     Some(Ok(Message::Close(_))) | None => break None,
@@ -221,7 +235,9 @@ async fn run(
     };
     state.hub.unregister(id);
     set_user(&state, id, &mut user, None);
-    let _ = tokio::time::timeout(write_timeout, session.close(close)).await;
+    // Ending the body (after the close frame, or at once if the client stalled) ends the
+    // connection.
+    let _ = control.try_send(Control::Close(close));
 }
 
 #[cfg(test)]
