@@ -53,6 +53,20 @@ pub enum Command {
     /// Grant the Admin role (every permission) to an existing user. Run it while the server is
     /// stopped: the data directory can only be opened by one process at a time.
     MakeAdmin(MakeAdminArgs),
+    /// Plugin tools.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// `decentd plugin ...`
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Check a plugin (its directory or plugin.toml): manifest, module exports and imports,
+    /// capabilities. Exits 1 with the first problem found.
+    Check {
+        /// The plugin's directory, or its plugin.toml.
+        path: PathBuf,
+    },
 }
 
 /// Log line format.
@@ -76,6 +90,9 @@ pub struct ServeArgs {
     /// Data directory (database and uploads) [default: ./decentd-data].
     #[arg(long, env = "DECENTD_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Plugins directory: one subdirectory per plugin [default: <data>/plugins].
+    #[arg(long, env = "DECENTD_PLUGINS", value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
     /// Username that holds the built-in Admin role; repeat for several. Granted when the user
     /// registers, or at startup if they exist.
     #[arg(
@@ -162,6 +179,7 @@ pub struct MakeAdminArgs {
 pub struct FileConfig {
     pub listen: Option<String>,
     pub data: Option<PathBuf>,
+    pub plugins: Option<PathBuf>,
     pub admins: Option<Vec<String>>,
     pub body_limit: Option<usize>,
     pub upload_limit: Option<usize>,
@@ -190,6 +208,8 @@ pub struct FileConfig {
 pub struct ServerConfig {
     pub listen: String,
     pub data: PathBuf,
+    /// One subdirectory per plugin.
+    pub plugins: PathBuf,
     pub admins: Vec<String>,
     pub body_limit: usize,
     pub upload_limit: usize,
@@ -244,6 +264,11 @@ impl ServeArgs {
             Some(path) => load_file(path)?,
             None => FileConfig::default(),
         };
+        let data: PathBuf = self
+            .data
+            .clone()
+            .or(file.data.clone())
+            .unwrap_or_else(|| DEFAULT_DATA.into());
         let admins = if self.admins.is_empty() {
             file.admins.unwrap_or_default()
         } else {
@@ -297,10 +322,11 @@ impl ServeArgs {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.into()),
-            data: self
-                .data
-                .or(file.data)
-                .unwrap_or_else(|| DEFAULT_DATA.into()),
+            plugins: self
+                .plugins
+                .or(file.plugins)
+                .unwrap_or_else(|| data.join("plugins")),
+            data,
             admins,
             body_limit,
             upload_limit,

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     NameAlreadyTaken,
     ShortPassword,
     IncorrectPassword,
+    /// Extension: a plugin's pre-store hook refused the message (`plugin`, `reason`).
+    RejectedByPlugin,
 }
 
 impl ErrorCode {
@@ -51,6 +53,7 @@ impl ErrorCode {
             ErrorCode::NameAlreadyTaken => "NAME_ALREADY_TAKEN",
             ErrorCode::ShortPassword => "SHORT_PASSWORD",
             ErrorCode::IncorrectPassword => "INCORRECT_PASSWORD",
+            ErrorCode::RejectedByPlugin => "REJECTED_BY_PLUGIN",
         }
     }
 
@@ -59,7 +62,9 @@ impl ErrorCode {
             ErrorCode::Failed => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::No => StatusCode::NOT_IMPLEMENTED,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::NotYours | ErrorCode::NotAllowed => StatusCode::FORBIDDEN,
+            ErrorCode::NotYours | ErrorCode::NotAllowed | ErrorCode::RejectedByPlugin => {
+                StatusCode::FORBIDDEN
+            }
             ErrorCode::AlreadyPerformed | ErrorCode::NameAlreadyTaken => StatusCode::CONFLICT,
             ErrorCode::IncompleteParameters
             | ErrorCode::RepeatedParameters

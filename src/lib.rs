@@ -13,6 +13,7 @@ pub mod ids;
 pub mod logging;
 pub mod params;
 pub mod perms;
+pub mod plugins;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -3,7 +3,7 @@
 use clap::Parser;
 use std::process::ExitCode;
 
-use decentd::config::{Cli, Command};
+use decentd::config::{Cli, Command, PluginCommand};
 use decentd::{logging, startup};
 
 /// jemalloc, not the C library's malloc: under sustained load glibc's malloc fragmented and cost a
@@ -32,6 +32,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Plugin(PluginCommand::Check { path }) => match decentd::plugins::check(&path) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("decentd: plugin check failed: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::MakeAdmin(args) => match startup::make_admin(&args) {
             Ok(message) => {
                 println!("{message}");

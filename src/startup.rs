@@ -27,6 +27,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     );
     let state = web::Data::new(AppState::open(config)?);
     actix_web::rt::spawn(crate::ws::hub::dispatch(state.clone().into_inner()));
+    actix_web::rt::spawn(crate::plugins::dispatch(state.clone().into_inner()));
+    crate::plugins::PluginHost::load_all(&state.clone().into_inner()).await;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()

@@ -83,6 +83,8 @@ pub struct AppState {
     admin_names: HashSet<String>,
     /// The Admin role, when any `--admin` name is configured.
     pub admin_role: Option<u64>,
+    /// WASM plugins.
+    pub plugins: crate::plugins::PluginHost,
     /// Flips to true when the server starts stopping; long-lived connections watch it.
     pub shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -156,6 +158,8 @@ impl AppState {
         store.flush()?;
         let index = load_permission_index(&store)?;
         let hasher = PasswordHasher::new(config.scrypt, config.hash_concurrency)?;
+        let plugins =
+            crate::plugins::PluginHost::new(config.plugins.clone(), &store.plugin_records()?);
         Ok(Self {
             store,
             perms: RwLock::new(index),
@@ -169,6 +173,7 @@ impl AppState {
                 .map(|n| n.to_ascii_lowercase())
                 .collect(),
             admin_role,
+            plugins,
             shutdown: tokio::sync::watch::Sender::new(false),
             config,
         })

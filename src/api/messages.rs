@@ -18,7 +18,7 @@ use crate::ids::{now_ms, unix_seconds, IdStr};
 use crate::params::ApiRequest;
 use crate::perms::{Permission, Requester};
 use crate::state::AppState;
-use crate::store::{Author, MessageRecord};
+use crate::store::{Author, MessageRecord, UserRecord};
 
 /// Most mentions one `GET /api/users/:id/mentions` returns.
 pub const MAX_MENTIONS_PAGE: u64 = 50;
@@ -124,7 +124,9 @@ fn visible_message(state: &AppState, who: Requester, raw_id: &str) -> ApiResult<
     Ok(message)
 }
 
-/// `POST /api/messages`
+/// `POST /api/messages`. A message whose first word is a plugin's command (`\\name`,
+/// `^name`) goes to that plugin instead of being stored; other messages pass the plugins'
+/// pre-store hook first.
 pub async fn post(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<HttpResponse> {
     let channel_raw = req.string("channelID")?;
     let text = req.string("text")?;
@@ -145,11 +147,39 @@ pub async fn post(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Http
         return Err(ApiError::missing_permission(Permission::SendSystemMessages));
     }
     let user = &session.user;
+    if !system {
+        if let Some(command) = state.plugins.command(&text) {
+            let (name, plugin) = (command.name.clone(), command.plugin.manifest.name.clone());
+            state.plugins.run_command(&state, command, user, channel)?;
+            return Ok(ok(json!({ "command": name, "plugin": plugin })));
+        }
+    }
+    let text = if state.plugins.has_hooks() {
+        let state = state.clone().into_inner();
+        state
+            .plugins
+            .before_store(&state, user, channel, None, text)?
+    } else {
+        text
+    };
+    let message = store_message(&state, user, channel, text, system).await?;
+    Ok(ok(json!({ "messageID": message.id.to_string() })))
+}
+
+/// Stores a new message by `user` (or a system message) in `channel`, waits until it is
+/// durable, and emits `message/new` and mention events. No permission checks: callers do them.
+pub async fn store_message(
+    state: &AppState,
+    user: &UserRecord,
+    channel: u64,
+    text: String,
+    system: bool,
+) -> ApiResult<MessageRecord> {
     let message = MessageRecord {
         id: state.store.next_id(),
         channel_id: channel,
         system,
-        mentions: mentioned_users(&state, &text)?,
+        mentions: mentioned_users(state, &text)?,
         text,
         author: (!system).then(|| Author {
             id: user.id,
@@ -169,8 +199,8 @@ pub async fn post(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Http
         json!({ "message": message_json(&message) }),
         Audience::Channel(channel),
     );
-    emit_mentions(&state, &message.mentions, &message, true);
-    Ok(ok(json!({ "messageID": message.id.to_string() })))
+    emit_mentions(state, &message.mentions, &message, true);
+    Ok(message)
 }
 
 /// `GET /api/messages/:id`
@@ -198,11 +228,21 @@ pub async fn edit(
 ) -> ApiResult<HttpResponse> {
     let text = req.string("text")?;
     validate_message_text(&text, state.config.max_message_length)?;
-    let user = req.logged_in()?.user.id;
+    let session = req.logged_in()?;
+    let user = session.user.id;
     let message = visible_message(&state, req.requester(), &path)?;
     if message.author.as_ref().map(|a| a.id) != Some(user) {
         return Err(not_yours("edit"));
     }
+    let text = if state.plugins.has_hooks() {
+        let state = state.clone().into_inner();
+        let (channel, id) = (message.channel_id, Some(message.id));
+        state
+            .plugins
+            .before_store(&state, &session.user, channel, id, text)?
+    } else {
+        text
+    };
     let mentions = mentioned_users(&state, &text)?;
     let (old, new) = state
         .store
@@ -248,9 +288,16 @@ pub async fn delete(
     {
         return Err(not_yours("delete").with("missingPermission", Permission::DeleteMessages.key()));
     }
+    delete_message(&state, message.id).await?;
+    Ok(ok(json!({})))
+}
+
+/// Deletes a message, waits until that is durable, and emits the events (pins, delete,
+/// mentions). No permission checks: callers do them.
+pub async fn delete_message(state: &AppState, id: u64) -> ApiResult<()> {
     let deleted = state
         .store
-        .delete_message(message.id)?
+        .delete_message(id)?
         .ok_or_else(|| ApiError::not_found("message"))?;
     state.store.durable().await?;
     let id = deleted.id.to_string();
@@ -266,8 +313,8 @@ pub async fn delete(
         json!({ "messageID": id }),
         Audience::Channel(deleted.channel_id),
     );
-    emit_mentions(&state, &deleted.mentions, &deleted, false);
-    Ok(ok(json!({})))
+    emit_mentions(state, &deleted.mentions, &deleted, false);
+    Ok(())
 }
 
 /// `GET /api/users/:id/mentions`: newest first, only from channels the requester may read.

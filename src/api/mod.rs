@@ -8,6 +8,7 @@ pub mod channels;
 pub mod emotes;
 pub mod messages;
 pub mod meta;
+pub mod plugins;
 pub mod roles;
 pub mod sessions;
 pub mod uploads;
@@ -167,6 +168,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::get().to(sessions::get))
                     .route(web::delete().to(sessions::logout)),
             ),
+    )
+    .service(
+        scope("/api/plugins")
+            .service(resource("").route(web::get().to(plugins::list)))
+            .service(resource("/{name}").route(web::get().to(plugins::get)))
+            .service(resource("/{name}/enable").route(web::post().to(plugins::enable)))
+            .service(resource("/{name}/disable").route(web::post().to(plugins::disable)))
+            .service(resource("/{name}/reload").route(web::post().to(plugins::reload))),
     );
 }
 

@@ -23,6 +23,8 @@ pub struct UserView {
     pub avatar_url: String,
     pub flair: Option<String>,
     pub online: bool,
+    /// Extension: true for the users plugins post as.
+    pub bot: bool,
     #[serde(rename = "roleIDs")]
     pub role_ids: Vec<String>,
     /// Present only when the viewer is this user.
@@ -38,6 +40,7 @@ pub fn user_view(state: &AppState, user: &UserRecord, viewer: Option<u64>) -> Us
         avatar_url: avatar_url(user.email.as_deref(), user.id),
         flair: user.flair.clone(),
         online: state.presence.is_online(user.id),
+        bot: state.plugins.is_bot(user.id),
         role_ids: user.role_ids.iter().map(u64::to_string).collect(),
         email: (viewer == Some(user.id)).then(|| user.email.clone()),
     }

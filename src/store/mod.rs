@@ -9,9 +9,11 @@ mod channels;
 mod codec;
 mod commit;
 mod emotes;
+mod plugins;
 
 pub use channels::{Author, ChannelNameError, ChannelRecord, MessageRecord, PinChange, PurgeStats};
 pub use emotes::EmoteRecord;
+pub use plugins::{PluginKv, PluginRecord};
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -129,6 +131,8 @@ pub struct Store {
     pins: Tree,
     read_state: Tree,
     emotes: Tree,
+    plugins: Tree,
+    plugin_kv: Tree,
     /// Serializes channel creation and renames, which check name uniqueness.
     channel_names: std::sync::Mutex<()>,
     ids: IdGenerator,
@@ -219,6 +223,8 @@ impl Store {
             pins: tree("pins")?,
             read_state: tree("read_state")?,
             emotes: tree("emotes")?,
+            plugins: tree("plugins")?,
+            plugin_kv: tree("plugin_kv")?,
             channel_names: std::sync::Mutex::new(()),
             users,
             roles,

@@ -1,0 +1,241 @@
+//! The packet vocabulary of decentd's plugins (and, through the same types, its chatbox bots):
+//! what the host sends a plugin on each call ([`PluginInput`]) and the actions a plugin answers
+//! with ([`Action`]). Modelled on the chatbox WebSocket API: `say`, `tell` and `command` events
+//! with `command`, `args` and `ownerOnly`, plus the moderation actions of the pre-store hook.
+//!
+//! JSON field names are camelCase; Decent IDs are strings. The server checks these types
+//! against the JSON Schemas in `schemas/`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[cfg(feature = "schema")]
+use schemars::JsonSchema;
+
+/// The hook run before a message is stored.
+pub const HOOK_BEFORE_STORE: &str = "message/before-store";
+
+/// Events a plugin may subscribe to (delivered after the fact, in order).
+pub const EVENTS: &[&str] = &[
+    "message/new",
+    "message/edit",
+    "message/delete",
+    "user/new",
+    "user/delete",
+    "user/update",
+    "user/online",
+    "user/offline",
+];
+
+/// A user as plugins and bots see them (the chatbox user object's field names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ChatUser {
+    /// Always `"decent"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The username.
+    pub name: String,
+    pub display_name: String,
+    /// The Decent user ID.
+    pub uuid: String,
+    /// True for users that plugins and bots post as.
+    pub bot: bool,
+}
+
+/// A message about to be stored: a new post, or an edit of `messageID`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PendingMessage {
+    #[serde(rename = "channelID")]
+    pub channel_id: String,
+    /// Set for an edit of an existing message.
+    #[serde(rename = "messageID", default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    pub author: ChatUser,
+    pub text: String,
+}
+
+/// A chatbox command: a message whose first word is `\name` (or `^name`, owner-only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct CommandEvent {
+    /// The command's name, without the `\` or `^`.
+    pub command: String,
+    /// The space-separated words after it.
+    pub args: Vec<String>,
+    /// True for `^name`: only users with manageServer may run it, and answers are private.
+    pub owner_only: bool,
+    pub user: ChatUser,
+    #[serde(rename = "channelID")]
+    pub channel_id: String,
+}
+
+/// What the host sends a plugin on one call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum PluginInput {
+    /// Once per plugin instance, before anything else: the manifest's free-form `[config]`.
+    Init { config: Value },
+    /// Hook `message/before-store`: answer `accept` (or nothing), `reject` or `rewrite`.
+    BeforeStore { message: PendingMessage },
+    /// A subscribed event, after the fact: `event` is its name, `data` its Decent payload.
+    Event { event: String, data: Value },
+    /// A command this plugin owns.
+    Command(CommandEvent),
+}
+
+/// How a `say` or `tell` text is formatted (the chatbox modes); Decent stores Markdown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Markdown,
+    /// `&`-codes (`&e`, `&l`, ...), removed.
+    Format,
+    /// HTML-like tags (`<yellow>...</yellow>`), removed.
+    Minimessage,
+}
+
+/// What a plugin asks the host to do. Each kind needs a capability in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Action {
+    /// Let the message through unchanged (the same as answering nothing). Pre-store hook only.
+    Accept,
+    /// Refuse the message; the client gets REJECTED_BY_PLUGIN with this reason. Needs `moderate`.
+    Reject { reason: String },
+    /// Store this text instead. Pre-store hook only. Needs `moderate`.
+    Rewrite { text: String },
+    /// Post a message as the plugin's bot user: into `channel` (an ID), else the channel the
+    /// command or message came from. Needs `say`.
+    Say {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default)]
+        mode: Mode,
+    },
+    /// A private message to one user's sockets (a `plugin/tell` WebSocket event): `user` is a
+    /// user ID or username. Needs `tell`.
+    Tell {
+        user: String,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default)]
+        mode: Mode,
+    },
+    /// Delete a stored message. Needs `moderate`.
+    Delete {
+        #[serde(rename = "messageID")]
+        message_id: String,
+    },
+}
+
+/// A plugin's answer to one call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(JsonSchema))]
+pub struct PluginOutput {
+    #[serde(default)]
+    pub actions: Vec<Action>,
+}
+
+/// Decent text for a `say`/`tell` text in `mode`: formatting codes and tags are removed (Decent
+/// has no colours); Markdown passes through.
+pub fn to_decent_text(mode: Mode, text: &str) -> String {
+    match mode {
+        Mode::Markdown => text.to_owned(),
+        Mode::Format => {
+            let mut out = String::with_capacity(text.len());
+            let mut chars = text.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '&' {
+                    if let Some(code) = chars.peek() {
+                        if code.is_ascii_hexdigit() || "klmnorKLMNOR".contains(*code) {
+                            chars.next();
+                            continue;
+                        }
+                    }
+                }
+                out.push(c);
+            }
+            out
+        }
+        Mode::Minimessage => {
+            let mut out = String::with_capacity(text.len());
+            let mut rest = text;
+            while let Some(open) = rest.find('<') {
+                out.push_str(&rest[..open]);
+                match rest[open..].find('>') {
+                    Some(close) if !rest[open + 1..open + close].contains('<') => {
+                        rest = &rest[open + close + 1..];
+                    }
+                    _ => {
+                        out.push('<');
+                        rest = &rest[open + 1..];
+                    }
+                }
+            }
+            out.push_str(rest);
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_use_the_documented_json() {
+        let a: Action = serde_json::from_str(r#"{"type":"say","text":"hi"}"#).unwrap();
+        assert_eq!(
+            a,
+            Action::Say {
+                text: "hi".into(),
+                channel: None,
+                name: None,
+                mode: Mode::Markdown
+            }
+        );
+        let input = PluginInput::Command(CommandEvent {
+            command: "roll".into(),
+            args: vec!["2d6".into()],
+            owner_only: false,
+            user: ChatUser {
+                kind: "decent".into(),
+                name: "ann".into(),
+                display_name: "ann".into(),
+                uuid: "1".into(),
+                bot: false,
+            },
+            channel_id: "2".into(),
+        });
+        let json = serde_json::to_value(&input).unwrap();
+        assert_eq!(json["type"], "command");
+        assert_eq!(json["ownerOnly"], false);
+        assert_eq!(json["channelID"], "2");
+    }
+
+    #[test]
+    fn formatting_modes_become_plain_text() {
+        assert_eq!(
+            to_decent_text(Mode::Format, "&eHello &lworld&r & co"),
+            "Hello world & co"
+        );
+        assert_eq!(
+            to_decent_text(Mode::Minimessage, "<yellow>Hi</yellow> a < b"),
+            "Hi a < b"
+        );
+        assert_eq!(to_decent_text(Mode::Markdown, "**x**"), "**x**");
+    }
+}

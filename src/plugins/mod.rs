@@ -1,0 +1,883 @@
+//! The WASM plugin host (DESIGN.md decision 8).
+//!
+//! Every directory under the plugins directory with a `plugin.toml` is a plugin. Loading one
+//! checks the manifest and module, makes sure its bot user exists, and starts its worker: a
+//! task that feeds it subscribed events and its commands in order, one call at a time, on the
+//! blocking pool. The pre-store hook runs inside the posting request (a few ms at most), in
+//! plugin name order, each plugin seeing the previous one's rewrite. Every action a plugin
+//! answers is checked against its capabilities; refused actions are logged and counted. A
+//! failed call (trap, deadline, memory cap, bad answer) fails only itself; after
+//! `max-failures` in a row the plugin is disabled.
+
+pub mod manifest;
+pub mod runtime;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::events::Audience;
+use crate::ids::now_ms;
+use crate::perms::{Permission, Requester};
+use crate::state::AppState;
+use crate::store::{InsertUserError, PluginRecord, UserRecord};
+use decentd_protocol::{
+    to_decent_text, Action, ChatUser, CommandEvent, PendingMessage, PluginInput, EVENTS,
+};
+use manifest::{Capability, Manifest};
+use runtime::{CallError, Instances, Runtime};
+
+/// Work for a plugin's worker.
+#[derive(Debug)]
+enum Job {
+    Event { name: &'static str, data: Value },
+    Command(CommandEvent),
+}
+
+/// Counters shown by `GET /api/plugins`.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    refused_actions: AtomicU64,
+    dropped_events: AtomicU64,
+    #[serde(skip)]
+    in_a_row: AtomicU32,
+}
+
+/// A loaded plugin.
+pub struct Plugin {
+    pub manifest: Manifest,
+    pub dir: PathBuf,
+    instances: Instances,
+    pub bot_user: u64,
+    enabled: AtomicBool,
+    disabled_reason: Mutex<Option<String>>,
+    stats: Stats,
+    queue: mpsc::Sender<Job>,
+}
+
+impl Plugin {
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// The plugin as `GET /api/plugins` shows it.
+    pub fn view(&self) -> Value {
+        let m = &self.manifest;
+        let l = &m.limits;
+        json!({
+            "name": m.name,
+            "version": m.version,
+            "description": m.description,
+            "enabled": self.enabled(),
+            "disabledReason": *self.disabled_reason.lock().unwrap_or_else(|e| e.into_inner()),
+            "hooks": m.hooks,
+            "events": m.events,
+            "commands": m.commands,
+            "capabilities": m.capabilities.iter().map(|c| c.key()).collect::<Vec<_>>(),
+            "limits": {
+                "hookMs": l.hook_ms, "eventMs": l.event_ms, "memoryMiB": l.memory_mib,
+                "failClosed": l.fail_closed, "maxFailures": l.max_failures, "queue": l.queue,
+            },
+            "botUserID": self.bot_user.to_string(),
+            "stats": self.stats,
+        })
+    }
+
+    /// One call; failures are counted here (disabling is the host's job).
+    fn call(
+        &self,
+        input: &PluginInput,
+        deadline: std::time::Duration,
+    ) -> Result<Vec<Action>, CallError> {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let bytes = serde_json::to_vec(input).map_err(|e| CallError::Trap(e.to_string()))?;
+        match self.instances.call(&bytes, deadline) {
+            Ok(output) => {
+                self.stats.in_a_row.store(0, Ordering::Relaxed);
+                Ok(output.actions)
+            }
+            Err(e) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.in_a_row.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the manifest allows an action (in the pre-store hook or not).
+    fn allows(&self, action: &Action, in_hook: bool) -> Result<(), &'static str> {
+        let needs = match action {
+            Action::Accept => return Ok(()),
+            Action::Reject { .. } | Action::Rewrite { .. } if !in_hook => {
+                return Err("reject and rewrite only answer the pre-store hook")
+            }
+            Action::Reject { .. } | Action::Rewrite { .. } | Action::Delete { .. } => {
+                Capability::Moderate
+            }
+            Action::Say { .. } => Capability::Say,
+            Action::Tell { .. } => Capability::Tell,
+        };
+        if self.manifest.has(needs) {
+            Ok(())
+        } else {
+            Err(match needs {
+                Capability::Moderate => "needs the moderate capability",
+                Capability::Say => "needs the say capability",
+                _ => "needs the tell capability",
+            })
+        }
+    }
+}
+
+/// Where an answer's actions apply.
+#[derive(Debug, Clone, Copy, Default)]
+struct Context {
+    channel: Option<u64>,
+    invoker: Option<u64>,
+    /// Owner-only command: every answer is private to the invoker.
+    private: bool,
+}
+
+/// All plugins.
+pub struct PluginHost {
+    runtime: Option<Arc<Runtime>>,
+    pub dir: PathBuf,
+    plugins: RwLock<BTreeMap<String, Arc<Plugin>>>,
+    /// Enabled plugins with the pre-store hook, in name order.
+    hooked: RwLock<Vec<Arc<Plugin>>>,
+    /// Command name → enabled owner.
+    commands: RwLock<HashMap<String, Arc<Plugin>>>,
+    /// Users that plugins post as.
+    bots: RwLock<HashSet<u64>>,
+}
+
+/// A message that is a command, split up.
+pub struct ParsedCommand {
+    pub plugin: Arc<Plugin>,
+    pub name: String,
+    pub args: Vec<String>,
+    pub owner_only: bool,
+}
+
+fn chat_user(user: &UserRecord, bot: bool) -> ChatUser {
+    ChatUser {
+        kind: "decent".into(),
+        name: user.username.clone(),
+        display_name: user.username.clone(),
+        uuid: user.id.to_string(),
+        bot,
+    }
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self
+            .list()
+            .iter()
+            .map(|p| p.manifest.name.clone())
+            .collect();
+        f.debug_struct("PluginHost")
+            .field("dir", &self.dir)
+            .field("plugins", &names)
+            .finish()
+    }
+}
+
+impl PluginHost {
+    /// A host for `dir`; bot users are known from storage even before plugins load.
+    pub fn new(dir: PathBuf, records: &[(String, PluginRecord)]) -> Self {
+        let runtime = Runtime::new()
+            .map_err(|e| tracing::error!(error = %e, "plugins are unavailable"))
+            .ok()
+            .map(Arc::new);
+        Self {
+            runtime,
+            dir,
+            plugins: RwLock::default(),
+            hooked: RwLock::default(),
+            commands: RwLock::default(),
+            bots: RwLock::new(records.iter().map(|(_, r)| r.bot_user).collect()),
+        }
+    }
+
+    pub fn is_bot(&self, user: u64) -> bool {
+        self.bots
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&user)
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.plugins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn list(&self) -> Vec<Arc<Plugin>> {
+        self.plugins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Rebuilds the hook list and command table from the enabled plugins.
+    fn refresh(&self) {
+        let plugins = self.plugins.read().unwrap_or_else(|e| e.into_inner());
+        let enabled = || plugins.values().filter(|p| p.enabled());
+        *self.hooked.write().unwrap_or_else(|e| e.into_inner()) = enabled()
+            .filter(|p| p.manifest.wants_hook())
+            .cloned()
+            .collect();
+        let mut commands = HashMap::new();
+        for plugin in enabled() {
+            for command in &plugin.manifest.commands {
+                if let Some(other) = commands.insert(command.clone(), plugin.clone()) {
+                    tracing::warn!(
+                        command,
+                        plugin = plugin.name(),
+                        other = other.name(),
+                        "two plugins own the same command; the later name wins"
+                    );
+                }
+            }
+        }
+        *self.commands.write().unwrap_or_else(|e| e.into_inner()) = commands;
+    }
+
+    /// Loads every plugin directory; a plugin that fails to load is logged and skipped.
+    pub async fn load_all(state: &Arc<AppState>) {
+        let dir = state.plugins.dir.clone();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::info!(dir = %dir.display(), "no plugins directory; no plugins loaded");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot read the plugins directory");
+                return;
+            }
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("plugin.toml").is_file())
+            .collect();
+        dirs.sort();
+        for path in dirs {
+            match Self::load(state, &path).await {
+                Ok(plugin) => tracing::info!(
+                    plugin = plugin.name(), version = %plugin.manifest.version,
+                    enabled = plugin.enabled(), "plugin loaded"
+                ),
+                Err(e) => tracing::error!(dir = %path.display(), error = %e, "plugin not loaded"),
+            }
+        }
+    }
+
+    /// Loads (or reloads) the plugin in `path`, replacing a loaded one of the same name.
+    pub async fn load(state: &Arc<AppState>, path: &Path) -> Result<Arc<Plugin>, String> {
+        let host = &state.plugins;
+        let runtime = host
+            .runtime
+            .clone()
+            .ok_or("the WASM runtime could not start (see the startup log)")?;
+        let (manifest, module_path) = Manifest::load(path)?;
+        let module = runtime.compile(&manifest, &module_path)?;
+        let record = ensure_bot(state, &manifest.name).await?;
+        let kv = manifest
+            .has(Capability::Kv)
+            .then(|| state.store.plugin_kv(&manifest.name));
+        let instances = runtime.instances(&manifest, module, kv);
+        let (queue, jobs) = mpsc::channel(manifest.limits.queue);
+        let plugin = Arc::new(Plugin {
+            dir: path.to_owned(),
+            instances,
+            bot_user: record.bot_user,
+            enabled: AtomicBool::new(record.enabled),
+            disabled_reason: Mutex::new(record.disabled_reason),
+            stats: Stats::default(),
+            queue,
+            manifest,
+        });
+        host.bots
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(plugin.bot_user);
+        actix_web::rt::spawn(worker(state.clone(), Arc::downgrade(&plugin), jobs));
+        host.plugins
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(plugin.manifest.name.clone(), plugin.clone());
+        host.refresh();
+        Ok(plugin)
+    }
+
+    /// Enables or disables a plugin (remembered across restarts).
+    pub fn set_enabled(
+        &self,
+        state: &AppState,
+        plugin: &Plugin,
+        enabled: bool,
+        reason: Option<String>,
+    ) -> Result<(), crate::store::StoreError> {
+        let reason = if enabled { None } else { reason };
+        state.store.set_plugin_record(
+            plugin.name(),
+            &PluginRecord {
+                bot_user: plugin.bot_user,
+                enabled,
+                disabled_reason: reason.clone(),
+            },
+        )?;
+        plugin.enabled.store(enabled, Ordering::Release);
+        plugin.stats.in_a_row.store(0, Ordering::Relaxed);
+        *plugin
+            .disabled_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = reason;
+        self.refresh();
+        Ok(())
+    }
+
+    /// Logs a failed call and disables a plugin that keeps failing.
+    fn failed(&self, state: &AppState, plugin: &Plugin, what: &str, error: &CallError) {
+        let in_a_row = plugin.stats.in_a_row.load(Ordering::Relaxed);
+        tracing::warn!(plugin = plugin.name(), call = what, error = %error, in_a_row, "plugin call failed");
+        if in_a_row >= plugin.manifest.limits.max_failures && plugin.enabled() {
+            let reason = format!("failed {in_a_row} calls in a row; last: {error}");
+            tracing::error!(plugin = plugin.name(), reason, "disabling plugin");
+            if let Err(e) = self.set_enabled(state, plugin, false, Some(reason)) {
+                tracing::error!(plugin = plugin.name(), error = %e, "cannot store the plugin's state");
+            }
+        }
+    }
+
+    /// Logs and counts an action outside the plugin's capabilities.
+    fn refuse(plugin: &Plugin, action: &Action, why: &str) {
+        plugin.stats.refused_actions.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            plugin = plugin.name(),
+            ?action,
+            why,
+            "plugin action refused"
+        );
+    }
+
+    /// Whether any enabled plugin has the pre-store hook (a cheap check for the hot path).
+    pub fn has_hooks(&self) -> bool {
+        !self
+            .hooked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Runs the pre-store hook over a message about to be stored: the text to store (maybe
+    /// rewritten), or REJECTED_BY_PLUGIN naming the plugin and its reason.
+    pub fn before_store(
+        &self,
+        state: &Arc<AppState>,
+        author: &UserRecord,
+        channel: u64,
+        message_id: Option<u64>,
+        text: String,
+    ) -> Result<String, ApiError> {
+        let hooked = self
+            .hooked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut text = text;
+        for plugin in hooked {
+            let input = PluginInput::BeforeStore {
+                message: PendingMessage {
+                    channel_id: channel.to_string(),
+                    message_id: message_id.map(|id| id.to_string()),
+                    author: chat_user(author, self.is_bot(author.id)),
+                    text: text.clone(),
+                },
+            };
+            let actions = match plugin.call(&input, plugin.manifest.limits.hook_deadline()) {
+                Ok(actions) => actions,
+                Err(e) => {
+                    self.failed(state, &plugin, "message/before-store", &e);
+                    if plugin.manifest.limits.fail_closed {
+                        return Err(rejected(plugin.name(), "the moderation plugin failed"));
+                    }
+                    continue;
+                }
+            };
+            let context = Context {
+                channel: Some(channel),
+                invoker: Some(author.id),
+                private: false,
+            };
+            let mut later = Vec::new();
+            for action in actions {
+                if let Err(why) = plugin.allows(&action, true) {
+                    Self::refuse(&plugin, &action, why);
+                    continue;
+                }
+                match action {
+                    Action::Accept => {}
+                    Action::Reject { reason } => {
+                        perform_soon(state, &plugin, later, context);
+                        tracing::info!(
+                            plugin = plugin.name(),
+                            reason,
+                            "message rejected by plugin"
+                        );
+                        return Err(rejected(plugin.name(), &reason));
+                    }
+                    Action::Rewrite { text: new } => {
+                        if crate::domain::validate_message_text(
+                            &new,
+                            state.config.max_message_length,
+                        )
+                        .is_err()
+                        {
+                            Self::refuse(
+                                &plugin,
+                                &Action::Rewrite { text: new },
+                                "the rewritten text is empty or too long",
+                            );
+                            continue;
+                        }
+                        text = new;
+                    }
+                    other => later.push(other),
+                }
+            }
+            perform_soon(state, &plugin, later, context);
+        }
+        Ok(text)
+    }
+
+    /// The command a message invokes, if its first word is `\name` or `^name` for a command an
+    /// enabled plugin owns.
+    pub fn command(&self, text: &str) -> Option<ParsedCommand> {
+        let owner_only = match text.chars().next()? {
+            '\\' => false,
+            '^' => true,
+            _ => return None,
+        };
+        let mut words = text[1..].split_whitespace();
+        let name = words.next()?;
+        if text[1..].starts_with(char::is_whitespace) {
+            return None;
+        }
+        let plugin = self
+            .commands
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()?;
+        Some(ParsedCommand {
+            plugin,
+            name: name.to_owned(),
+            args: words.map(str::to_owned).collect(),
+            owner_only,
+        })
+    }
+
+    /// Hands a command to its plugin. NOT_ALLOWED for `^name` without manageServer.
+    pub fn run_command(
+        &self,
+        state: &AppState,
+        command: ParsedCommand,
+        user: &UserRecord,
+        channel: u64,
+    ) -> Result<(), ApiError> {
+        if command.owner_only
+            && !state
+                .perms()
+                .has(Requester::User(user.id), None, Permission::ManageServer)
+        {
+            return Err(ApiError::missing_permission(Permission::ManageServer));
+        }
+        let event = CommandEvent {
+            command: command.name,
+            args: command.args,
+            owner_only: command.owner_only,
+            user: chat_user(user, self.is_bot(user.id)),
+            channel_id: channel.to_string(),
+        };
+        if command.plugin.queue.try_send(Job::Command(event)).is_err() {
+            command
+                .plugin
+                .stats
+                .dropped_events
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::new(
+                ErrorCode::Failed,
+                format!("plugin {} is busy; try again", command.plugin.name()),
+            )
+            .status(actix_web::http::StatusCode::SERVICE_UNAVAILABLE));
+        }
+        Ok(())
+    }
+
+    /// Queues a bus event for every enabled plugin subscribed to it (dropping, and counting,
+    /// when a plugin's queue is full).
+    fn dispatch(&self, name: &'static str, data: &Value) {
+        for plugin in self
+            .plugins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            if !plugin.enabled() || !plugin.manifest.wants_event(name) {
+                continue;
+            }
+            let job = Job::Event {
+                name,
+                data: data.clone(),
+            };
+            if plugin.queue.try_send(job).is_err() {
+                plugin.stats.dropped_events.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    plugin = plugin.name(),
+                    event = name,
+                    "plugin queue full; event dropped"
+                );
+            }
+        }
+    }
+}
+
+fn rejected(plugin: &str, reason: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::RejectedByPlugin,
+        format!("the message was rejected by plugin {plugin}: {reason}"),
+    )
+    .with("plugin", plugin)
+    .with("reason", reason)
+}
+
+/// Makes sure the plugin's bot user exists; returns its record.
+async fn ensure_bot(state: &AppState, name: &str) -> Result<PluginRecord, String> {
+    let store_error = |e: crate::store::StoreError| format!("storage: {e}");
+    if let Some(record) = state.store.plugin_record(name).map_err(store_error)? {
+        if state
+            .store
+            .user(record.bot_user)
+            .map_err(store_error)?
+            .is_some()
+        {
+            return Ok(record);
+        }
+    }
+    let user = UserRecord {
+        id: state.store.next_id(),
+        username: name.to_owned(),
+        // Not a PHC string: no password ever matches, so nobody can log in as a bot.
+        password_hash: "!bot".into(),
+        email: None,
+        flair: Some("bot".into()),
+        role_ids: Vec::new(),
+        created_ms: now_ms(),
+    };
+    match state.store.insert_user(&user) {
+        Ok(()) => {}
+        Err(InsertUserError::NameTaken) => {
+            return Err(format!(
+                "the username {name:?} belongs to a user; a plugin's name is its bot user's \
+                 username, so rename the plugin or that user"
+            ))
+        }
+        Err(InsertUserError::Store(e)) => return Err(store_error(e)),
+    }
+    let record = PluginRecord {
+        bot_user: user.id,
+        enabled: true,
+        disabled_reason: None,
+    };
+    state
+        .store
+        .set_plugin_record(name, &record)
+        .map_err(store_error)?;
+    state.store.durable().await.map_err(store_error)?;
+    state
+        .plugins
+        .bots
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(user.id);
+    state.bus.emit(
+        "user/new",
+        json!({ "user": crate::api::users::user_view(state, &user, None) }),
+        Audience::Everyone,
+    );
+    tracing::info!(
+        plugin = name,
+        user = user.id,
+        "created the plugin's bot user"
+    );
+    Ok(record)
+}
+
+/// Performs actions in the background (they may write to storage).
+fn perform_soon(
+    state: &Arc<AppState>,
+    plugin: &Arc<Plugin>,
+    actions: Vec<Action>,
+    context: Context,
+) {
+    if actions.is_empty() {
+        return;
+    }
+    let (state, plugin) = (state.clone(), plugin.clone());
+    actix_web::rt::spawn(async move { perform(&state, &plugin, actions, context).await });
+}
+
+/// Carries out a plugin's actions (already allowed by its capabilities).
+async fn perform(state: &AppState, plugin: &Plugin, actions: Vec<Action>, context: Context) {
+    for action in actions {
+        let result = match action {
+            Action::Say { text, mode, .. } if context.private => match context.invoker {
+                Some(user) => tell(
+                    state,
+                    plugin,
+                    user,
+                    &to_decent_text(mode, &text),
+                    context.channel,
+                ),
+                None => Ok(()),
+            },
+            Action::Say {
+                text,
+                channel,
+                mode,
+                ..
+            } => {
+                say(
+                    state,
+                    plugin,
+                    channel.as_deref(),
+                    context.channel,
+                    &to_decent_text(mode, &text),
+                )
+                .await
+            }
+            Action::Tell {
+                user, text, mode, ..
+            } => match find_user(state, &user) {
+                Some(id) => tell(
+                    state,
+                    plugin,
+                    id,
+                    &to_decent_text(mode, &text),
+                    context.channel,
+                ),
+                None => Err(format!("no user {user:?}")),
+            },
+            Action::Delete { message_id } => delete(state, &message_id).await,
+            Action::Accept | Action::Reject { .. } | Action::Rewrite { .. } => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::warn!(plugin = plugin.name(), error = e, "plugin action failed");
+        }
+    }
+}
+
+fn find_user(state: &AppState, user: &str) -> Option<u64> {
+    if let Ok(id) = user.parse::<u64>() {
+        if let Ok(Some(u)) = state.store.user(id) {
+            return Some(u.id);
+        }
+    }
+    state.store.user_by_name(user).ok().flatten().map(|u| u.id)
+}
+
+/// A private message to one user's sockets: the `plugin/tell` WebSocket event.
+fn tell(
+    state: &AppState,
+    plugin: &Plugin,
+    user: u64,
+    text: &str,
+    channel: Option<u64>,
+) -> Result<(), String> {
+    state.bus.emit(
+        "plugin/tell",
+        json!({
+            "plugin": plugin.name(),
+            "text": text,
+            "channelID": channel.map(|c| c.to_string()),
+        }),
+        Audience::User(user),
+    );
+    Ok(())
+}
+
+async fn say(
+    state: &AppState,
+    plugin: &Plugin,
+    channel: Option<&str>,
+    default: Option<u64>,
+    text: &str,
+) -> Result<(), String> {
+    let channel = match channel {
+        Some(raw) => raw
+            .parse::<u64>()
+            .map_err(|_| format!("bad channel {raw:?}"))?,
+        None => default.ok_or("say without a channel")?,
+    };
+    crate::domain::validate_message_text(text, state.config.max_message_length)
+        .map_err(|e| e.to_string())?;
+    let bot = state
+        .store
+        .user(plugin.bot_user)
+        .map_err(|e| e.to_string())?
+        .ok_or("the bot user is gone")?;
+    crate::api::messages::store_message(state, &bot, channel, text.to_owned(), false)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+async fn delete(state: &AppState, message_id: &str) -> Result<(), String> {
+    let id = message_id
+        .parse::<u64>()
+        .map_err(|_| format!("bad message ID {message_id:?}"))?;
+    crate::api::messages::delete_message(state, id)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A plugin's worker: its events and commands, one call at a time, in order.
+/// It holds the plugin weakly: once a reload replaces the plugin, the queue's sender goes with
+/// it and the worker ends.
+async fn worker(
+    state: Arc<AppState>,
+    plugin: std::sync::Weak<Plugin>,
+    mut jobs: mpsc::Receiver<Job>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let Some(plugin) = plugin.upgrade() else {
+            return;
+        };
+        if !plugin.enabled() {
+            continue;
+        }
+        let (input, context, what) = match job {
+            Job::Event { name, data } => {
+                let channel = data
+                    .pointer("/message/channelID")
+                    .and_then(Value::as_str)
+                    .and_then(|c| c.parse().ok());
+                (
+                    PluginInput::Event {
+                        event: name.to_owned(),
+                        data,
+                    },
+                    Context {
+                        channel,
+                        invoker: None,
+                        private: false,
+                    },
+                    name,
+                )
+            }
+            Job::Command(command) => {
+                let context = Context {
+                    channel: command.channel_id.parse().ok(),
+                    invoker: command.user.uuid.parse().ok(),
+                    private: command.owner_only,
+                };
+                (PluginInput::Command(command), context, "command")
+            }
+        };
+        let deadline = plugin.manifest.limits.event_deadline();
+        let callee = plugin.clone();
+        let result = tokio::task::spawn_blocking(move || callee.call(&input, deadline)).await;
+        let actions = match result {
+            Ok(Ok(actions)) => actions,
+            Ok(Err(e)) => {
+                state.plugins.failed(&state, &plugin, what, &e);
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(plugin = plugin.name(), error = %e, "plugin call panicked");
+                continue;
+            }
+        };
+        let mut allowed = Vec::new();
+        for action in actions {
+            match plugin.allows(&action, false) {
+                Ok(()) => allowed.push(action),
+                Err(why) => PluginHost::refuse(&plugin, &action, why),
+            }
+        }
+        perform(&state, &plugin, allowed, context).await;
+    }
+}
+
+/// `decentd plugin check PATH`: checks a plugin's manifest and module; a summary or the error.
+pub fn check(path: &Path) -> Result<String, String> {
+    let (manifest, module_path) = Manifest::load(path)?;
+    let runtime = Runtime::new()?;
+    runtime.compile(&manifest, &module_path)?;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    let capabilities: Vec<String> = manifest
+        .capabilities
+        .iter()
+        .map(|c| c.key().to_owned())
+        .collect();
+    Ok(format!(
+        "plugin {} {}: ok\n  module: {}\n  hooks: {}\n  events: {}\n  commands: {}\n  capabilities: {}\n  limits: hook {} ms, events {} ms, memory {} MiB, {} after {} failures in a row",
+        manifest.name,
+        manifest.version,
+        module_path.display(),
+        list(&manifest.hooks),
+        list(&manifest.events),
+        list(&manifest.commands),
+        list(&capabilities),
+        manifest.limits.hook_ms,
+        manifest.limits.event_ms,
+        manifest.limits.memory_mib,
+        if manifest.limits.fail_closed { "fail-closed, disabled" } else { "fail-open, disabled" },
+        manifest.limits.max_failures,
+    ))
+}
+
+/// Feeds bus events to subscribed plugins until the bus closes.
+pub async fn dispatch(state: Arc<AppState>) {
+    let mut events = state.bus.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(event) => {
+                if let Some(name) = EVENTS.iter().find(|e| **e == event.name) {
+                    state.plugins.dispatch(name, &event.data);
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                tracing::error!(missed, "the plugin dispatcher fell behind the event bus");
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}

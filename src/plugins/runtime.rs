@@ -1,0 +1,447 @@
+//! The WASM side: one wasmtime engine, module checks, pooled instances, calls under a deadline
+//! and a memory cap, and the host functions plugins import.
+//!
+//! The ABI (see plugins/README.md): a plugin exports `memory`, `decentd_alloc(len) -> ptr` and
+//! `decentd_handle(ptr, len) -> i64`. The host writes one JSON [`PluginInput`] into memory it
+//! got from `decentd_alloc` and calls `decentd_handle`, which answers `(ptr << 32) | len` of a
+//! JSON [`PluginOutput`] (0: no actions). Imports, all from module `decentd`: `log(ptr, len)`,
+//! and with the `kv` capability `kv_get(kptr, klen) -> i64` (packed like the answer, -1 when
+//! absent), `kv_set(kptr, klen, vptr, vlen) -> i32` and `kv_delete(kptr, klen) -> i32` (0 ok,
+//! -1 refused). No WASI: no files, no network, no clock.
+//!
+//! [`PluginInput`]: decentd_protocol::PluginInput
+//! [`PluginOutput`]: decentd_protocol::PluginOutput
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use wasmtime::{
+    Caller, Config, Engine, Extern, ExternType, FuncType, Instance, Linker, Module, Store,
+    StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, ValType,
+};
+
+use super::manifest::{Capability, Manifest};
+use crate::store::PluginKv;
+use decentd_protocol::{PluginInput, PluginOutput};
+
+/// Longest answer a plugin may give, and longest key and value in its key-value space.
+pub const MAX_OUTPUT: usize = 1024 * 1024;
+pub const MAX_KV_KEY: usize = 256;
+pub const MAX_KV_VALUE: usize = 64 * 1024;
+/// Keys one plugin may store.
+pub const MAX_KV_KEYS: usize = 100_000;
+/// Idle instances kept per plugin (one per concurrent caller is created on demand).
+const POOL: usize = 8;
+/// How often the epoch advances: the resolution of call deadlines.
+const TICK: Duration = Duration::from_millis(1);
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    /// The deadline passed (epoch interruption).
+    Deadline,
+    /// A trap: unreachable, out-of-bounds access, a refused memory growth, a bad pointer
+    /// handed to a host function, ...
+    Trap(String),
+    /// The module could not be instantiated (e.g. its initial memory is over the cap).
+    Instantiate(String),
+    /// The answer was not a valid JSON output.
+    BadOutput(String),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Deadline => write!(f, "deadline exceeded"),
+            CallError::Trap(e) => write!(f, "trap: {e}"),
+            CallError::Instantiate(e) => write!(f, "cannot instantiate: {e}"),
+            CallError::BadOutput(e) => write!(f, "bad answer: {e}"),
+        }
+    }
+}
+
+/// What a store carries for host functions.
+pub struct Ctx {
+    limits: StoreLimits,
+    kv: Option<PluginKv>,
+    plugin: Arc<str>,
+}
+
+/// The engine plus the linker of host functions; one per server.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Ctx>,
+    ticker: OnceLock<()>,
+}
+
+impl Runtime {
+    pub fn new() -> Result<Self, String> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| format!("wasm engine: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        link_host_functions(&mut linker).map_err(|e| format!("wasm host functions: {e}"))?;
+        Ok(Self {
+            engine,
+            linker,
+            ticker: OnceLock::new(),
+        })
+    }
+
+    /// Starts the epoch ticker (once, on the first plugin loaded).
+    fn start_ticker(&self) {
+        self.ticker.get_or_init(|| {
+            let engine = self.engine.clone();
+            std::thread::Builder::new()
+                .name("plugin-epoch".into())
+                .spawn(move || loop {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                })
+                .map(|_| ())
+                .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the plugin clock"));
+        });
+    }
+
+    /// Compiles a module (`.wasm` or `.wat`) and checks its exports and imports against the
+    /// ABI and the manifest's capabilities.
+    pub fn compile(&self, manifest: &Manifest, path: &Path) -> Result<Module, String> {
+        let module = Module::from_file(&self.engine, path)
+            .map_err(|e| format!("{}: not a valid module: {e:#}", path.display()))?;
+        check_module(manifest, &module).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(module)
+    }
+
+    /// A pool of instances of one plugin.
+    pub fn instances(
+        self: &Arc<Self>,
+        manifest: &Manifest,
+        module: Module,
+        kv: Option<PluginKv>,
+    ) -> Instances {
+        self.start_ticker();
+        let config = toml_to_json(&manifest.config);
+        Instances {
+            runtime: self.clone(),
+            module,
+            kv,
+            plugin: Arc::from(manifest.name.as_str()),
+            memory_bytes: manifest.limits.memory_bytes(),
+            init_deadline: manifest.limits.event_deadline(),
+            init: serde_json::to_vec(&PluginInput::Init { config }).unwrap_or_default(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+fn toml_to_json(table: &toml::Table) -> serde_json::Value {
+    serde_json::to_value(table).unwrap_or(serde_json::Value::Null)
+}
+
+/// One live instance.
+struct Live {
+    store: Store<Ctx>,
+    memory: wasmtime::Memory,
+    alloc: TypedFunc<i32, i32>,
+    handle: TypedFunc<(i32, i32), i64>,
+}
+
+/// Instances of one plugin, created on demand and reused; an instance that failed a call is
+/// dropped (its state may be broken), so a plugin's in-memory state must not be relied on:
+/// use the key-value space.
+pub struct Instances {
+    runtime: Arc<Runtime>,
+    module: Module,
+    kv: Option<PluginKv>,
+    plugin: Arc<str>,
+    memory_bytes: usize,
+    init_deadline: Duration,
+    init: Vec<u8>,
+    idle: Mutex<Vec<Live>>,
+}
+
+fn ticks(deadline: Duration) -> u64 {
+    // +1: the next tick may come at once.
+    (deadline.as_micros() / TICK.as_micros()).max(1) as u64 + 1
+}
+
+fn classify(error: wasmtime::Error) -> CallError {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallError::Deadline,
+        _ => CallError::Trap(format!("{error:#}")),
+    }
+}
+
+impl Instances {
+    fn instantiate(&self) -> Result<Live, CallError> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.memory_bytes)
+            .memories(1)
+            .tables(4)
+            .table_elements(100_000)
+            .instances(1)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(
+            &self.runtime.engine,
+            Ctx {
+                limits,
+                kv: self.kv.clone(),
+                plugin: self.plugin.clone(),
+            },
+        );
+        store.limiter(|ctx| &mut ctx.limits);
+        store.set_epoch_deadline(ticks(self.init_deadline));
+        let instance: Instance = self
+            .runtime
+            .linker
+            .instantiate(&mut store, &self.module)
+            .map_err(|e| match classify(e) {
+                CallError::Deadline => CallError::Deadline,
+                CallError::Trap(e) => CallError::Instantiate(e),
+                other => other,
+            })?;
+        let missing = |what: &str| CallError::Instantiate(format!("missing export {what}"));
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| missing("memory"))?;
+        let alloc = instance
+            .get_typed_func(&mut store, "decentd_alloc")
+            .map_err(|_| missing("decentd_alloc"))?;
+        let handle = instance
+            .get_typed_func(&mut store, "decentd_handle")
+            .map_err(|_| missing("decentd_handle"))?;
+        let mut live = Live {
+            store,
+            memory,
+            alloc,
+            handle,
+        };
+        let init = self.init.clone();
+        invoke(&mut live, &init, self.init_deadline)?;
+        Ok(live)
+    }
+
+    /// Calls the plugin with one input under `deadline`.
+    pub fn call(&self, input: &[u8], deadline: Duration) -> Result<PluginOutput, CallError> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut live = match pooled {
+            Some(live) => live,
+            None => self.instantiate()?,
+        };
+        let output = invoke(&mut live, input, deadline)?;
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < POOL {
+            idle.push(live);
+        }
+        Ok(output)
+    }
+}
+
+/// Hands `input` to `decentd_handle` and parses the answer.
+fn invoke(live: &mut Live, input: &[u8], deadline: Duration) -> Result<PluginOutput, CallError> {
+    live.store.set_epoch_deadline(ticks(deadline));
+    let len = i32::try_from(input.len()).map_err(|_| CallError::Trap("input too large".into()))?;
+    let ptr = live.alloc.call(&mut live.store, len).map_err(classify)?;
+    live.memory
+        .write(&mut live.store, ptr as u32 as usize, input)
+        .map_err(|_| CallError::Trap("decentd_alloc returned memory out of bounds".into()))?;
+    let packed = live
+        .handle
+        .call(&mut live.store, (ptr, len))
+        .map_err(classify)?;
+    if packed == 0 {
+        return Ok(PluginOutput::default());
+    }
+    let (out_ptr, out_len) = (
+        (packed as u64 >> 32) as usize,
+        (packed as u64 as u32) as usize,
+    );
+    if out_len > MAX_OUTPUT {
+        return Err(CallError::BadOutput(format!(
+            "answer of {out_len} bytes (at most {MAX_OUTPUT})"
+        )));
+    }
+    let bytes = live
+        .memory
+        .data(&live.store)
+        .get(out_ptr..out_ptr + out_len)
+        .ok_or_else(|| CallError::BadOutput("answer out of bounds".into()))?;
+    serde_json::from_slice(bytes).map_err(|e| CallError::BadOutput(e.to_string()))
+}
+
+/// The bytes at `ptr..ptr+len` of the caller's memory, or a trap (bad pointer).
+fn guest_bytes(caller: &mut Caller<'_, Ctx>, ptr: i32, len: i32) -> wasmtime::Result<Vec<u8>> {
+    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+        return Err(wasmtime::Error::msg("plugin exports no memory"));
+    };
+    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
+    memory
+        .data(&caller)
+        .get(start..start.saturating_add(len))
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| {
+            wasmtime::Error::msg(format!(
+                "host call with a bad pointer: {len} bytes at {start} are outside memory"
+            ))
+        })
+}
+
+/// Copies `bytes` into memory from the guest's `decentd_alloc`; returns `(ptr << 32) | len`.
+fn give_guest(caller: &mut Caller<'_, Ctx>, bytes: &[u8]) -> wasmtime::Result<i64> {
+    let alloc = caller
+        .get_export("decentd_alloc")
+        .and_then(Extern::into_func)
+        .ok_or_else(|| wasmtime::Error::msg("plugin exports no decentd_alloc"))?
+        .typed::<i32, i32>(&caller)?;
+    let ptr = alloc.call(&mut *caller, bytes.len() as i32)?;
+    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+        return Err(wasmtime::Error::msg("plugin exports no memory"));
+    };
+    memory.write(&mut *caller, ptr as u32 as usize, bytes)?;
+    Ok(((ptr as u32 as i64) << 32) | bytes.len() as i64)
+}
+
+fn kv_space<'a>(caller: &'a Caller<'_, Ctx>) -> wasmtime::Result<&'a PluginKv> {
+    caller
+        .data()
+        .kv
+        .as_ref()
+        .ok_or_else(|| wasmtime::Error::msg("the kv capability is not granted"))
+}
+
+fn link_host_functions(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "decentd",
+        "log",
+        |mut caller: Caller<'_, Ctx>, ptr: i32, len: i32| -> wasmtime::Result<()> {
+            let bytes = guest_bytes(&mut caller, ptr, len.min(4096))?;
+            let plugin = caller.data().plugin.clone();
+            tracing::info!(plugin = %plugin, "{}", String::from_utf8_lossy(&bytes));
+            Ok(())
+        },
+    )?;
+    linker.func_wrap(
+        "decentd",
+        "kv_get",
+        |mut caller: Caller<'_, Ctx>, kptr: i32, klen: i32| -> wasmtime::Result<i64> {
+            let key = guest_bytes(&mut caller, kptr, klen)?;
+            let value = kv_space(&caller)?.get(&key).map_err(wasmtime::Error::msg)?;
+            match value {
+                Some(value) => give_guest(&mut caller, &value),
+                None => Ok(-1),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "decentd",
+        "kv_set",
+        |mut caller: Caller<'_, Ctx>,
+         kptr: i32,
+         klen: i32,
+         vptr: i32,
+         vlen: i32|
+         -> wasmtime::Result<i32> {
+            let key = guest_bytes(&mut caller, kptr, klen)?;
+            let value = guest_bytes(&mut caller, vptr, vlen)?;
+            let kv = kv_space(&caller)?;
+            if key.len() > MAX_KV_KEY || value.len() > MAX_KV_VALUE {
+                return Ok(-1);
+            }
+            if kv.get(&key).map_err(wasmtime::Error::msg)?.is_none() && kv.len() >= MAX_KV_KEYS {
+                return Ok(-1);
+            }
+            kv.set(&key, &value).map_err(wasmtime::Error::msg)?;
+            Ok(0)
+        },
+    )?;
+    linker.func_wrap(
+        "decentd",
+        "kv_delete",
+        |mut caller: Caller<'_, Ctx>, kptr: i32, klen: i32| -> wasmtime::Result<i32> {
+            let key = guest_bytes(&mut caller, kptr, klen)?;
+            kv_space(&caller)?
+                .delete(&key)
+                .map_err(wasmtime::Error::msg)?;
+            Ok(0)
+        },
+    )?;
+    Ok(())
+}
+
+fn signature(ty: &FuncType) -> String {
+    let name = |t: ValType| match t {
+        ValType::I32 => "i32",
+        ValType::I64 => "i64",
+        ValType::F32 => "f32",
+        ValType::F64 => "f64",
+        _ => "ref",
+    };
+    let params: Vec<&str> = ty.params().map(name).collect();
+    let results: Vec<&str> = ty.results().map(name).collect();
+    format!("({}) -> ({})", params.join(", "), results.join(", "))
+}
+
+/// The imports a plugin may use, their signatures, and the capability each needs.
+const IMPORTS: &[(&str, &str, Option<Capability>)] = &[
+    ("log", "(i32, i32) -> ()", None),
+    ("kv_get", "(i32, i32) -> (i64)", Some(Capability::Kv)),
+    (
+        "kv_set",
+        "(i32, i32, i32, i32) -> (i32)",
+        Some(Capability::Kv),
+    ),
+    ("kv_delete", "(i32, i32) -> (i32)", Some(Capability::Kv)),
+];
+
+/// Checks a module's exports and imports against the ABI and the manifest.
+pub fn check_module(manifest: &Manifest, module: &Module) -> Result<(), String> {
+    let mut has_memory = false;
+    let has = |name: &str, want: &str| -> Result<(), String> {
+        match module.get_export(name) {
+            Some(ExternType::Func(f)) if signature(&f) == want => Ok(()),
+            Some(ExternType::Func(f)) => Err(format!(
+                "export {name} has signature {}, expected {want}",
+                signature(&f)
+            )),
+            Some(_) => Err(format!("export {name} must be a function {want}")),
+            None => Err(format!("missing export {name}: {want}")),
+        }
+    };
+    has("decentd_alloc", "(i32) -> (i32)")?;
+    has("decentd_handle", "(i32, i32) -> (i64)")?;
+    if let Some(ExternType::Memory(_)) = module.get_export("memory") {
+        has_memory = true;
+    }
+    if !has_memory {
+        return Err("missing export memory (the module's linear memory)".into());
+    }
+    for import in module.imports() {
+        let (module_name, name) = (import.module(), import.name());
+        let known = IMPORTS.iter().find(|(n, _, _)| *n == name);
+        let Some((_, want, needs)) = known.filter(|_| module_name == "decentd") else {
+            return Err(format!(
+                "imports {module_name}.{name}, which the host does not provide (no WASI: plugins \
+                 get only decentd.log, decentd.kv_get, decentd.kv_set, decentd.kv_delete)"
+            ));
+        };
+        let ExternType::Func(f) = import.ty() else {
+            return Err(format!("import decentd.{name} must be a function"));
+        };
+        if signature(&f) != *want {
+            return Err(format!(
+                "import decentd.{name} has signature {}, expected {want}",
+                signature(&f)
+            ));
+        }
+        if let Some(capability) = needs {
+            if !manifest.has(*capability) {
+                return Err(format!(
+                    "imports decentd.{name}, which needs the {:?} capability",
+                    capability.key()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
