@@ -1,0 +1,389 @@
+//! The plugin sandbox, proven with hand-written `.wat` modules loaded into a real server: the
+//! pre-store hook's verdicts, capability refusals, and plugins that loop, trap, allocate
+//! without end or hand host functions bad pointers. Each failure fails only its call; the
+//! request proceeds (fail-open) or is rejected (fail-closed), and a plugin that keeps failing
+//! is disabled.
+
+mod common;
+
+use common::{assert_error, decentd, TestServer};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A module with a bump allocator whose `decentd_handle` answers nothing to `init` and runs
+/// `body` (which leaves an i64) for every other call. `answer` is placed at offset 16.
+fn wat(imports: &str, answer: &str, body: &str) -> String {
+    let escaped: String = answer.bytes().map(|b| format!("\\{b:02x}")).collect();
+    format!(
+        r#"(module
+  {imports}
+  (memory (export "memory") 1)
+  (global $next (mut i32) (i32.const 4096))
+  (data (i32.const 16) "{escaped}")
+  (func (export "decentd_alloc") (param $len i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $next))
+    (global.set $next (i32.add (global.get $next) (local.get $len)))
+    (if (i32.gt_u (global.get $next) (i32.mul (memory.size) (i32.const 65536)))
+      (then (drop (memory.grow (i32.add (i32.div_u (local.get $len) (i32.const 65536)) (i32.const 1))))))
+    (local.get $p))
+  (func (export "decentd_handle") (param $ptr i32) (param $len i32) (result i64)
+    (global.set $next (i32.const 4096))
+    ;; `{{"type":"init"...`: byte 9 is 'i'.
+    (if (i32.eq (i32.load8_u (i32.add (local.get $ptr) (i32.const 9))) (i32.const 105))
+      (then (return (i64.const 0))))
+    {body}))"#
+    )
+}
+
+/// `body` answering the JSON at offset 16.
+fn answer_body(answer: &str) -> String {
+    format!(
+        "(i64.or (i64.shl (i64.const 16) (i64.const 32)) (i64.const {}))",
+        answer.len()
+    )
+}
+
+fn install(plugins: &Path, name: &str, manifest_extra: &str, module: &str) {
+    let dir = plugins.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plugin.wat"), module).unwrap();
+    std::fs::write(
+        dir.join("plugin.toml"),
+        format!(
+            "name = \"{name}\"\nversion = \"1.0.0\"\nmodule = \"plugin.wat\"\n{manifest_extra}"
+        ),
+    )
+    .unwrap();
+}
+
+const HOOK: &str = "hooks = [\"message/before-store\"]\n";
+
+struct World {
+    server: TestServer,
+    admin: String,
+    channel: String,
+    _plugins: tempfile::TempDir,
+}
+
+async fn world(setup: impl FnOnce(&Path)) -> World {
+    let plugins = tempfile::tempdir().unwrap();
+    setup(plugins.path());
+    let dir = plugins.path().to_str().unwrap().to_owned();
+    let server = TestServer::spawn_with(&["--plugins", &dir, "--admin", "root"]).await;
+    server.register("root", "password1").await;
+    let admin = server.login("root", "password1").await;
+    let channel = server.create_channel(&admin, "general").await;
+    World {
+        server,
+        admin,
+        channel,
+        _plugins: plugins,
+    }
+}
+
+impl World {
+    async fn post(&self, text: &str) -> (reqwest::StatusCode, Value) {
+        self.server
+            .post(
+                "/api/messages",
+                Some(&self.admin),
+                json!({"channelID": self.channel, "text": text}),
+            )
+            .await
+    }
+
+    async fn history(&self) -> Vec<String> {
+        let (_, v) = self
+            .server
+            .get(
+                &format!("/api/channels/{}/messages", self.channel),
+                Some(&self.admin),
+            )
+            .await;
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    async fn plugin(&self, name: &str) -> Value {
+        let (status, v) = self
+            .server
+            .get(&format!("/api/plugins/{name}"), Some(&self.admin))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v["plugin"].clone()
+    }
+}
+
+#[tokio::test]
+async fn the_pre_store_hook_rejects_and_rewrites() {
+    let reject = r#"{"actions":[{"type":"reject","reason":"no shouting"}]}"#;
+    let rewrite = r#"{"actions":[{"type":"rewrite","text":"[filtered]"}]}"#;
+    let w = world(|dir| {
+        install(
+            dir,
+            "a-rejecter",
+            &format!("{HOOK}capabilities = [\"read-messages\", \"moderate\"]"),
+            &wat("", reject, &answer_body(reject)),
+        );
+    })
+    .await;
+    let mut socket = w.server.events(Some(&w.admin)).await;
+    let response = w.post("HELLO").await;
+    let error = assert_error(&response, "REJECTED_BY_PLUGIN");
+    assert_eq!(response.0, 403);
+    assert_eq!(error["plugin"], "a-rejecter");
+    assert_eq!(error["reason"], "no shouting");
+    assert!(w.history().await.is_empty(), "nothing is stored");
+    let events = socket.drain(Duration::from_millis(300)).await;
+    assert!(
+        events.iter().all(|(e, _)| e != "message/new"),
+        "nothing is emitted: {events:?}"
+    );
+
+    // Swap in a rewriting plugin under the same name and reload it over HTTP.
+    let dir = w._plugins.path().join("a-rejecter");
+    std::fs::write(
+        dir.join("plugin.wat"),
+        wat("", rewrite, &answer_body(rewrite)),
+    )
+    .unwrap();
+    let (status, v) = w
+        .server
+        .post("/api/plugins/a-rejecter/reload", Some(&w.admin), json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = w.post("some bad words").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(w.history().await, vec!["[filtered]"]);
+    let event = socket.expect("message/new").await;
+    assert_eq!(event["message"]["text"], "[filtered]");
+}
+
+#[tokio::test]
+async fn actions_outside_the_capabilities_are_refused_and_logged() {
+    let reject = r#"{"actions":[{"type":"reject","reason":"x"},{"type":"say","text":"hi"}]}"#;
+    let w = world(|dir| {
+        // A hook without the moderate (or say) capability.
+        install(
+            dir,
+            "sneaky",
+            &format!("{HOOK}capabilities = [\"read-messages\"]"),
+            &wat("", reject, &answer_body(reject)),
+        );
+    })
+    .await;
+    let (status, v) = w.post("hello").await;
+    assert_eq!(status, 200, "the refused reject is not performed: {v}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(w.history().await, vec!["hello"], "nor is the say");
+    let plugin = w.plugin("sneaky").await;
+    assert_eq!(plugin["stats"]["refusedActions"], 2, "{plugin}");
+    let logs = w.server.logs.lock().unwrap().join("\n");
+    assert!(logs.contains("plugin action refused"), "{logs}");
+    assert!(logs.contains("needs the moderate capability"), "{logs}");
+}
+
+async fn misbehaving(body: &str, imports: &str, extra: &str) -> World {
+    let manifest = format!(
+        "{HOOK}capabilities = [\"read-messages\", \"moderate\", \"kv\"]\n[limits]\nmax-failures = 3\n{extra}"
+    );
+    let module = wat(imports, "", body);
+    world(move |dir| install(dir, "bad", &manifest, &module)).await
+}
+
+/// Posts go through while the plugin fails; the third failure in a row disables it.
+async fn fails_open_then_disabled(w: &World, error_part: &str) {
+    for i in 0..3 {
+        let started = Instant::now();
+        let (status, v) = w.post(&format!("message {i}")).await;
+        assert_eq!(status, 200, "fail-open: the request proceeds: {v}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    assert_eq!(w.history().await.len(), 3);
+    let plugin = w.plugin("bad").await;
+    assert_eq!(plugin["enabled"], false, "{plugin}");
+    assert_eq!(plugin["stats"]["failures"], 3, "{plugin}");
+    let reason = plugin["disabledReason"].as_str().unwrap();
+    assert!(reason.contains(error_part), "{reason}");
+    // Disabled: no more calls.
+    w.post("after").await;
+    assert_eq!(w.plugin("bad").await["stats"]["calls"], 3);
+    let logs = w.server.logs.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("plugin call failed") && logs.contains("disabling plugin"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn a_looping_plugin_hits_its_deadline() {
+    let w = misbehaving("(loop $l (br $l)) (i64.const 0)", "", "").await;
+    fails_open_then_disabled(&w, "deadline exceeded").await;
+}
+
+#[tokio::test]
+async fn a_trapping_plugin_fails_only_its_call() {
+    let w = misbehaving("unreachable", "", "").await;
+    fails_open_then_disabled(&w, "unreachable").await;
+}
+
+#[tokio::test]
+async fn a_plugin_that_allocates_without_end_hits_its_memory_cap() {
+    let body =
+        "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) (i64.const 0)";
+    let w = misbehaving(body, "", "memory-mib = 2").await;
+    fails_open_then_disabled(&w, "trap").await;
+}
+
+#[tokio::test]
+async fn host_calls_with_bad_pointers_trap() {
+    let imports =
+        r#"(import "decentd" "kv_set" (func $kv_set (param i32 i32 i32 i32) (result i32)))"#;
+    let body = "(drop (call $kv_set (i32.const -256) (i32.const 1000) (i32.const 0) (i32.const 1))) (i64.const 0)";
+    let w = misbehaving(body, imports, "").await;
+    fails_open_then_disabled(&w, "bad pointer").await;
+}
+
+#[tokio::test]
+async fn a_fail_closed_plugin_rejects_when_it_fails_and_an_admin_controls_it() {
+    let w = misbehaving("unreachable", "", "fail-closed = true").await;
+    let response = w.post("hello").await;
+    let error = assert_error(&response, "REJECTED_BY_PLUGIN");
+    assert_eq!(error["plugin"], "bad");
+    assert!(w.history().await.is_empty());
+
+    // Admin endpoints: disable, enable, errors.
+    let (status, v) = w
+        .server
+        .post("/api/plugins/bad/disable", Some(&w.admin), json!({}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["plugin"]["enabled"], false);
+    assert_eq!(v["plugin"]["disabledReason"], "disabled by an admin");
+    assert_error(
+        &w.server
+            .post("/api/plugins/bad/disable", Some(&w.admin), json!({}))
+            .await,
+        "ALREADY_PERFORMED",
+    );
+    assert_eq!(w.post("now it passes").await.0, 200);
+    let (status, _) = w
+        .server
+        .post("/api/plugins/bad/enable", Some(&w.admin), json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(w.post("rejected again").await.0, 403);
+    assert_error(
+        &w.server.get("/api/plugins/nope", Some(&w.admin)).await,
+        "NOT_FOUND",
+    );
+    assert_error(
+        &w.server
+            .post("/api/plugins/nope/reload", Some(&w.admin), json!({}))
+            .await,
+        "NOT_FOUND",
+    );
+
+    w.server.register("pleb", "password1").await;
+    let pleb = w.server.login("pleb", "password1").await;
+    let refused = w.server.get("/api/plugins", Some(&pleb)).await;
+    assert_error(&refused, "NOT_ALLOWED");
+    assert_error(&w.server.get("/api/plugins", None).await, "NOT_ALLOWED");
+    let (_, list) = w.server.get("/api/plugins", Some(&w.admin)).await;
+    assert_eq!(list["plugins"][0]["name"], "bad");
+    assert_eq!(
+        list["plugins"][0]["capabilities"],
+        json!(["read-messages", "moderate", "kv"])
+    );
+
+    // The bot user exists and is marked as a bot; nobody can log in as it.
+    let bot = list["plugins"][0]["botUserID"].as_str().unwrap();
+    let (_, user) = w.server.get(&format!("/api/users/{bot}"), None).await;
+    assert_eq!(user["user"]["username"], "bad");
+    assert_eq!(user["user"]["bot"], true);
+    let (status, _) = w
+        .server
+        .post(
+            "/api/sessions",
+            None,
+            json!({"username": "bad", "password": "!bot"}),
+        )
+        .await;
+    assert_ne!(status, 200);
+}
+
+fn check(path: &Path) -> (bool, String) {
+    let out = decentd()
+        .args(["plugin", "check"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[test]
+fn plugin_check_explains_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok_answer = r#"{"actions":[]}"#;
+    install(
+        dir.path(),
+        "good",
+        &format!("{HOOK}capabilities = [\"read-messages\"]"),
+        &wat("", ok_answer, &answer_body(ok_answer)),
+    );
+    let (ok, text) = check(&dir.path().join("good"));
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("plugin good 1.0.0: ok") && text.contains("message/before-store"),
+        "{text}"
+    );
+
+    let cases = [
+        (
+            "wasi",
+            r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#,
+            "",
+            "does not provide",
+        ),
+        (
+            "kvless",
+            r#"(import "decentd" "kv_get" (func (param i32 i32) (result i64)))"#,
+            "",
+            "needs the \"kv\" capability",
+        ),
+    ];
+    for (name, imports, extra, expected) in cases {
+        install(dir.path(), name, extra, &wat(imports, "", "(i64.const 0)"));
+        let (ok, text) = check(&dir.path().join(name));
+        assert!(!ok && text.contains(expected), "{name}: {text}");
+    }
+    install(
+        dir.path(),
+        "noexport",
+        "",
+        "(module (memory (export \"memory\") 1))",
+    );
+    let (ok, text) = check(&dir.path().join("noexport"));
+    assert!(
+        !ok && text.contains("missing export decentd_alloc"),
+        "{text}"
+    );
+    install(
+        dir.path(),
+        "badtoml",
+        "capabilities = [\"network\"]",
+        "(module)",
+    );
+    let (ok, text) = check(&dir.path().join("badtoml"));
+    assert!(!ok && text.contains("unknown variant"), "{text}");
+    let (ok, text) = check(&dir.path().join("missing"));
+    assert!(!ok && text.contains("cannot read"), "{text}");
+}
