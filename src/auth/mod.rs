@@ -49,7 +49,7 @@ pub struct PasswordHasher {
     dummy_hash: Arc<str>,
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
+pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut bytes = [0u8; N];
     // The OS CSPRNG failing leaves nothing safe to do; decentd cannot run without it.
     getrandom::getrandom(&mut bytes).expect("the OS random number generator is unavailable");

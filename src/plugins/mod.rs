@@ -431,6 +431,7 @@ impl PluginHost {
                 private: false,
             };
             let mut later = Vec::new();
+            let mut rejection = None;
             for action in actions {
                 if let Err(why) = plugin.allows(&action, true) {
                     Self::refuse(&plugin, &action, why);
@@ -439,24 +440,15 @@ impl PluginHost {
                 match action {
                     Action::Accept => {}
                     Action::Reject { reason } => {
-                        perform_soon(state, &plugin, later, context);
-                        tracing::info!(
-                            plugin = plugin.name(),
-                            reason,
-                            "message rejected by plugin"
-                        );
-                        return Err(rejected(plugin.name(), &reason));
+                        rejection.get_or_insert(reason);
                     }
                     Action::Rewrite { text: new } => {
-                        if crate::domain::validate_message_text(
-                            &new,
-                            state.config.max_message_length,
-                        )
-                        .is_err()
-                        {
+                        let max = state.config.max_message_length;
+                        if crate::domain::validate_message_text(&new, max).is_err() {
+                            let action = Action::Rewrite { text: new };
                             Self::refuse(
                                 &plugin,
-                                &Action::Rewrite { text: new },
+                                &action,
                                 "the rewritten text is empty or too long",
                             );
                             continue;
@@ -467,6 +459,10 @@ impl PluginHost {
                 }
             }
             perform_soon(state, &plugin, later, context);
+            if let Some(reason) = rejection {
+                tracing::info!(plugin = plugin.name(), reason, "message rejected by plugin");
+                return Err(rejected(plugin.name(), &reason));
+            }
         }
         Ok(text)
     }

@@ -5,9 +5,10 @@
 //! `decentd_handle(ptr, len) -> i64`. The host writes one JSON [`PluginInput`] into memory it
 //! got from `decentd_alloc` and calls `decentd_handle`, which answers `(ptr << 32) | len` of a
 //! JSON [`PluginOutput`] (0: no actions). Imports, all from module `decentd`: `log(ptr, len)`,
-//! and with the `kv` capability `kv_get(kptr, klen) -> i64` (packed like the answer, -1 when
+//! `now_ms() -> i64` (Unix time), `random() -> i64` (from the OS CSPRNG), and with the `kv`
+//! capability `kv_get(kptr, klen) -> i64` (packed like the answer, -1 when
 //! absent), `kv_set(kptr, klen, vptr, vlen) -> i32` and `kv_delete(kptr, klen) -> i32` (0 ok,
-//! -1 refused). No WASI: no files, no network, no clock.
+//! -1 refused). No WASI: no files, no network.
 //!
 //! [`PluginInput`]: decentd_protocol::PluginInput
 //! [`PluginOutput`]: decentd_protocol::PluginOutput
@@ -321,6 +322,12 @@ fn link_host_functions(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
             Ok(())
         },
     )?;
+    linker.func_wrap("decentd", "now_ms", || -> i64 {
+        crate::ids::now_ms() as i64
+    })?;
+    linker.func_wrap("decentd", "random", || -> i64 {
+        i64::from_le_bytes(crate::auth::random_bytes::<8>())
+    })?;
     linker.func_wrap(
         "decentd",
         "kv_get",
@@ -385,6 +392,8 @@ fn signature(ty: &FuncType) -> String {
 /// The imports a plugin may use, their signatures, and the capability each needs.
 const IMPORTS: &[(&str, &str, Option<Capability>)] = &[
     ("log", "(i32, i32) -> ()", None),
+    ("now_ms", "() -> (i64)", None),
+    ("random", "() -> (i64)", None),
     ("kv_get", "(i32, i32) -> (i64)", Some(Capability::Kv)),
     (
         "kv_set",
@@ -422,7 +431,7 @@ pub fn check_module(manifest: &Manifest, module: &Module) -> Result<(), String> 
         let Some((_, want, needs)) = known.filter(|_| module_name == "decentd") else {
             return Err(format!(
                 "imports {module_name}.{name}, which the host does not provide (no WASI: plugins \
-                 get only decentd.log, decentd.kv_get, decentd.kv_set, decentd.kv_delete)"
+                 get only decentd.log, now_ms, random, kv_get, kv_set and kv_delete)"
             ));
         };
         let ExternType::Func(f) = import.ty() else {

@@ -1,0 +1,257 @@
+//! The four example plugins (built by `plugins/build.sh` into `plugins/dist/`) loaded into a real
+//! server and exercised over HTTP and WebSocket.
+
+mod common;
+
+use common::{assert_error, TestServer};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn dist(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins/dist")
+        .join(name);
+    assert!(
+        dir.join("plugin.wasm").is_file(),
+        "{} is missing: run plugins/build.sh first",
+        dir.display()
+    );
+    dir
+}
+
+/// Copies a built example into `plugins`, replacing its `[config]` table when given.
+fn install(plugins: &Path, name: &str, config: Option<&str>) {
+    let to = plugins.join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::copy(dist(name).join("plugin.wasm"), to.join("plugin.wasm")).unwrap();
+    let mut manifest = std::fs::read_to_string(dist(name).join("plugin.toml")).unwrap();
+    if let Some(config) = config {
+        let at = manifest.find("[config]").unwrap_or(manifest.len());
+        manifest.truncate(at);
+        manifest.push_str("[config]\n");
+        manifest.push_str(config);
+    }
+    std::fs::write(to.join("plugin.toml"), manifest).unwrap();
+}
+
+struct World {
+    server: TestServer,
+    admin: String,
+    channel: String,
+    plugins: tempfile::TempDir,
+}
+
+async fn world(examples: &[(&str, Option<&str>)]) -> World {
+    let plugins = tempfile::tempdir().unwrap();
+    for (name, config) in examples {
+        install(plugins.path(), name, *config);
+    }
+    let dir = plugins.path().to_str().unwrap().to_owned();
+    let server = TestServer::spawn_with(&["--plugins", &dir, "--admin", "root"]).await;
+    server.register("root", "password1").await;
+    let admin = server.login("root", "password1").await;
+    let channel = server.create_channel(&admin, "general").await;
+    World {
+        server,
+        admin,
+        channel,
+        plugins,
+    }
+}
+
+impl World {
+    async fn post_as(&self, session: &str, text: &str) -> (reqwest::StatusCode, Value) {
+        self.server
+            .post(
+                "/api/messages",
+                Some(session),
+                json!({"channelID": self.channel, "text": text}),
+            )
+            .await
+    }
+
+    async fn history(&self) -> Vec<Value> {
+        let (_, v) = self
+            .server
+            .get(
+                &format!("/api/channels/{}/messages", self.channel),
+                Some(&self.admin),
+            )
+            .await;
+        v["messages"].as_array().unwrap().clone()
+    }
+
+    async fn texts(&self) -> Vec<String> {
+        self.history()
+            .await
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    async fn reload(&self, name: &str) {
+        let (status, v) = self
+            .server
+            .post(
+                &format!("/api/plugins/{name}/reload"),
+                Some(&self.admin),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+}
+
+#[tokio::test]
+async fn the_word_filter_masks_or_rejects_listed_words() {
+    let w = world(&[(
+        "word-filter",
+        Some("mode = \"rewrite\"\nwords = [\"darn\"]\n"),
+    )])
+    .await;
+    let (status, v) = w.post_as(&w.admin, "Well DARN it").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(w.texts().await, vec!["Well **** it"]);
+
+    install(
+        w.plugins.path(),
+        "word-filter",
+        Some("mode = \"reject\"\nwords = [\"darn\"]\n"),
+    );
+    w.reload("word-filter").await;
+    let response = w.post_as(&w.admin, "darn again").await;
+    let error = assert_error(&response, "REJECTED_BY_PLUGIN");
+    assert_eq!(error["plugin"], "word-filter");
+    assert_eq!(error["reason"], "the message contains a blocked word");
+    assert_eq!(w.post_as(&w.admin, "all clean").await.0, 200);
+    assert_eq!(w.texts().await, vec!["Well **** it", "all clean"]);
+}
+
+#[tokio::test]
+async fn dice_rolls_are_commands_answered_by_say_or_tell() {
+    let w = world(&[("dice", None)]).await;
+    w.server.register("ann", "password1").await;
+    let ann = w.server.login("ann", "password1").await;
+    let mut ann_socket = w.server.events(Some(&ann)).await;
+    let mut root_socket = w.server.events(Some(&w.admin)).await;
+
+    let (status, v) = w.post_as(&ann, "\\roll 3d6").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, json!({"command": "roll", "plugin": "dice"}));
+    let said = ann_socket.expect("message/new").await["message"].clone();
+    assert_eq!(
+        said["authorUsername"], "dice",
+        "said by the bot user: {said}"
+    );
+    let text = said["text"].as_str().unwrap();
+    assert!(text.starts_with("ann rolled 3d6: "), "{text}");
+    let (dice, total) = text["ann rolled 3d6: ".len()..].split_once(" = ").unwrap();
+    let rolls: Vec<u32> = dice.split(" + ").map(|d| d.parse().unwrap()).collect();
+    assert_eq!(rolls.len(), 3);
+    assert!(rolls.iter().all(|r| (1..=6).contains(r)));
+    assert_eq!(total, format!("**{}**", rolls.iter().sum::<u32>()));
+    let history = w.history().await;
+    assert_eq!(
+        history.len(),
+        1,
+        "the command itself is not stored: {history:?}"
+    );
+    let (_, bot) = w
+        .server
+        .get(
+            &format!("/api/users/{}", said["authorID"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(bot["user"]["bot"], true);
+
+    // Bad input: a private usage hint to the invoker only.
+    w.post_as(&ann, "\\roll banana").await;
+    let told = ann_socket.expect("plugin/tell").await;
+    assert_eq!(told["plugin"], "dice");
+    assert!(told["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("usage: \\roll NdM"));
+    let root_events = root_socket.drain(Duration::from_millis(300)).await;
+    assert!(
+        root_events.iter().all(|(e, _)| e != "plugin/tell"),
+        "tells are private: {root_events:?}"
+    );
+
+    // `^roll` is owner-only: refused without manageServer, private with it.
+    assert_error(&w.post_as(&ann, "^roll 1d6").await, "NOT_ALLOWED");
+    let (status, _) = w.post_as(&w.admin, "^roll 1d20").await;
+    assert_eq!(status, 200);
+    let told = root_socket.expect("plugin/tell").await;
+    assert!(
+        told["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("root rolled 1d20: "),
+        "{told}"
+    );
+
+    // A backslash word that no plugin owns is an ordinary message.
+    assert_eq!(w.post_as(&ann, "\\shrug whatever").await.0, 200);
+    let texts = w.texts().await;
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert_eq!(texts[1], "\\shrug whatever");
+}
+
+#[tokio::test]
+async fn welcome_greets_new_users_in_its_channel() {
+    let w = world(&[("welcome", None)]).await;
+    // Point it at the channel, then reload it.
+    let config = format!(
+        "channel = \"{}\"\ntext = \"Welcome aboard, {{name}}!\"\n",
+        w.channel
+    );
+    install(w.plugins.path(), "welcome", Some(&config));
+    w.reload("welcome").await;
+    let mut socket = w.server.events(Some(&w.admin)).await;
+    w.server.register("newbie", "password1").await;
+    let said = socket.expect("message/new").await["message"].clone();
+    assert_eq!(said["text"], "Welcome aboard, newbie!");
+    assert_eq!(said["authorUsername"], "welcome");
+    assert_eq!(said["channelID"], w.channel.as_str());
+}
+
+#[tokio::test]
+async fn anti_spam_rejects_over_the_limit_and_tells_why_across_restarts() {
+    let mut w = world(&[("anti-spam", Some("max = 3\nseconds = 600\n"))]).await;
+    w.server.register("chatty", "password1").await;
+    let chatty = w.server.login("chatty", "password1").await;
+    let mut socket = w.server.events(Some(&chatty)).await;
+    for i in 0..3 {
+        let (status, v) = w.post_as(&chatty, &format!("message {i}")).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let response = w.post_as(&chatty, "one too many").await;
+    let error = assert_error(&response, "REJECTED_BY_PLUGIN");
+    assert_eq!(error["plugin"], "anti-spam");
+    let told = socket.expect("plugin/tell").await;
+    assert_eq!(
+        told["text"],
+        "Slow down: at most 3 messages every 600 seconds."
+    );
+    // Others are not limited by chatty's window.
+    assert_eq!(w.post_as(&w.admin, "hello").await.0, 200);
+
+    // The window lives in the plugin's key-value space: it survives a restart.
+    w.server.signal_and_wait("TERM");
+    let dir = w.plugins.path().to_str().unwrap().to_owned();
+    let data = w.server.data.clone();
+    let restarted = TestServer::spawn_on(&data, &["--plugins", &dir, "--admin", "root"]).await;
+    let chatty = restarted.login("chatty", "password1").await;
+    let response = restarted
+        .post(
+            "/api/messages",
+            Some(&chatty),
+            json!({"channelID": w.channel, "text": "still?"}),
+        )
+        .await;
+    assert_error(&response, "REJECTED_BY_PLUGIN");
+    w.server = restarted;
+}
