@@ -70,11 +70,16 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
 fn raise_open_file_limit(max_websockets: usize) {
     let wanted = max_websockets as u64 + 1024;
     match rlimit::increase_nofile_limit(wanted) {
-        Ok(got) if got < wanted => tracing::warn!(
+        Ok(got) if got < max_websockets as u64 => tracing::warn!(
             open_files = got,
             max_websockets,
             "the open-file limit is below --max-websockets; raise the hard limit (ulimit -Hn) \
              or lower --max-websockets"
+        ),
+        Ok(got) if got < wanted => tracing::info!(
+            open_files = got,
+            max_websockets,
+            "the open-file limit leaves little room beyond --max-websockets"
         ),
         Ok(got) => tracing::debug!(open_files = got, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),

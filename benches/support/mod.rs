@@ -1,9 +1,10 @@
-//! Shared by the load and fan-out harnesses: start the release binary, read settings and RSS.
+//! Shared by the benchmark harnesses: start the release binary, seed data, drive wrk, read RSS.
 //! Each harness uses part of it.
 #![allow(dead_code)]
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -83,4 +84,120 @@ pub fn status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// Registers and logs in the admin, creates a channel and posts 50 messages.
+pub fn seed(addr: &str) -> (String, String) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let url = |p: &str| format!("http://{addr}{p}");
+        let call = |method: reqwest::Method, path: &str, session: Option<&str>, body: Value| {
+            let mut req = http.request(method, url(path)).json(&body);
+            if let Some(s) = session {
+                req = req.header("X-Session-ID", s);
+            }
+            async move {
+                let res = req.send().await.expect("request");
+                let v: Value = res.json().await.expect("json");
+                assert!(v.get("error").is_none(), "{v}");
+                v
+            }
+        };
+        let creds = json!({"username": "bench", "password": "benchmark-password"});
+        call(reqwest::Method::POST, "/api/users", None, creds.clone()).await;
+        let session = call(reqwest::Method::POST, "/api/sessions", None, creds).await["sessionID"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let channel = call(
+            reqwest::Method::POST,
+            "/api/channels",
+            Some(&session),
+            json!({"name": "general"}),
+        )
+        .await["channelID"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for i in 0..50 {
+            call(
+                reqwest::Method::POST,
+                "/api/messages",
+                Some(&session),
+                json!({"channelID": channel, "text": format!("seed message number {i}, of a typical length")}),
+            )
+            .await;
+        }
+        (session, channel)
+    })
+}
+
+/// One wrk run's figures.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub requests: u64,
+    pub errors: u64,
+}
+
+fn duration_ms(text: &str) -> Option<f64> {
+    let (num, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|n| n * scale)
+}
+
+pub fn parse_wrk(out: &str) -> Run {
+    let mut run = Run {
+        rps: 0.0,
+        p50_ms: 0.0,
+        p99_ms: 0.0,
+        requests: 0,
+        errors: 0,
+    };
+    for line in out.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", n] => run.rps = n.parse().unwrap_or(0.0),
+            ["50%", d] => run.p50_ms = duration_ms(d).unwrap_or(0.0),
+            ["99%", d] => run.p99_ms = duration_ms(d).unwrap_or(0.0),
+            [n, "requests", "in", ..] => run.requests = n.parse().unwrap_or(0),
+            ["Non-2xx", "or", "3xx", "responses:", n] => run.errors += n.parse().unwrap_or(0),
+            ["Socket", "errors:", ..] => {
+                run.errors += words
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>()
+            }
+            _ => {}
+        }
+    }
+    run
+}
+
+pub fn wrk(script: &Path, url: &str, seconds: u64) -> Run {
+    let connections = env_or("LOAD_CONNECTIONS", 64).to_string();
+    let threads = env_or("LOAD_THREADS", 2).to_string();
+    let out = Command::new("wrk")
+        .args(["-t", &threads, "-c", &connections, "-d"])
+        .arg(format!("{seconds}s"))
+        .arg("--latency")
+        .arg("-s")
+        .arg(script)
+        .arg(url)
+        .output()
+        .expect("run wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let run = parse_wrk(&text);
+    assert!(run.rps > 0.0, "wrk produced no figures:\n{text}");
+    run
 }
