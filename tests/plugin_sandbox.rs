@@ -387,3 +387,39 @@ fn plugin_check_explains_what_is_wrong() {
     let (ok, text) = check(&dir.path().join("missing"));
     assert!(!ok && text.contains("cannot read"), "{text}");
 }
+
+#[tokio::test]
+async fn message_events_reach_subscribed_plugins_after_the_fact_but_not_their_own() {
+    // Says "seen" in the message's channel for every message/new it receives.
+    let seen = r#"{"actions":[{"type":"say","text":"seen"}]}"#;
+    let w = world(|dir| {
+        install(
+            dir,
+            "echo",
+            "events = [\"message/new\"]\ncapabilities = [\"read-messages\", \"say\"]",
+            &wat("", seen, &answer_body(seen)),
+        );
+    })
+    .await;
+    for text in ["one", "two", "three"] {
+        let (status, v) = w.post(text).await;
+        assert_eq!(status, 200, "{v}");
+    }
+    let mut history = Vec::new();
+    for _ in 0..50 {
+        history = w.history().await;
+        if history.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let history = w.history().await.into_iter().collect::<Vec<_>>();
+    let seen_count = history.iter().filter(|t| *t == "seen").count();
+    assert_eq!(
+        seen_count, 3,
+        "one answer per user message, none to its own: {history:?}"
+    );
+    let plugin = w.plugin("echo").await;
+    assert_eq!(plugin["stats"]["calls"], 3, "{plugin}");
+}

@@ -534,6 +534,10 @@ impl PluginHost {
     /// Queues a bus event for every enabled plugin subscribed to it (dropping, and counting,
     /// when a plugin's queue is full).
     fn dispatch(&self, name: &'static str, data: &Value) {
+        let author: Option<u64> = data
+            .pointer("/message/authorID")
+            .and_then(Value::as_str)
+            .and_then(|id| id.parse().ok());
         for plugin in self
             .plugins
             .read()
@@ -541,6 +545,10 @@ impl PluginHost {
             .values()
         {
             if !plugin.enabled() || !plugin.manifest.wants_event(name) {
+                continue;
+            }
+            // A plugin never hears its own bot's messages: no loop of saying and reacting.
+            if author == Some(plugin.bot_user) {
                 continue;
             }
             let job = Job::Event {

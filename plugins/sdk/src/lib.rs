@@ -153,7 +153,10 @@ pub mod kv {
             if packed < 0 {
                 return None;
             }
-            let (ptr, len) = ((packed as u64 >> 32) as usize, packed as u64 as u32 as usize);
+            let (ptr, len) = (
+                (packed as u64 >> 32) as usize,
+                packed as u64 as u32 as usize,
+            );
             Some(unsafe { super::abi::take(ptr as *mut u8, len) })
         }
         #[cfg(not(target_arch = "wasm32"))]

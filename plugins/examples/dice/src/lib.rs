@@ -8,7 +8,10 @@ pub struct Dice;
 
 /// `NdM` with 1 ≤ N ≤ 100 and 2 ≤ M ≤ 1000.
 pub fn parse(spec: &str) -> Option<(u32, u32)> {
-    let (n, m) = spec.to_ascii_lowercase().split_once('d').map(|(n, m)| (n.to_owned(), m.to_owned()))?;
+    let (n, m) = spec
+        .to_ascii_lowercase()
+        .split_once('d')
+        .map(|(n, m)| (n.to_owned(), m.to_owned()))?;
     let n: u32 = if n.is_empty() { 1 } else { n.parse().ok()? };
     let m: u32 = m.parse().ok()?;
     ((1..=100).contains(&n) && (2..=1000).contains(&m)).then_some((n, m))
@@ -23,7 +26,9 @@ impl Plugin for Dice {
                 "usage: \\roll NdM, e.g. \\roll 2d6 (1-100 dice, 2-1000 sides)",
             )];
         };
-        let rolls: Vec<u32> = (0..n).map(|_| (random() % u64::from(m)) as u32 + 1).collect();
+        let rolls: Vec<u32> = (0..n)
+            .map(|_| (random() % u64::from(m)) as u32 + 1)
+            .collect();
         let total: u32 = rolls.iter().sum();
         let shown: Vec<String> = rolls.iter().map(u32::to_string).collect();
         vec![say(format!(

@@ -27,7 +27,10 @@ impl Plugin for Welcome {
             return Vec::new();
         }
         let name = user["username"].as_str().unwrap_or("friend");
-        vec![say_in(self.channel.clone(), self.text.replace("{name}", name))]
+        vec![say_in(
+            self.channel.clone(),
+            self.text.replace("{name}", name),
+        )]
     }
 }
 
