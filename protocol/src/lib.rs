@@ -191,6 +191,22 @@ pub fn to_decent_text(mode: Mode, text: &str) -> String {
     }
 }
 
+/// The JSON Schemas of the plugin packets, by file name (`schemas/` holds them).
+#[cfg(feature = "schema")]
+pub fn schemas() -> Vec<(&'static str, Value)> {
+    let to_value = |schema: schemars::Schema| schema.to_value();
+    vec![
+        (
+            "plugin-input.schema.json",
+            to_value(schemars::schema_for!(PluginInput)),
+        ),
+        (
+            "plugin-output.schema.json",
+            to_value(schemars::schema_for!(PluginOutput)),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,20 +254,4 @@ mod tests {
         );
         assert_eq!(to_decent_text(Mode::Markdown, "**x**"), "**x**");
     }
-}
-
-/// The JSON Schemas of the plugin packets, by file name (`schemas/` holds them).
-#[cfg(feature = "schema")]
-pub fn schemas() -> Vec<(&'static str, Value)> {
-    let to_value = |schema: schemars::Schema| schema.to_value();
-    vec![
-        (
-            "plugin-input.schema.json",
-            to_value(schemars::schema_for!(PluginInput)),
-        ),
-        (
-            "plugin-output.schema.json",
-            to_value(schemars::schema_for!(PluginOutput)),
-        ),
-    ]
 }
