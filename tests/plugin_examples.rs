@@ -63,23 +63,12 @@ async fn world(examples: &[(&str, Option<&str>)]) -> World {
 impl World {
     async fn post_as(&self, session: &str, text: &str) -> (reqwest::StatusCode, Value) {
         self.server
-            .post(
-                "/api/messages",
-                Some(session),
-                json!({"channelID": self.channel, "text": text}),
-            )
+            .try_post_message(session, &self.channel, text)
             .await
     }
 
     async fn history(&self) -> Vec<Value> {
-        let (_, v) = self
-            .server
-            .get(
-                &format!("/api/channels/{}/messages", self.channel),
-                Some(&self.admin),
-            )
-            .await;
-        v["messages"].as_array().unwrap().clone()
+        self.server.history(&self.admin, &self.channel).await
     }
 
     async fn texts(&self) -> Vec<String> {

@@ -86,25 +86,13 @@ async fn world(setup: impl FnOnce(&Path)) -> World {
 impl World {
     async fn post(&self, text: &str) -> (reqwest::StatusCode, Value) {
         self.server
-            .post(
-                "/api/messages",
-                Some(&self.admin),
-                json!({"channelID": self.channel, "text": text}),
-            )
+            .try_post_message(&self.admin, &self.channel, text)
             .await
     }
 
     async fn history(&self) -> Vec<String> {
-        let (_, v) = self
-            .server
-            .get(
-                &format!("/api/channels/{}/messages", self.channel),
-                Some(&self.admin),
-            )
-            .await;
-        v["messages"]
-            .as_array()
-            .unwrap()
+        let messages = self.server.history(&self.admin, &self.channel).await;
+        messages
             .iter()
             .map(|m| m["text"].as_str().unwrap().to_owned())
             .collect()

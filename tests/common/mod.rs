@@ -220,6 +220,30 @@ impl TestServer {
         r.1["messageID"].as_str().unwrap().to_owned()
     }
 
+    /// Tries to post a message; returns the raw answer (for refusals).
+    pub async fn try_post_message(
+        &self,
+        session: &str,
+        channel: &str,
+        text: &str,
+    ) -> (StatusCode, Value) {
+        self.post(
+            "/api/messages",
+            Some(session),
+            json!({ "channelID": channel, "text": text }),
+        )
+        .await
+    }
+
+    /// A channel's latest messages (oldest first), as the session sees them.
+    pub async fn history(&self, session: &str, channel: &str) -> Vec<Value> {
+        let (status, v) = self
+            .get(&format!("/api/channels/{channel}/messages"), Some(session))
+            .await;
+        assert_eq!(status, 200, "history: {v}");
+        v["messages"].as_array().unwrap().clone()
+    }
+
     /// Creates a role named "r" with these permissions (the session needs manageRoles).
     pub async fn create_role(&self, session: &str, permissions: Value) -> String {
         let r = self
