@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{assert_error, TestServer};
-use serde_json::{json, Value};
+use common::{assert_error, PluginWorld as World, TestServer};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -35,61 +35,13 @@ fn install(plugins: &Path, name: &str, config: Option<&str>) {
     std::fs::write(to.join("plugin.toml"), manifest).unwrap();
 }
 
-struct World {
-    server: TestServer,
-    admin: String,
-    channel: String,
-    plugins: tempfile::TempDir,
-}
-
 async fn world(examples: &[(&str, Option<&str>)]) -> World {
-    let plugins = tempfile::tempdir().unwrap();
-    for (name, config) in examples {
-        install(plugins.path(), name, *config);
-    }
-    let dir = plugins.path().to_str().unwrap().to_owned();
-    let server = TestServer::spawn_with(&["--plugins", &dir, "--admin", "root"]).await;
-    server.register("root", "password1").await;
-    let admin = server.login("root", "password1").await;
-    let channel = server.create_channel(&admin, "general").await;
-    World {
-        server,
-        admin,
-        channel,
-        plugins,
-    }
-}
-
-impl World {
-    async fn post_as(&self, session: &str, text: &str) -> (reqwest::StatusCode, Value) {
-        self.server
-            .try_post_message(session, &self.channel, text)
-            .await
-    }
-
-    async fn history(&self) -> Vec<Value> {
-        self.server.history(&self.admin, &self.channel).await
-    }
-
-    async fn texts(&self) -> Vec<String> {
-        self.history()
-            .await
-            .iter()
-            .map(|m| m["text"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    async fn reload(&self, name: &str) {
-        let (status, v) = self
-            .server
-            .post(
-                &format!("/api/plugins/{name}/reload"),
-                Some(&self.admin),
-                json!({}),
-            )
-            .await;
-        assert_eq!(status, 200, "{v}");
-    }
+    World::spawn(|plugins| {
+        for (name, config) in examples {
+            install(plugins, name, *config);
+        }
+    })
+    .await
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::{assert_error, decentd, TestServer};
-use serde_json::{json, Value};
+use common::{assert_error, decentd, PluginWorld as World};
+use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -60,52 +60,8 @@ fn install(plugins: &Path, name: &str, manifest_extra: &str, module: &str) {
 
 const HOOK: &str = "hooks = [\"message/before-store\"]\n";
 
-struct World {
-    server: TestServer,
-    admin: String,
-    channel: String,
-    _plugins: tempfile::TempDir,
-}
-
 async fn world(setup: impl FnOnce(&Path)) -> World {
-    let plugins = tempfile::tempdir().unwrap();
-    setup(plugins.path());
-    let dir = plugins.path().to_str().unwrap().to_owned();
-    let server = TestServer::spawn_with(&["--plugins", &dir, "--admin", "root"]).await;
-    server.register("root", "password1").await;
-    let admin = server.login("root", "password1").await;
-    let channel = server.create_channel(&admin, "general").await;
-    World {
-        server,
-        admin,
-        channel,
-        _plugins: plugins,
-    }
-}
-
-impl World {
-    async fn post(&self, text: &str) -> (reqwest::StatusCode, Value) {
-        self.server
-            .try_post_message(&self.admin, &self.channel, text)
-            .await
-    }
-
-    async fn history(&self) -> Vec<String> {
-        let messages = self.server.history(&self.admin, &self.channel).await;
-        messages
-            .iter()
-            .map(|m| m["text"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    async fn plugin(&self, name: &str) -> Value {
-        let (status, v) = self
-            .server
-            .get(&format!("/api/plugins/{name}"), Some(&self.admin))
-            .await;
-        assert_eq!(status, 200, "{v}");
-        v["plugin"].clone()
-    }
+    World::spawn(setup).await
 }
 
 #[tokio::test]
@@ -127,7 +83,7 @@ async fn the_pre_store_hook_rejects_and_rewrites() {
     assert_eq!(response.0, 403);
     assert_eq!(error["plugin"], "a-rejecter");
     assert_eq!(error["reason"], "no shouting");
-    assert!(w.history().await.is_empty(), "nothing is stored");
+    assert!(w.texts().await.is_empty(), "nothing is stored");
     let events = socket.drain(Duration::from_millis(300)).await;
     assert!(
         events.iter().all(|(e, _)| e != "message/new"),
@@ -135,20 +91,16 @@ async fn the_pre_store_hook_rejects_and_rewrites() {
     );
 
     // Swap in a rewriting plugin under the same name and reload it over HTTP.
-    let dir = w._plugins.path().join("a-rejecter");
+    let dir = w.plugins.path().join("a-rejecter");
     std::fs::write(
         dir.join("plugin.wat"),
         wat("", rewrite, &answer_body(rewrite)),
     )
     .unwrap();
-    let (status, v) = w
-        .server
-        .post("/api/plugins/a-rejecter/reload", Some(&w.admin), json!({}))
-        .await;
-    assert_eq!(status, 200, "{v}");
+    w.reload("a-rejecter").await;
     let (status, v) = w.post("some bad words").await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(w.history().await, vec!["[filtered]"]);
+    assert_eq!(w.texts().await, vec!["[filtered]"]);
     let event = socket.expect("message/new").await;
     assert_eq!(event["message"]["text"], "[filtered]");
 }
@@ -169,7 +121,7 @@ async fn actions_outside_the_capabilities_are_refused_and_logged() {
     let (status, v) = w.post("hello").await;
     assert_eq!(status, 200, "the refused reject is not performed: {v}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(w.history().await, vec!["hello"], "nor is the say");
+    assert_eq!(w.texts().await, vec!["hello"], "nor is the say");
     let plugin = w.plugin("sneaky").await;
     assert_eq!(plugin["stats"]["refusedActions"], 2, "{plugin}");
     let logs = w.server.logs.lock().unwrap().join("\n");
@@ -193,7 +145,7 @@ async fn fails_open_then_disabled(w: &World, error_part: &str) {
         assert_eq!(status, 200, "fail-open: the request proceeds: {v}");
         assert!(started.elapsed() < Duration::from_secs(5));
     }
-    assert_eq!(w.history().await.len(), 3);
+    assert_eq!(w.texts().await.len(), 3);
     let plugin = w.plugin("bad").await;
     assert_eq!(plugin["enabled"], false, "{plugin}");
     assert_eq!(plugin["stats"]["failures"], 3, "{plugin}");
@@ -244,7 +196,7 @@ async fn a_fail_closed_plugin_rejects_when_it_fails_and_an_admin_controls_it() {
     let response = w.post("hello").await;
     let error = assert_error(&response, "REJECTED_BY_PLUGIN");
     assert_eq!(error["plugin"], "bad");
-    assert!(w.history().await.is_empty());
+    assert!(w.texts().await.is_empty());
 
     // Admin endpoints: disable, enable, errors.
     let (status, v) = w
@@ -394,14 +346,14 @@ async fn message_events_reach_subscribed_plugins_after_the_fact_but_not_their_ow
         assert_eq!(status, 200, "{v}");
     }
     for _ in 0..50 {
-        if w.history().await.len() >= 6 {
+        if w.texts().await.len() >= 6 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Time for a (wrong) answer to the plugin's own messages to show up.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let history = w.history().await;
+    let history = w.texts().await;
     let seen_count = history.iter().filter(|t| *t == "seen").count();
     assert_eq!(
         seen_count, 3,

@@ -392,3 +392,79 @@ impl EventSocket {
         out
     }
 }
+
+/// A server with a plugins directory prepared by `setup`, an admin ("root") and a channel:
+/// the setting of the plugin tests.
+pub struct PluginWorld {
+    pub server: TestServer,
+    pub admin: String,
+    pub channel: String,
+    pub plugins: tempfile::TempDir,
+}
+
+impl PluginWorld {
+    pub async fn spawn(setup: impl FnOnce(&Path)) -> Self {
+        let plugins = tempfile::tempdir().unwrap();
+        setup(plugins.path());
+        let dir = plugins.path().to_str().unwrap().to_owned();
+        let server = TestServer::spawn_with(&["--plugins", &dir, "--admin", "root"]).await;
+        server.register("root", "password1").await;
+        let admin = server.login("root", "password1").await;
+        let channel = server.create_channel(&admin, "general").await;
+        Self {
+            server,
+            admin,
+            channel,
+            plugins,
+        }
+    }
+
+    /// Posts `text` in the channel as `session`; the raw answer.
+    pub async fn post_as(&self, session: &str, text: &str) -> (StatusCode, Value) {
+        self.server
+            .try_post_message(session, &self.channel, text)
+            .await
+    }
+
+    /// Posts `text` in the channel as the admin; the raw answer.
+    pub async fn post(&self, text: &str) -> (StatusCode, Value) {
+        self.post_as(&self.admin, text).await
+    }
+
+    /// The channel's messages, oldest first.
+    pub async fn history(&self) -> Vec<Value> {
+        self.server.history(&self.admin, &self.channel).await
+    }
+
+    /// The texts of the channel's messages, oldest first.
+    pub async fn texts(&self) -> Vec<String> {
+        self.history()
+            .await
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// `GET /api/plugins/:name` as the admin.
+    pub async fn plugin(&self, name: &str) -> Value {
+        let (status, v) = self
+            .server
+            .get(&format!("/api/plugins/{name}"), Some(&self.admin))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v["plugin"].clone()
+    }
+
+    /// `POST /api/plugins/:name/reload` as the admin, which must succeed.
+    pub async fn reload(&self, name: &str) {
+        let (status, v) = self
+            .server
+            .post(
+                &format!("/api/plugins/{name}/reload"),
+                Some(&self.admin),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+}
