@@ -118,11 +118,11 @@ impl Plugin {
     }
 
     /// Whether the manifest allows an action (in the pre-store hook or not).
-    fn allows(&self, action: &Action, in_hook: bool) -> Result<(), &'static str> {
+    fn allows(&self, action: &Action, in_hook: bool) -> Result<(), String> {
         let needs = match action {
             Action::Accept => return Ok(()),
             Action::Reject { .. } | Action::Rewrite { .. } if !in_hook => {
-                return Err("reject and rewrite only answer the pre-store hook")
+                return Err("reject and rewrite only answer the pre-store hook".into())
             }
             Action::Reject { .. } | Action::Rewrite { .. } | Action::Delete { .. } => {
                 Capability::Moderate
@@ -133,11 +133,7 @@ impl Plugin {
         if self.manifest.has(needs) {
             Ok(())
         } else {
-            Err(match needs {
-                Capability::Moderate => "needs the moderate capability",
-                Capability::Say => "needs the say capability",
-                _ => "needs the tell capability",
-            })
+            Err(format!("needs the {} capability", needs.key()))
         }
     }
 }
@@ -434,7 +430,7 @@ impl PluginHost {
             let mut rejection = None;
             for action in actions {
                 if let Err(why) = plugin.allows(&action, true) {
-                    Self::refuse(&plugin, &action, why);
+                    Self::refuse(&plugin, &action, &why);
                     continue;
                 }
                 match action {
@@ -827,7 +823,7 @@ async fn worker(
         for action in actions {
             match plugin.allows(&action, false) {
                 Ok(()) => allowed.push(action),
-                Err(why) => PluginHost::refuse(&plugin, &action, why),
+                Err(why) => PluginHost::refuse(&plugin, &action, &why),
             }
         }
         perform(&state, &plugin, allowed, context).await;
