@@ -52,13 +52,7 @@ fn in_process(dir: &Path) {
             message: PendingMessage {
                 channel_id: "228066362263601152".into(),
                 message_id: None,
-                author: ChatUser {
-                    kind: "decent".into(),
-                    name: "bench".into(),
-                    display_name: "bench".into(),
-                    uuid: "228066362281426944".into(),
-                    bot: false,
-                },
+                author: ChatUser::new("228066362281426944", "bench", false, false),
                 text: texts[i % 2].into(),
             },
         };

@@ -147,6 +147,17 @@ pub struct ServeArgs {
     /// Kernel receive buffer per connection in KiB; 0 leaves the kernel's autotuning [default: 64].
     #[arg(long, env = "DECENTD_TCP_RECV_BUFFER", value_name = "KIB")]
     pub tcp_recv_buffer: Option<usize>,
+    /// Accept read-only chatbox guests at /v2/guest [default: false].
+    #[arg(long, env = "DECENTD_CHATBOX_GUESTS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub chatbox_guests: Option<bool>,
+    /// Channel (name or ID) a chatbox `say` without `channel` goes to [default: the oldest
+    /// channel the bot's owner may post in].
+    #[arg(long, env = "DECENTD_CHATBOX_CHANNEL", value_name = "CHANNEL")]
+    pub chatbox_channel: Option<String>,
+    /// Seconds between a stop signal and the stop, announced to chatbox bots as a scheduled
+    /// restart; a second signal stops at once [default: 0].
+    #[arg(long, env = "DECENTD_RESTART_GRACE", value_name = "SECS")]
+    pub restart_grace: Option<u64>,
     /// Seconds to let in-flight requests finish on SIGINT/SIGTERM [default: 10].
     #[arg(long, env = "DECENTD_SHUTDOWN_TIMEOUT", value_name = "SECS")]
     pub shutdown_timeout: Option<u64>,
@@ -196,6 +207,9 @@ pub struct FileConfig {
     pub ws_write_timeout: Option<u64>,
     pub tcp_send_buffer: Option<usize>,
     pub tcp_recv_buffer: Option<usize>,
+    pub chatbox_guests: Option<bool>,
+    pub chatbox_channel: Option<String>,
+    pub restart_grace: Option<u64>,
     pub shutdown_timeout: Option<u64>,
     pub workers: Option<usize>,
     pub secure: Option<bool>,
@@ -225,6 +239,12 @@ pub struct ServerConfig {
     /// Kernel socket buffer sizes in bytes (0: autotuning).
     pub tcp_send_buffer: usize,
     pub tcp_recv_buffer: usize,
+    /// `/v2/guest` accepts read-only guests.
+    pub chatbox_guests: bool,
+    /// Where a chatbox `say` without `channel` goes (a name or ID).
+    pub chatbox_channel: Option<String>,
+    /// Delay between a stop signal and the stop, announced to bots.
+    pub restart_grace: Duration,
     pub shutdown_timeout: Duration,
     pub workers: usize,
     pub secure: bool,
@@ -369,6 +389,11 @@ impl ServeArgs {
                     .or(file.ws_write_timeout)
                     .unwrap_or(DEFAULT_WS_WRITE_TIMEOUT_SECS)
                     .max(1),
+            ),
+            chatbox_guests: self.chatbox_guests.or(file.chatbox_guests).unwrap_or(false),
+            chatbox_channel: self.chatbox_channel.or(file.chatbox_channel),
+            restart_grace: Duration::from_secs(
+                self.restart_grace.or(file.restart_grace).unwrap_or(0),
             ),
             shutdown_timeout: Duration::from_secs(
                 self.shutdown_timeout

@@ -25,6 +25,15 @@ pub fn unix_seconds(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
+/// Unix milliseconds as an ISO-8601 (RFC 3339) UTC time, the date format of chatbox packets.
+pub fn iso8601(ms: u64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
 /// Hands out strictly increasing, time-ordered ids. Cheap to share between threads.
 #[derive(Debug, Default)]
 pub struct IdGenerator {
@@ -86,6 +95,12 @@ impl serde::Serialize for IdStr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso8601_times_are_utc() {
+        assert_eq!(iso8601(1_577_836_800_000), "2020-01-01T00:00:00Z");
+        assert_eq!(iso8601(1_577_836_800_250), "2020-01-01T00:00:00.25Z");
+    }
 
     #[test]
     fn ids_increase_strictly_even_within_one_millisecond() {

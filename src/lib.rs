@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod chatbox;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -28,6 +28,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     let state = web::Data::new(AppState::open(config)?);
     actix_web::rt::spawn(crate::ws::hub::dispatch(state.clone().into_inner()));
     actix_web::rt::spawn(crate::plugins::dispatch(state.clone().into_inner()));
+    actix_web::rt::spawn(crate::chatbox::dispatch(state.clone().into_inner()));
     crate::plugins::PluginHost::load_all(&state.clone().into_inner()).await;
     let app_state = state.clone();
     let server = HttpServer::new(move || {
@@ -50,15 +51,47 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     let server = server.run();
     let handle = server.handle();
     tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => result?,
-        signal = stop_signal() => {
-            tracing::info!(signal, "stopping: finishing in-flight requests");
-            state.shutdown.send_replace(true);
-            // The server future processes the stop command, so poll both together.
-            let (_, result) = tokio::join!(handle.stop(true), &mut server);
-            result?;
+    let mut signals = Signals::install();
+    let mut restart = state.chatbox.restart.subscribe();
+    let grace = state.config.restart_grace;
+    let why = loop {
+        let due = restart.borrow_and_update().as_ref().map(|r| r.at_ms);
+        let scheduled_stop = async move {
+            match due {
+                Some(at) => {
+                    let wait = at.saturating_sub(crate::ids::now_ms());
+                    tokio::time::sleep(std::time::Duration::from_millis(wait)).await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = &mut server => {
+                result?;
+                break None;
+            }
+            signal = signals.next() => {
+                // With a grace period, the first signal schedules the stop (and tells the
+                // bots); a second signal, or one during a scheduled stop, stops at once.
+                if grace.is_zero() || restart.borrow().is_some() {
+                    break Some(signal);
+                }
+                tracing::info!(signal, seconds = grace.as_secs(), "stopping after the restart grace period; signal again to stop now");
+                crate::chatbox::schedule_restart(
+                    &state,
+                    crate::chatbox::Restart::new("automatic", grace.as_secs()),
+                );
+            }
+            _ = restart.changed() => {}
+            () = scheduled_stop => break Some("scheduled restart"),
         }
+    };
+    if let Some(why) = why {
+        tracing::info!(why, "stopping: finishing in-flight requests");
+        state.shutdown.send_replace(true);
+        // The server future processes the stop command, so poll both together.
+        let (_, result) = tokio::join!(handle.stop(true), &mut server);
+        result?;
     }
     state.store.flush()?;
     tracing::info!("storage flushed; stopped");
@@ -116,27 +149,50 @@ fn listen_sockets(config: &ServerConfig) -> std::io::Result<Vec<std::net::TcpLis
     Ok(listeners)
 }
 
-/// Resolves on SIGINT or SIGTERM with the signal's name.
-async fn stop_signal() -> &'static str {
+/// The stop signals (SIGINT, SIGTERM), installed once so none is missed between waits.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers; stop decentd with SIGKILL");
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let unix = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => {
+                    tracing::error!("cannot install signal handlers; stop decentd with SIGKILL");
+                    None
+                }
+            };
+            Self { unix }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "ctrl-c"
+
+    /// Resolves on the next stop signal with its name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let Some((term, int)) = &mut self.unix else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "ctrl-c"
+        }
     }
 }
 

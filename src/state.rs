@@ -39,6 +39,14 @@ impl Presence {
             .unwrap_or(false)
     }
 
+    /// Every online user.
+    pub fn online(&self) -> Vec<u64> {
+        self.sockets
+            .lock()
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
     /// Counts one more socket for a user; true when the user just came online.
     pub fn connect(&self, user: u64) -> bool {
         let Ok(mut m) = self.sockets.lock() else {
@@ -85,6 +93,8 @@ pub struct AppState {
     pub admin_role: Option<u64>,
     /// WASM plugins.
     pub plugins: crate::plugins::PluginHost,
+    /// Chatbox bot connections, rate limits and the announced restart.
+    pub chatbox: crate::chatbox::Gateway,
     /// Flips to true when the server starts stopping; long-lived connections watch it.
     pub shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -174,6 +184,7 @@ impl AppState {
                 .collect(),
             admin_role,
             plugins,
+            chatbox: crate::chatbox::Gateway::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
             config,
         })
@@ -220,6 +231,19 @@ impl AppState {
         } else {
             Err(ApiError::missing_permission(permission))
         }
+    }
+
+    /// A user as plugins and chatbox bots see them.
+    pub fn chat_user(&self, user: &UserRecord) -> decentd_protocol::ChatUser {
+        let admin = self
+            .perms()
+            .has(Requester::User(user.id), None, Permission::ManageServer);
+        decentd_protocol::ChatUser::new(
+            user.id.to_string(),
+            &user.username,
+            self.plugins.is_bot(user.id),
+            admin,
+        )
     }
 
     /// Whether a username was named with `--admin`.

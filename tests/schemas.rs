@@ -32,7 +32,7 @@ fn schemas_match_the_rust_packet_types() {
 fn documented_examples_are_valid_packets() {
     // The examples of plugins/README.md parse as the Rust types.
     let input = r#"{"type":"command","command":"roll","args":["2d6"],"ownerOnly":false,
-        "user":{"type":"decent","name":"ann","displayName":"ann","uuid":"1","bot":false},
+        "user":{"type":"ingame","name":"ann","displayName":"ann","uuid":"1","bot":false},
         "channelID":"2"}"#;
     let parsed: decentd_protocol::PluginInput = serde_json::from_str(input).unwrap();
     assert!(matches!(parsed, decentd_protocol::PluginInput::Command(_)));

@@ -6,6 +6,8 @@
 //! JSON field names are camelCase; Decent IDs are strings. The server checks these types
 //! against the JSON Schemas in `schemas/`.
 
+pub mod chatbox;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -27,12 +29,14 @@ pub const EVENTS: &[&str] = &[
     "user/offline",
 ];
 
-/// A user as plugins and bots see them (the chatbox user object's field names).
+/// A user as plugins and bots see them: the chatbox API's user object. Decent users are the
+/// chatbox's in-game players (`type` is `"ingame"`); fields Decent has no notion of keep their
+/// documented neutral values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ChatUser {
-    /// Always `"decent"`.
+    /// Always `"ingame"`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The username.
@@ -40,8 +44,47 @@ pub struct ChatUser {
     pub display_name: String,
     /// The Decent user ID.
     pub uuid: String,
-    /// True for users that plugins and bots post as.
+    /// `"admin"` for users with manageServer, else `"default"`.
+    #[serde(default = "default_group")]
+    pub group: String,
+    /// Always null: Decent has no pronouns.
+    #[serde(default)]
+    pub pronouns: Option<String>,
+    /// Always null: Decent has no worlds.
+    #[serde(default)]
+    pub world: Option<String>,
+    #[serde(default)]
+    pub afk: bool,
+    #[serde(default)]
+    pub alt: bool,
+    /// True for users that plugins post as.
     pub bot: bool,
+    #[serde(default)]
+    pub supporter: u8,
+}
+
+fn default_group() -> String {
+    "default".into()
+}
+
+impl ChatUser {
+    /// The user object of a Decent user.
+    pub fn new(uuid: impl Into<String>, name: impl Into<String>, bot: bool, admin: bool) -> Self {
+        let name = name.into();
+        Self {
+            kind: "ingame".into(),
+            display_name: name.clone(),
+            name,
+            uuid: uuid.into(),
+            group: if admin { "admin" } else { "default" }.into(),
+            pronouns: None,
+            world: None,
+            afk: false,
+            alt: false,
+            bot,
+            supporter: 0,
+        }
+    }
 }
 
 /// A message about to be stored: a new post, or an edit of `messageID`.
@@ -227,13 +270,7 @@ mod tests {
             command: "roll".into(),
             args: vec!["2d6".into()],
             owner_only: false,
-            user: ChatUser {
-                kind: "decent".into(),
-                name: "ann".into(),
-                display_name: "ann".into(),
-                uuid: "1".into(),
-                bot: false,
-            },
+            user: ChatUser::new("1", "ann", false, false),
             channel_id: "2".into(),
         });
         let json = serde_json::to_value(&input).unwrap();

@@ -19,6 +19,7 @@ use crate::params::ApiRequest;
 use crate::perms::{Permission, Requester};
 use crate::state::AppState;
 use crate::store::{Author, MessageRecord, UserRecord};
+use decentd_protocol::chatbox::{parse_command, CommandText};
 
 /// Most mentions one `GET /api/users/:id/mentions` returns.
 pub const MAX_MENTIONS_PAGE: u64 = 50;
@@ -148,10 +149,10 @@ pub async fn post(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Http
     }
     let user = &session.user;
     if !system {
-        if let Some(command) = state.plugins.command(&text) {
-            let (name, plugin) = (command.name.clone(), command.plugin.manifest.name.clone());
-            state.plugins.run_command(&state, command, user, channel)?;
-            return Ok(ok(json!({ "command": name, "plugin": plugin })));
+        if let Some(command) = parse_command(&text) {
+            if let Some(answer) = run_command(&state, user, channel, command).await? {
+                return Ok(ok(answer));
+            }
         }
     }
     let text = if state.plugins.has_hooks() {
@@ -166,6 +167,41 @@ pub async fn post(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Http
     Ok(ok(json!({ "messageID": message.id.to_string() })))
 }
 
+/// A chat command (`\\name`, `^name`, `|name`): the answer if it is handled instead of stored.
+///
+/// `\\chatbox ...` is the server's own (answered privately: in the response and as a
+/// `plugin/tell` event). A command a plugin owns goes to the plugin. Other commands go to
+/// chatbox bots: owner-only ones only to the invoker's bots and are not stored; public ones
+/// are also stored as an ordinary message.
+async fn run_command(
+    state: &web::Data<AppState>,
+    user: &UserRecord,
+    channel: u64,
+    command: CommandText,
+) -> ApiResult<Option<Value>> {
+    if command.name.eq_ignore_ascii_case("chatbox") && !command.owner_only {
+        let reply = crate::chatbox::licenses::chat_command(state, user, &command.args).await?;
+        state.bus.emit(
+            "plugin/tell",
+            json!({ "plugin": "chatbox", "text": reply, "channelID": channel.to_string() }),
+            Audience::User(user.id),
+        );
+        return Ok(Some(json!({ "command": "chatbox", "reply": reply })));
+    }
+    if let Some(owner) = state.plugins.command_owner(&command.name) {
+        let plugin = owner.manifest.name.clone();
+        let name = command.name.clone();
+        state
+            .plugins
+            .run_command(state, owner, command, user, channel)?;
+        return Ok(Some(json!({ "command": name, "plugin": plugin })));
+    }
+    let bots = crate::chatbox::command(state, user, channel, &command);
+    Ok(command
+        .owner_only
+        .then(|| json!({ "command": command.name, "bots": bots })))
+}
+
 /// Stores a new message by `user` (or a system message) in `channel`, waits until it is
 /// durable, and emits `message/new` and mention events. No permission checks: callers do them.
 pub async fn store_message(
@@ -174,6 +210,29 @@ pub async fn store_message(
     channel: u64,
     text: String,
     system: bool,
+) -> ApiResult<MessageRecord> {
+    store(state, user, channel, text, system, None).await
+}
+
+/// `store_message` for a chatbox bot's `say`: `via` (`{name, licenseID}`) travels in the
+/// `message/new` event as `message.chatbox` (not stored: history shows the license owner).
+pub async fn store_message_via(
+    state: &AppState,
+    user: &UserRecord,
+    channel: u64,
+    text: String,
+    via: Option<Value>,
+) -> ApiResult<MessageRecord> {
+    store(state, user, channel, text, false, via).await
+}
+
+async fn store(
+    state: &AppState,
+    user: &UserRecord,
+    channel: u64,
+    text: String,
+    system: bool,
+    via: Option<Value>,
 ) -> ApiResult<MessageRecord> {
     let message = MessageRecord {
         id: state.store.next_id(),
@@ -194,9 +253,13 @@ pub async fn store_message(
         return Err(ApiError::not_found("channel"));
     }
     state.store.durable().await?;
+    let mut view = message_json(&message);
+    if let (Some(via), Some(view)) = (via, view.as_object_mut()) {
+        view.insert("chatbox".into(), via);
+    }
     state.bus.emit(
         "message/new",
-        json!({ "message": message_json(&message) }),
+        json!({ "message": view }),
         Audience::Channel(channel),
     );
     emit_mentions(state, &message.mentions, &message, true);

@@ -125,6 +125,70 @@ pub async fn patch_settings(
     Ok(ok(json!({})))
 }
 
+/// Longest restart delay `POST /api/restart` accepts, in seconds (a day).
+pub const MAX_RESTART_SECONDS: u64 = 86_400;
+
+fn restart_view(restart: Option<&crate::chatbox::Restart>) -> serde_json::Value {
+    match restart {
+        Some(r) => json!({
+            "restartType": r.kind,
+            "restartSeconds": r.seconds,
+            "restartAt": crate::ids::iso8601(r.at_ms),
+            "time": crate::ids::iso8601(r.scheduled_ms),
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// `GET /api/restart` (extension, manageServer): the scheduled stop, or null.
+pub async fn get_restart(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<HttpResponse> {
+    req.logged_in()?;
+    state.require(req.requester(), Permission::ManageServer)?;
+    let restart = state.chatbox.restart.borrow().clone();
+    Ok(ok(json!({ "restart": restart_view(restart.as_ref()) })))
+}
+
+/// `POST /api/restart {seconds}` (extension, manageServer): a graceful stop in `seconds`,
+/// announced to chatbox bots; a service manager restarts the process.
+pub async fn schedule_restart(
+    state: web::Data<AppState>,
+    req: ApiRequest,
+) -> ApiResult<HttpResponse> {
+    req.logged_in()?;
+    state.require(req.requester(), Permission::ManageServer)?;
+    let seconds = req
+        .opt_u64("seconds")?
+        .ok_or_else(|| ApiError::incomplete("seconds"))?;
+    if seconds > MAX_RESTART_SECONDS {
+        return Err(ApiError::invalid_type(
+            "seconds",
+            "a number of seconds up to 86400",
+        ));
+    }
+    if state.chatbox.restart.borrow().is_some() {
+        return Err(ApiError::new(
+            ErrorCode::AlreadyPerformed,
+            "a restart is already scheduled; cancel it first",
+        ));
+    }
+    let restart = crate::chatbox::Restart::new("manual", seconds);
+    crate::chatbox::schedule_restart(&state, restart.clone());
+    Ok(ok(json!({ "restart": restart_view(Some(&restart)) })))
+}
+
+/// `DELETE /api/restart` (extension, manageServer): cancels the scheduled stop.
+pub async fn cancel_restart(
+    state: web::Data<AppState>,
+    req: ApiRequest,
+) -> ApiResult<HttpResponse> {
+    req.logged_in()?;
+    state.require(req.requester(), Permission::ManageServer)?;
+    if !crate::chatbox::cancel_restart(&state) {
+        return Err(ApiError::not_found("scheduled restart"));
+    }
+    Ok(ok(json!({})))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

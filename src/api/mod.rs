@@ -6,6 +6,7 @@
 
 pub mod channels;
 pub mod emotes;
+pub mod licenses;
 pub mod messages;
 pub mod meta;
 pub mod plugins;
@@ -17,6 +18,7 @@ pub mod users;
 use actix_web::{guard, web, HttpRequest, HttpResponse, Resource, Scope};
 use serde::Serialize;
 
+use crate::chatbox::socket as chatbox;
 use crate::error::ApiError;
 
 /// A resource whose unsupported methods fall through to `not_found`.
@@ -35,23 +37,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         resource("/")
             .route(
                 web::get()
-                    .guard(guard::fn_guard(|ctx| {
-                        ctx.head()
-                            .headers()
-                            .get(actix_web::http::header::UPGRADE)
-                            .and_then(|v| v.to_str().ok())
-                            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-                    }))
+                    .guard(guard::fn_guard(|ctx| is_websocket_upgrade(ctx.head())))
                     .to(crate::ws::upgrade),
             )
             .route(web::get().to(meta::index)),
     )
+    // The chatbox bot gateway (extension): `/v2/guest`, `/v2/:licenseKey`, and a closing
+    // packet for any other /v2 path.
+    .service(
+        web::scope("/v2")
+            .service(web::resource("/guest").route(web::get().to(chatbox::guest)))
+            .service(web::resource("/{key}").route(web::get().to(chatbox::connect)))
+            .default_service(web::to(chatbox::unsupported)),
+    )
+    .service(resource("/v2").route(web::get().to(chatbox::unsupported)))
     .service(resource("/api").route(web::get().to(meta::api_info)))
     .service(resource("/api/").route(web::get().to(meta::api_info)))
     .service(
         resource("/api/settings")
             .route(web::get().to(meta::get_settings))
             .route(web::patch().to(meta::patch_settings)),
+    )
+    .service(
+        resource("/api/restart")
+            .route(web::get().to(meta::get_restart))
+            .route(web::post().to(meta::schedule_restart))
+            .route(web::delete().to(meta::cancel_restart)),
     )
     .service(resource("/api/upload-image").route(web::post().to(uploads::upload)))
     .service(
@@ -170,6 +181,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             ),
     )
     .service(
+        scope("/api/licenses")
+            .service(
+                resource("")
+                    .route(web::get().to(licenses::list))
+                    .route(web::post().to(licenses::create)),
+            )
+            .service(resource("/{id}").route(web::delete().to(licenses::revoke)))
+            .service(resource("/{id}/disable").route(web::post().to(licenses::disable)))
+            .service(resource("/{id}/enable").route(web::post().to(licenses::enable))),
+    )
+    .service(
         scope("/api/plugins")
             .service(resource("").route(web::get().to(plugins::list)))
             .service(resource("/{name}").route(web::get().to(plugins::get)))
@@ -177,6 +199,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/{name}/disable").route(web::post().to(plugins::disable)))
             .service(resource("/{name}/reload").route(web::post().to(plugins::reload))),
     );
+}
+
+/// Whether a request asks for a WebSocket upgrade.
+pub fn is_websocket_upgrade(head: &actix_web::dev::RequestHead) -> bool {
+    head.headers()
+        .get(actix_web::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// The fallback for every unknown route or method.

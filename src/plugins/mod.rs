@@ -27,9 +27,8 @@ use crate::ids::now_ms;
 use crate::perms::{Permission, Requester};
 use crate::state::AppState;
 use crate::store::{InsertUserError, PluginRecord, UserRecord};
-use decentd_protocol::{
-    to_decent_text, Action, ChatUser, CommandEvent, PendingMessage, PluginInput, EVENTS,
-};
+use decentd_protocol::chatbox::CommandText;
+use decentd_protocol::{to_decent_text, Action, CommandEvent, PendingMessage, PluginInput, EVENTS};
 use manifest::{Capability, Manifest};
 use runtime::{CallError, Instances, Runtime};
 
@@ -37,7 +36,7 @@ use runtime::{CallError, Instances, Runtime};
 #[derive(Debug)]
 enum Job {
     Event { name: &'static str, data: Value },
-    Command(CommandEvent),
+    Command(Box<CommandEvent>),
 }
 
 /// Counters shown by `GET /api/plugins`.
@@ -158,24 +157,6 @@ pub struct PluginHost {
     commands: RwLock<HashMap<String, Arc<Plugin>>>,
     /// Users that plugins post as.
     bots: RwLock<HashSet<u64>>,
-}
-
-/// A message that is a command, split up.
-pub struct ParsedCommand {
-    pub plugin: Arc<Plugin>,
-    pub name: String,
-    pub args: Vec<String>,
-    pub owner_only: bool,
-}
-
-fn chat_user(user: &UserRecord, bot: bool) -> ChatUser {
-    ChatUser {
-        kind: "decent".into(),
-        name: user.username.clone(),
-        display_name: user.username.clone(),
-        uuid: user.id.to_string(),
-        bot,
-    }
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -407,7 +388,7 @@ impl PluginHost {
                 message: PendingMessage {
                     channel_id: channel.to_string(),
                     message_id: message_id.map(|id| id.to_string()),
-                    author: chat_user(author, self.is_bot(author.id)),
+                    author: state.chat_user(author),
                     text: text.clone(),
                 },
             };
@@ -463,38 +444,21 @@ impl PluginHost {
         Ok(text)
     }
 
-    /// The command a message invokes, if its first word is `\name` or `^name` for a command an
-    /// enabled plugin owns.
-    pub fn command(&self, text: &str) -> Option<ParsedCommand> {
-        let owner_only = match text.chars().next()? {
-            '\\' => false,
-            '^' => true,
-            _ => return None,
-        };
-        let mut words = text[1..].split_whitespace();
-        let name = words.next()?;
-        if text[1..].starts_with(char::is_whitespace) {
-            return None;
-        }
-        let plugin = self
-            .commands
+    /// The enabled plugin that owns a command, if any.
+    pub fn command_owner(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.commands
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
-            .cloned()?;
-        Some(ParsedCommand {
-            plugin,
-            name: name.to_owned(),
-            args: words.map(str::to_owned).collect(),
-            owner_only,
-        })
+            .cloned()
     }
 
     /// Hands a command to its plugin. NOT_ALLOWED for `^name` without manageServer.
     pub fn run_command(
         &self,
         state: &AppState,
-        command: ParsedCommand,
+        plugin: Arc<Plugin>,
+        command: CommandText,
         user: &UserRecord,
         channel: u64,
     ) -> Result<(), ApiError> {
@@ -509,18 +473,18 @@ impl PluginHost {
             command: command.name,
             args: command.args,
             owner_only: command.owner_only,
-            user: chat_user(user, self.is_bot(user.id)),
+            user: state.chat_user(user),
             channel_id: channel.to_string(),
         };
-        if command.plugin.queue.try_send(Job::Command(event)).is_err() {
-            command
-                .plugin
-                .stats
-                .dropped_events
-                .fetch_add(1, Ordering::Relaxed);
+        if plugin
+            .queue
+            .try_send(Job::Command(Box::new(event)))
+            .is_err()
+        {
+            plugin.stats.dropped_events.fetch_add(1, Ordering::Relaxed);
             return Err(ApiError::new(
                 ErrorCode::Failed,
-                format!("plugin {} is busy; try again", command.plugin.name()),
+                format!("plugin {} is busy; try again", plugin.name()),
             )
             .status(actix_web::http::StatusCode::SERVICE_UNAVAILABLE));
         }
@@ -802,7 +766,7 @@ async fn worker(
                     invoker: command.user.uuid.parse().ok(),
                     private: command.owner_only,
                 };
-                (PluginInput::Command(command), context, "command")
+                (PluginInput::Command(*command), context, "command")
             }
         };
         let deadline = plugin.manifest.limits.event_deadline();

@@ -9,10 +9,12 @@ mod channels;
 mod codec;
 mod commit;
 mod emotes;
+mod licenses;
 mod plugins;
 
 pub use channels::{Author, ChannelNameError, ChannelRecord, MessageRecord, PinChange, PurgeStats};
 pub use emotes::EmoteRecord;
+pub use licenses::{KeyLookup, LicenseKeyHash, LicenseRecord};
 pub use plugins::{PluginKv, PluginRecord};
 
 use serde::{Deserialize, Serialize};
@@ -133,6 +135,8 @@ pub struct Store {
     emotes: Tree,
     plugins: Tree,
     plugin_kv: Tree,
+    licenses: Tree,
+    license_keys: Tree,
     /// Serializes channel creation and renames, which check name uniqueness.
     channel_names: std::sync::Mutex<()>,
     ids: IdGenerator,
@@ -207,8 +211,9 @@ impl Store {
         let roles = tree("roles")?;
         let channels = tree("channels")?;
         let message_channels = tree("message_channels")?;
+        let licenses = tree("licenses")?;
         let mut floor = 0;
-        for t in [&users, &roles, &channels, &message_channels] {
+        for t in [&users, &roles, &channels, &message_channels, &licenses] {
             if let Some((k, _)) = t.last()? {
                 floor = floor.max(id_from_key(&k));
             }
@@ -225,6 +230,8 @@ impl Store {
             emotes: tree("emotes")?,
             plugins: tree("plugins")?,
             plugin_kv: tree("plugin_kv")?,
+            license_keys: tree("license_keys")?,
+            licenses,
             channel_names: std::sync::Mutex::new(()),
             users,
             roles,
@@ -262,6 +269,10 @@ impl Store {
             ("pins", &self.pins),
             ("read_state", &self.read_state),
             ("emotes", &self.emotes),
+            ("plugins", &self.plugins),
+            ("plugin_kv", &self.plugin_kv),
+            ("licenses", &self.licenses),
+            ("license_keys", &self.license_keys),
         ]
         .into_iter()
         .map(|(name, tree)| (name, tree.len()))

@@ -123,21 +123,21 @@ fn set_user(state: &AppState, socket: u64, current: &mut Option<u64>, next: Opti
     *current = next;
 }
 
-/// A token bucket for incoming frames.
-struct RateLimit {
+/// A token bucket for incoming frames (the bot gateway uses it too).
+pub(crate) struct RateLimit {
     tokens: f64,
     last: Instant,
 }
 
 impl RateLimit {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             tokens: FRAME_BURST,
             last: Instant::now(),
         }
     }
 
-    fn allow(&mut self) -> bool {
+    pub(crate) fn allow(&mut self) -> bool {
         let now = Instant::now();
         let refill = now.duration_since(self.last).as_secs_f64() * FRAMES_PER_SECOND;
         self.tokens = (self.tokens + refill).min(FRAME_BURST);

@@ -1,0 +1,752 @@
+//! The chatbox bot gateway: external bots speak the chatbox WebSocket API
+//! (`decentd_protocol::chatbox`) at `/v2/:licenseKey`.
+//!
+//! - Licenses (`licenses`): long random keys, stored as SHA-256, with capabilities clamped to
+//!   what the owner may do; created over HTTP (`api::licenses`) or with the in-chat
+//!   `\chatbox license register`.
+//! - `Gateway`: the open bot connections, each with a bounded packet queue; one dispatcher
+//!   turns bus events into chatbox packets (chat, join/leave, players) for the connections
+//!   whose capabilities and license owner allow them; commands are handed over directly by
+//!   the message endpoint.
+//! - Bot requests (`say`, `tell`) go through each license's rate limit (`limiter`): sent at
+//!   once, or queued for a worker that sends them in order at their slots.
+//! - Restarts: a scheduled graceful stop is announced to every bot and cancelled the same way.
+
+pub mod licenses;
+pub mod limiter;
+pub mod socket;
+
+use bytestring::ByteString;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{mpsc, Notify};
+
+use crate::events::{Audience, Event};
+use crate::ids::{iso8601, now_ms};
+use crate::perms::{Permission, Requester};
+use crate::state::AppState;
+use crate::store::UserRecord;
+use decentd_protocol::chatbox::{
+    parse_command, plain_text, rendered_text, BotRequest, Capability, ChatEvent, CloseReason,
+    CommandText, ErrorKind, EventPacket, ServerPacket, RATE_INTERVAL_MS, RATE_QUEUE,
+};
+use decentd_protocol::ChatUser;
+use limiter::{Admit, Limiter};
+
+/// Packets queued for one bot before it is dropped as too slow.
+pub const BOT_QUEUE: usize = 256;
+
+/// Who is connected: a license (with its owner and effective capabilities) or a guest.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub license: Option<u64>,
+    pub owner: Option<UserRecord>,
+    /// Capability bits, already clamped to what the owner may do now.
+    pub capabilities: u8,
+}
+
+impl Identity {
+    pub fn has(&self, capability: Capability) -> bool {
+        self.capabilities & capability.bit() != 0
+    }
+
+    fn requester(&self) -> Requester {
+        self.owner
+            .as_ref()
+            .map_or(Requester::Guest, |o| Requester::User(o.id))
+    }
+}
+
+/// Tells a connection to close, once, with a reason.
+#[derive(Debug, Default)]
+pub struct Kick {
+    reason: Mutex<Option<CloseReason>>,
+    notify: Notify,
+}
+
+impl Kick {
+    pub fn kick(&self, reason: CloseReason) {
+        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Resolves with the reason once kicked.
+    pub async fn wait(&self) -> CloseReason {
+        loop {
+            if let Some(reason) = *self.reason.lock().unwrap_or_else(|e| e.into_inner()) {
+                return reason;
+            }
+            self.notify.notified().await;
+        }
+    }
+}
+
+/// The gateway's side of one connection.
+#[derive(Debug)]
+struct Conn {
+    identity: Identity,
+    out: mpsc::Sender<ByteString>,
+    kick: Arc<Kick>,
+}
+
+/// What a connection task keeps of its registration.
+#[derive(Debug)]
+pub struct Registration {
+    pub id: u64,
+    pub packets: mpsc::Receiver<ByteString>,
+    pub out: mpsc::Sender<ByteString>,
+    pub kick: Arc<Kick>,
+}
+
+/// A scheduled graceful stop, as announced to bots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restart {
+    /// `"manual"` (scheduled over HTTP) or `"automatic"` (a stop signal with a grace period).
+    pub kind: &'static str,
+    pub seconds: u64,
+    pub scheduled_ms: u64,
+    pub at_ms: u64,
+}
+
+impl Restart {
+    pub fn new(kind: &'static str, seconds: u64) -> Self {
+        let now = now_ms();
+        Self {
+            kind,
+            seconds,
+            scheduled_ms: now,
+            at_ms: now + seconds * 1000,
+        }
+    }
+
+    fn packet(&self) -> ServerPacket {
+        ServerPacket::Event(EventPacket {
+            event: ChatEvent::ServerRestartScheduled {
+                restart_type: self.kind.into(),
+                restart_seconds: self.seconds,
+                restart_at: iso8601(self.at_ms),
+            },
+            time: iso8601(self.scheduled_ms),
+            channel: None,
+            message_id: None,
+        })
+    }
+}
+
+/// One license's rate limit and the worker that sends its queued messages.
+#[derive(Debug)]
+struct Lane {
+    limiter: Mutex<Limiter>,
+    jobs: mpsc::UnboundedSender<Queued>,
+}
+
+/// A message waiting for its slot.
+#[derive(Debug)]
+struct Queued {
+    at: Instant,
+    identity: Identity,
+    action: Prepared,
+    id: Option<i64>,
+    reply: mpsc::Sender<ByteString>,
+}
+
+/// A checked request, ready to carry out.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    Say {
+        channel: u64,
+        text: String,
+        name: String,
+    },
+    Tell {
+        user: u64,
+        text: String,
+        name: String,
+    },
+}
+
+/// Every open bot connection, the rate limits, and the pending restart.
+#[derive(Debug, Default)]
+pub struct Gateway {
+    conns: RwLock<HashMap<u64, Conn>>,
+    next_id: AtomicU64,
+    lanes: Mutex<HashMap<u64, Arc<Lane>>>,
+    /// The announced restart; the serve loop watches it.
+    pub restart: tokio::sync::watch::Sender<Option<Restart>>,
+}
+
+impl Gateway {
+    /// Registers a connection unless `max` are open.
+    pub fn register(&self, identity: Identity, max: usize) -> Option<Registration> {
+        let mut conns = self.conns.write().unwrap_or_else(|e| e.into_inner());
+        if conns.len() >= max {
+            return None;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (out, packets) = mpsc::channel(BOT_QUEUE);
+        let kick = Arc::new(Kick::default());
+        conns.insert(
+            id,
+            Conn {
+                identity,
+                out: out.clone(),
+                kick: kick.clone(),
+            },
+        );
+        Some(Registration {
+            id,
+            packets,
+            out,
+            kick,
+        })
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.conns
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Open bot connections.
+    pub fn len(&self) -> usize {
+        self.conns.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Open connections of one license.
+    pub fn connections_of(&self, license: u64) -> usize {
+        self.conns
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|c| c.identity.license == Some(license))
+            .count()
+    }
+
+    /// Closes every connection of a license.
+    pub fn kick_license(&self, license: u64, reason: CloseReason) {
+        for conn in self
+            .conns
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|c| c.identity.license == Some(license))
+        {
+            conn.kick.kick(reason);
+        }
+        if reason != CloseReason::DisabledLicense {
+            self.lanes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&license);
+        }
+    }
+
+    /// Queues a packet for every connection `wants` picks (serialized once).
+    fn send(&self, packet: &ServerPacket, mut wants: impl FnMut(&Identity) -> bool) {
+        let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
+        let mut frame: Option<ByteString> = None;
+        for (id, conn) in conns.iter() {
+            if !wants(&conn.identity) {
+                continue;
+            }
+            let frame = frame.get_or_insert_with(|| packet.to_json().into());
+            if let Err(mpsc::error::TrySendError::Full(_)) = conn.out.try_send(frame.clone()) {
+                tracing::warn!(
+                    connection = id,
+                    license = conn.identity.license,
+                    queue = BOT_QUEUE,
+                    "closing a bot connection that fell behind: its packet queue is full"
+                );
+                conn.kick.kick(CloseReason::FatalError);
+            }
+        }
+    }
+
+    /// The rate-limit lane of a license (created on first use).
+    fn lane(&self, state: &Arc<AppState>, license: u64) -> Arc<Lane> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes
+            .entry(license)
+            .or_insert_with(|| {
+                let (jobs, rx) = mpsc::unbounded_channel();
+                let lane = Arc::new(Lane {
+                    limiter: Mutex::new(Limiter::new(
+                        Duration::from_millis(RATE_INTERVAL_MS),
+                        RATE_QUEUE,
+                    )),
+                    jobs,
+                });
+                actix_web::rt::spawn(lane_worker(state.clone(), Arc::downgrade(&lane), rx));
+                lane
+            })
+            .clone()
+    }
+}
+
+/// Whether an identity may see events of a channel, memoized per owner for one event.
+fn reader(state: &AppState, channel: u64) -> impl FnMut(&Identity) -> bool + '_ {
+    let mut seen: HashMap<Option<u64>, bool> = HashMap::new();
+    move |identity: &Identity| {
+        let owner = identity.owner.as_ref().map(|o| o.id);
+        *seen
+            .entry(owner)
+            .or_insert_with(|| state.can_read(identity.requester(), channel))
+    }
+}
+
+/// A user as bots see them, by ID (None if the user is gone).
+fn chat_user_by_id(state: &AppState, id: u64) -> Option<ChatUser> {
+    let user = state.store.user(id).ok()??;
+    Some(state.chat_user(&user))
+}
+
+/// The `players` packet: every online user.
+pub fn players(state: &AppState) -> ServerPacket {
+    let mut players: Vec<ChatUser> = state
+        .presence
+        .online()
+        .into_iter()
+        .filter_map(|id| chat_user_by_id(state, id))
+        .collect();
+    players.sort_by_key(|p| p.name.to_lowercase());
+    ServerPacket::Players {
+        time: iso8601(now_ms()),
+        players,
+    }
+}
+
+/// A chat event from a `message/new` or `message/edit` payload, with its channel.
+fn chat_event(state: &AppState, message: &Value, edited: bool) -> Option<(u64, EventPacket)> {
+    let id = |key: &str| message.get(key)?.as_str()?.parse::<u64>().ok();
+    let author = id("authorID")?; // system messages have no author: not chat
+    let channel = id("channelID")?;
+    let text = message.get("text")?.as_str()?;
+    if parse_command(text).is_some() {
+        return None; // bots got it as a command event
+    }
+    let name = message.get("authorUsername")?.as_str()?;
+    let admin = state
+        .perms()
+        .has(Requester::User(author), None, Permission::ManageServer);
+    let bot = state.plugins.is_bot(author);
+    let user = ChatUser::new(author.to_string(), name, bot, admin);
+    let via = message.get("chatbox");
+    let event = match (via, bot) {
+        (Some(via), _) if !edited => {
+            let name = via.get("name")?.as_str()?.to_owned();
+            ChatEvent::ChatChatbox {
+                text: plain_text(text),
+                raw_text: text.into(),
+                rendered_text: rendered_text(text),
+                user,
+                raw_name: name.clone(),
+                name,
+            }
+        }
+        (None, true) if !edited => ChatEvent::ChatChatbox {
+            text: plain_text(text),
+            raw_text: text.into(),
+            rendered_text: rendered_text(text),
+            name: name.to_owned(),
+            raw_name: name.to_owned(),
+            user,
+        },
+        (None, false) => ChatEvent::ChatIngame {
+            text: plain_text(text),
+            raw_text: text.into(),
+            rendered_text: rendered_text(text),
+            user,
+            edited,
+        },
+        _ => return None,
+    };
+    let seconds = message
+        .get(if edited { "dateEdited" } else { "dateCreated" })
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    Some((
+        channel,
+        EventPacket {
+            event,
+            time: iso8601((seconds * 1000.0) as u64),
+            channel: Some(channel.to_string()),
+            message_id: message.get("id").and_then(Value::as_str).map(str::to_owned),
+        },
+    ))
+}
+
+/// Turns one bus event into bot packets.
+fn on_event(state: &AppState, event: &Event) {
+    let gateway = &state.chatbox;
+    match event.name {
+        "user/delete" => {
+            if let Some(user) = event
+                .data
+                .get("userID")
+                .and_then(Value::as_str)
+                .and_then(|u| u.parse().ok())
+            {
+                licenses::revoke_all_of(state, user);
+            }
+        }
+        _ if gateway.is_empty() => {}
+        "message/new" | "message/edit" => {
+            let Some(message) = event.data.get("message") else {
+                return;
+            };
+            let Some((channel, packet)) = chat_event(state, message, event.name == "message/edit")
+            else {
+                return;
+            };
+            let from_license = message
+                .pointer("/chatbox/licenseID")
+                .and_then(Value::as_str)
+                .and_then(|l| l.parse::<u64>().ok());
+            let mut may_read = reader(state, channel);
+            gateway.send(&ServerPacket::Event(packet), |who| {
+                who.has(Capability::Read)
+                    && (from_license.is_none() || who.license != from_license)
+                    && may_read(who)
+            });
+        }
+        "user/online" | "user/offline" => {
+            let Some(user) = event
+                .data
+                .get("userID")
+                .and_then(Value::as_str)
+                .and_then(|u| u.parse().ok())
+                .and_then(|id| chat_user_by_id(state, id))
+            else {
+                return;
+            };
+            let event = if event.name == "user/online" {
+                ChatEvent::Join { user }
+            } else {
+                ChatEvent::Leave { user }
+            };
+            let packet = ServerPacket::Event(EventPacket {
+                event,
+                time: iso8601(now_ms()),
+                channel: None,
+                message_id: None,
+            });
+            let readers = |who: &Identity| who.has(Capability::Read);
+            gateway.send(&packet, readers);
+            gateway.send(&players(state), readers);
+        }
+        _ => {}
+    }
+}
+
+/// Feeds bus events to bots until the bus closes.
+pub async fn dispatch(state: Arc<AppState>) {
+    let mut events = state.bus.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(event) => on_event(&state, &event),
+            Err(RecvError::Lagged(missed)) => {
+                tracing::error!(missed, "the chatbox dispatcher fell behind the event bus");
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Hands a chat command to bots: public commands to every bot with `command` whose owner may
+/// read the channel, owner-only commands only to the invoker's own bots. Returns how many
+/// connections got it.
+pub fn command(state: &AppState, user: &UserRecord, channel: u64, command: &CommandText) -> usize {
+    let packet = ServerPacket::Event(EventPacket {
+        event: ChatEvent::Command {
+            user: state.chat_user(user),
+            command: command.name.clone(),
+            args: command.args.clone(),
+            owner_only: command.owner_only,
+        },
+        time: iso8601(now_ms()),
+        channel: Some(channel.to_string()),
+        message_id: None,
+    });
+    let mut may_read = reader(state, channel);
+    let mut delivered = 0;
+    state.chatbox.send(&packet, |who| {
+        let wanted = who.has(Capability::Command)
+            && (!command.owner_only || who.owner.as_ref().map(|o| o.id) == Some(user.id))
+            && may_read(who);
+        delivered += usize::from(wanted);
+        wanted
+    });
+    delivered
+}
+
+/// Announces a graceful stop in `seconds` to every bot (and to the serve loop, which stops the
+/// server then).
+pub fn schedule_restart(state: &AppState, restart: Restart) {
+    tracing::info!(
+        kind = restart.kind,
+        seconds = restart.seconds,
+        "server restart scheduled"
+    );
+    state.chatbox.send(&restart.packet(), |_| true);
+    state.chatbox.restart.send_replace(Some(restart));
+}
+
+/// Cancels the scheduled stop; false if none was scheduled.
+pub fn cancel_restart(state: &AppState) -> bool {
+    let Some(restart) = state.chatbox.restart.send_replace(None) else {
+        return false;
+    };
+    tracing::info!(kind = restart.kind, "server restart cancelled");
+    let packet = ServerPacket::Event(EventPacket {
+        event: ChatEvent::ServerRestartCancelled {
+            restart_type: restart.kind.into(),
+        },
+        time: iso8601(now_ms()),
+        channel: None,
+        message_id: None,
+    });
+    state.chatbox.send(&packet, |_| true);
+    true
+}
+
+/// A refusal with an optional message other than the documented one.
+pub type Refused = (ErrorKind, Option<String>);
+
+/// The channel a `say` goes to: the one named (ID or name), else the configured default, else
+/// the oldest channel the owner may post in.
+fn say_channel(state: &AppState, owner: &UserRecord, named: Option<&str>) -> Result<u64, Refused> {
+    let who = Requester::User(owner.id);
+    let may_post = |channel: u64| {
+        state.can_read(who, channel)
+            && state
+                .perms()
+                .has(who, Some(channel), Permission::SendMessages)
+    };
+    let unknown = |what: &str| {
+        (
+            ErrorKind::UnknownChannel,
+            Some(format!(
+                "Channel {what:?} does not exist or you may not post in it."
+            )),
+        )
+    };
+    let channels = state
+        .store
+        .channels()
+        .map_err(|e| (ErrorKind::UnknownError, Some(e.to_string())))?;
+    let find = |wanted: &str| {
+        let by_id = wanted.parse::<u64>().ok();
+        channels
+            .iter()
+            .find(|c| Some(c.id) == by_id || c.name.eq_ignore_ascii_case(wanted))
+            .map(|c| c.id)
+    };
+    let wanted = named.or(state.config.chatbox_channel.as_deref());
+    match wanted {
+        Some(wanted) => find(wanted)
+            .filter(|c| may_post(*c))
+            .ok_or_else(|| unknown(wanted)),
+        None => channels
+            .iter()
+            .map(|c| c.id)
+            .find(|c| may_post(*c))
+            .ok_or_else(|| {
+                (
+                    ErrorKind::UnknownChannel,
+                    Some("There is no channel you may post in.".into()),
+                )
+            }),
+    }
+}
+
+/// The online user a `tell` names (by ID or username).
+fn tell_target(state: &AppState, user: &str) -> Result<u64, Refused> {
+    let by_id = user
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| state.store.user(id).ok().flatten());
+    let found = match by_id {
+        Some(u) => Some(u),
+        None => state.store.user_by_name(user).ok().flatten(),
+    };
+    found
+        .map(|u| u.id)
+        .filter(|id| state.presence.is_online(*id))
+        .ok_or((ErrorKind::UnknownUser, None))
+}
+
+/// Checks a request against the current state of the server.
+pub fn prepare(
+    state: &AppState,
+    identity: &Identity,
+    request: BotRequest,
+) -> Result<Prepared, Refused> {
+    let Some(owner) = &identity.owner else {
+        return Err((ErrorKind::MissingCapability, None));
+    };
+    let name = |name: Option<String>| name.unwrap_or_else(|| owner.username.clone());
+    match request {
+        BotRequest::Say {
+            text,
+            name: n,
+            channel,
+            ..
+        } => Ok(Prepared::Say {
+            channel: say_channel(state, owner, channel.as_deref())?,
+            text,
+            name: name(n),
+        }),
+        BotRequest::Tell {
+            user,
+            text,
+            name: n,
+            ..
+        } => Ok(Prepared::Tell {
+            user: tell_target(state, &user)?,
+            text,
+            name: name(n),
+        }),
+    }
+}
+
+/// Carries out a prepared request as the license owner.
+async fn execute(
+    state: &Arc<AppState>,
+    identity: &Identity,
+    action: Prepared,
+) -> Result<(), Refused> {
+    let (Some(owner), Some(license)) = (&identity.owner, identity.license) else {
+        return Err((ErrorKind::MissingCapability, None));
+    };
+    match action {
+        Prepared::Say {
+            channel,
+            text,
+            name,
+        } => {
+            let text = if state.plugins.has_hooks() {
+                state
+                    .plugins
+                    .before_store(state, owner, channel, None, text)
+                    .map_err(|e| (ErrorKind::UnknownError, Some(e.message)))?
+            } else {
+                text
+            };
+            let via = json!({ "name": name, "licenseID": license.to_string() });
+            crate::api::messages::store_message_via(state, owner, channel, text, Some(via))
+                .await
+                .map(|_| ())
+                .map_err(|e| (ErrorKind::UnknownError, Some(e.message)))
+        }
+        Prepared::Tell { user, text, name } => {
+            if !state.presence.is_online(user) {
+                return Err((ErrorKind::UnknownUser, None));
+            }
+            state.bus.emit(
+                "chatbox/tell",
+                json!({
+                    "name": name,
+                    "text": text,
+                    "ownerID": owner.id.to_string(),
+                    "ownerUsername": owner.username,
+                }),
+                Audience::User(user),
+            );
+            Ok(())
+        }
+    }
+}
+
+fn error_packet((kind, message): Refused, id: Option<i64>) -> ServerPacket {
+    match message {
+        Some(message) => ServerPacket::Error {
+            error: kind.code().into(),
+            message,
+            id,
+        },
+        None => ServerPacket::error(kind, id),
+    }
+}
+
+/// Handles one `say` or `tell` from a connection: the packet to answer with now.
+pub async fn request(
+    state: &Arc<AppState>,
+    identity: &Identity,
+    request: BotRequest,
+    reply: &mpsc::Sender<ByteString>,
+) -> ServerPacket {
+    let id = request.id();
+    let action = match prepare(state, identity, request) {
+        Ok(action) => action,
+        Err(refused) => return error_packet(refused, id),
+    };
+    let Some(license) = identity.license else {
+        return ServerPacket::error(ErrorKind::MissingCapability, id);
+    };
+    let lane = state.chatbox.lane(state, license);
+    let admit = lane
+        .limiter
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .admit(Instant::now());
+    match admit {
+        Admit::Now => match execute(state, identity, action).await {
+            Ok(()) => ServerPacket::Success {
+                id,
+                reason: decentd_protocol::chatbox::SuccessReason::MessageSent,
+            },
+            Err(refused) => error_packet(refused, id),
+        },
+        Admit::Queued(at) => {
+            let job = Queued {
+                at,
+                identity: identity.clone(),
+                action,
+                id,
+                reply: reply.clone(),
+            };
+            if lane.jobs.send(job).is_err() {
+                return ServerPacket::error(ErrorKind::UnknownError, id);
+            }
+            ServerPacket::Success {
+                id,
+                reason: decentd_protocol::chatbox::SuccessReason::MessageQueued,
+            }
+        }
+        Admit::Limited => ServerPacket::error(ErrorKind::RateLimited, id),
+    }
+}
+
+/// Sends a license's queued messages in order, each at its slot; failures are reported to the
+/// connection that sent the message (if it is still open).
+async fn lane_worker(
+    state: Arc<AppState>,
+    lane: std::sync::Weak<Lane>,
+    mut jobs: mpsc::UnboundedReceiver<Queued>,
+) {
+    while let Some(job) = jobs.recv().await {
+        tokio::time::sleep_until(job.at.into()).await;
+        if let Some(lane) = lane.upgrade() {
+            lane.limiter
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .dequeued();
+        }
+        if let Err(refused) = execute(&state, &job.identity, job.action).await {
+            let packet = error_packet(refused, job.id);
+            let _ = job.reply.try_send(packet.to_json().into());
+        }
+    }
+}
