@@ -286,13 +286,18 @@ impl TestServer {
             .status()
             .expect("kill");
         assert!(ok.success());
+        self.wait_exit()
+    }
+
+    /// Waits (up to 30 s) for the process to exit on its own.
+    pub fn wait_exit(&mut self) -> ExitStatus {
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("decentd did not exit within 30 s of SIG{signal}");
+        panic!("decentd did not exit within 30 s");
     }
 }
 
@@ -466,5 +471,141 @@ impl PluginWorld {
             )
             .await;
         assert_eq!(status, 200, "{v}");
+    }
+}
+
+/// A chatbox bot connected at `/v2/...`.
+pub struct BotSocket {
+    ws: WsStream,
+}
+
+impl TestServer {
+    /// Creates a chatbox license for the session's user; returns the key.
+    pub async fn license(&self, session: &str, capabilities: &[&str]) -> String {
+        let res = self
+            .post(
+                "/api/licenses",
+                Some(session),
+                json!({ "capabilities": capabilities }),
+            )
+            .await;
+        assert_eq!(res.0, StatusCode::OK, "{:?}", res.1);
+        res.1["key"].as_str().expect("a key").to_owned()
+    }
+
+    /// Connects a bot at `/v2/{path}` (no packet read yet).
+    pub async fn bot(&self, path: &str) -> BotSocket {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v2/{path}", self.addr))
+            .await
+            .expect("bot connect");
+        BotSocket { ws }
+    }
+
+    /// Connects a bot with a license key and reads its `hello` (and `players`, if it has
+    /// `read`); returns the bot and the hello packet.
+    pub async fn bot_ready(&self, key: &str) -> (BotSocket, Value) {
+        let mut bot = self.bot(key).await;
+        let hello = bot.next().await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        if hello["capabilities"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c == "read"))
+        {
+            let players = bot.next().await;
+            assert_eq!(players["type"], "players", "{players}");
+        }
+        (bot, hello)
+    }
+}
+
+impl BotSocket {
+    /// The next packet, within 10 s.
+    pub async fn next(&mut self) -> Value {
+        use futures_util::StreamExt;
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("a packet within 10 s")
+                .expect("bot socket open")
+                .expect("valid frame");
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
+                return serde_json::from_str(&text).expect("server sends JSON");
+            }
+        }
+    }
+
+    /// The next packet of `kind` (`"event"` packets are matched by their `event`), skipping
+    /// others.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let v = self.next().await;
+            if v["type"] == kind || (v["type"] == "event" && v["event"] == kind) {
+                return v;
+            }
+        }
+    }
+
+    pub async fn send(&mut self, packet: Value) {
+        self.send_text(&packet.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                text.to_owned(),
+            ))
+            .await
+            .expect("send to the server");
+    }
+
+    /// Sends a packet and returns the answer (`success` or `error`), skipping event packets.
+    pub async fn ask(&mut self, packet: Value) -> Value {
+        self.send(packet).await;
+        loop {
+            let v = self.next().await;
+            if v["type"] == "success" || v["type"] == "error" {
+                return v;
+            }
+        }
+    }
+
+    /// Reads to the end: the `closing` packet (if any, skipping others) and the close frame's
+    /// code.
+    pub async fn closed(&mut self) -> (Option<Value>, Option<u16>) {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let mut closing = None;
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("the server closes within 10 s");
+            match msg {
+                Some(Ok(Message::Text(text))) => {
+                    let v: Value = serde_json::from_str(&text).expect("server sends JSON");
+                    if v["type"] == "closing" {
+                        closing = Some(v);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return (closing, frame.map(|f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return (closing, None),
+            }
+        }
+    }
+
+    /// Whatever packets arrive within `wait`.
+    pub async fn drain(&mut self, wait: Duration) -> Vec<Value> {
+        use futures_util::StreamExt;
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
+            if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
+                out.push(serde_json::from_str(&text).expect("server sends JSON"));
+            }
+        }
+        out
     }
 }
