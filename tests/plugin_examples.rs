@@ -196,3 +196,24 @@ async fn anti_spam_rejects_over_the_limit_and_tells_why_across_restarts() {
     assert_error(&response, "REJECTED_BY_PLUGIN");
     w.server = restarted;
 }
+
+#[tokio::test]
+async fn chatbox_bots_hear_plugin_messages_as_chat_chatbox_but_not_plugin_commands() {
+    let w = world(&[("dice", None)]).await;
+    let key = w.server.license(&w.admin, &["read", "command"]).await;
+    let (mut bot, _) = w.server.bot_ready(&key).await;
+    let (status, v) = w.post("\\roll 2d6").await;
+    assert_eq!(status, 200, "{v}");
+    // The command belongs to the plugin, so the bot gets no `command` event; the plugin's
+    // answer is a chatbox message by its bot user.
+    let said = bot.expect("event").await;
+    assert_eq!(said["event"], "chat_chatbox", "{said}");
+    assert_eq!(said["name"], "dice");
+    assert_eq!(said["user"]["name"], "dice");
+    assert_eq!(said["user"]["bot"], true);
+    assert!(said["rawText"]
+        .as_str()
+        .unwrap()
+        .starts_with("root rolled 2d6: "));
+    assert_eq!(said["channel"], w.channel.as_str());
+}

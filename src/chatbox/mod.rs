@@ -593,9 +593,16 @@ pub fn prepare(
     identity: &Identity,
     request: BotRequest,
 ) -> Result<Prepared, Refused> {
-    let Some(owner) = &identity.owner else {
+    // The owner as they are now: renamed, or no longer allowed to send.
+    let owner = identity
+        .owner
+        .as_ref()
+        .and_then(|o| state.store.user(o.id).ok().flatten())
+        .ok_or((ErrorKind::MissingCapability, None))?;
+    if licenses::allowed(state, owner.id) & request.needs().bit() == 0 {
         return Err((ErrorKind::MissingCapability, None));
-    };
+    }
+    let owner = &owner;
     let name = |name: Option<String>| name.unwrap_or_else(|| owner.username.clone());
     match request {
         BotRequest::Say {
@@ -630,6 +637,12 @@ async fn execute(
     let (Some(owner), Some(license)) = (&identity.owner, identity.license) else {
         return Err((ErrorKind::MissingCapability, None));
     };
+    let owner = &state
+        .store
+        .user(owner.id)
+        .ok()
+        .flatten()
+        .ok_or((ErrorKind::MissingCapability, None))?;
     match action {
         Prepared::Say {
             channel,
