@@ -833,3 +833,19 @@ async fn a_stop_signal_with_a_grace_period_is_announced_first() {
     assert_eq!(code, Some(4000));
     assert!(w.server.wait_exit().success());
 }
+
+#[tokio::test]
+async fn deleting_a_user_revokes_their_licenses() {
+    let w = World::spawn(&[]).await;
+    let s = &w.server;
+    let key = s.license(&w.ann.1, &["read"]).await;
+    let (mut bot, _) = s.bot_ready(&key).await;
+    let (status, v) = s
+        .delete(&format!("/api/users/{}", w.ann.0), Some(&w.admin))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (closing, code) = bot.closed().await;
+    assert_eq!(closing.unwrap()["closeReason"], "changed_license_key");
+    assert_eq!(code, Some(4005));
+    assert_eq!(refused(s, &key).await, ("changed_license_key".into(), 4005));
+}

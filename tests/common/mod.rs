@@ -320,6 +320,21 @@ pub fn assert_error(response: &(StatusCode, Value), code: &str) -> Value {
 type WsStream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The next text frame of a socket as JSON, within 10 s (other frames are skipped).
+async fn next_text_json(ws: &mut WsStream) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("socket open")
+            .expect("valid frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
+            return serde_json::from_str(&text).expect("server sends JSON");
+        }
+    }
+}
+
 /// A WebSocket client of the server, optionally authenticated with a session.
 pub struct EventSocket {
     ws: WsStream,
@@ -355,17 +370,7 @@ impl TestServer {
 impl EventSocket {
     /// The next JSON text frame, within 10 s.
     pub async fn next_json(&mut self) -> Value {
-        use futures_util::StreamExt;
-        loop {
-            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
-                .await
-                .expect("a frame within 10 s")
-                .expect("socket open")
-                .expect("valid frame");
-            if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
-                return serde_json::from_str(&text).expect("server sends JSON");
-            }
-        }
+        next_text_json(&mut self.ws).await
     }
 
     /// The next event named `evt` (others are skipped); returns its `data`.
@@ -521,17 +526,7 @@ impl TestServer {
 impl BotSocket {
     /// The next packet, within 10 s.
     pub async fn next(&mut self) -> Value {
-        use futures_util::StreamExt;
-        loop {
-            let msg = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
-                .await
-                .expect("a packet within 10 s")
-                .expect("bot socket open")
-                .expect("valid frame");
-            if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
-                return serde_json::from_str(&text).expect("server sends JSON");
-            }
-        }
+        next_text_json(&mut self.ws).await
     }
 
     /// The next packet of `kind` (`"event"` packets are matched by their `event`), skipping
