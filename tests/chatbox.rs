@@ -849,3 +849,28 @@ async fn deleting_a_user_revokes_their_licenses() {
     assert_eq!(code, Some(4005));
     assert_eq!(refused(s, &key).await, ("changed_license_key".into(), 4005));
 }
+
+#[tokio::test]
+async fn say_defaults_to_the_configured_channel_and_tell_takes_user_ids() {
+    let w = World::spawn(&["--chatbox-channel", "news"]).await;
+    let s = &w.server;
+    let news = s.create_channel(&w.admin, "news").await;
+    let mut bot = w.ann_bot().await;
+    let answer = bot
+        .ask(json!({"type": "say", "text": "extra!", "id": 1}))
+        .await;
+    assert_eq!(answer["reason"], "message_sent", "{answer}");
+    assert_eq!(s.history(&w.ann.1, &news).await[0]["text"], "extra!");
+    assert!(s.history(&w.ann.1, &w.general).await.is_empty());
+    let mut bob_socket = s.events(Some(&w.bob.1)).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let answer = bot
+        .ask(json!({"type": "tell", "user": w.bob.0, "text": "by id", "id": 2}))
+        .await;
+    assert_eq!(answer["reason"], "message_sent", "{answer}");
+    let tell = bob_socket.expect("chatbox/tell").await;
+    assert_eq!(
+        (tell["text"].as_str(), tell["name"].as_str()),
+        (Some("by id"), Some("ann"))
+    );
+}
