@@ -874,3 +874,34 @@ async fn say_defaults_to_the_configured_channel_and_tell_takes_user_ids() {
         (Some("by id"), Some("ann"))
     );
 }
+
+#[tokio::test]
+async fn a_revoked_license_sends_nothing_it_had_queued() {
+    let w = World::spawn(&[]).await;
+    let s = &w.server;
+    let (_, created) = s.post("/api/licenses", Some(&w.ann.1), json!({})).await;
+    let key = created["key"].as_str().unwrap();
+    let id = created["license"]["id"].as_str().unwrap();
+    let (mut bot, _) = s.bot_ready(key).await;
+    for n in 1..=4 {
+        bot.send(json!({"type": "say", "text": format!("q{n}"), "id": n}))
+            .await;
+    }
+    for _ in 1..=4 {
+        bot.expect("success").await;
+    }
+    let (status, _) = s
+        .delete(&format!("/api/licenses/{id}"), Some(&w.ann.1))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // q4's slot is 1.5 s after q1; wait past it.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let texts: Vec<Value> = s
+        .history(&w.ann.1, &w.general)
+        .await
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
+    assert_eq!(texts.first(), Some(&json!("q1")));
+    assert!(!texts.contains(&json!("q4")), "{texts:?}");
+}

@@ -2,6 +2,8 @@
 //! what the host sends a plugin on each call ([`PluginInput`]) and the actions a plugin answers
 //! with ([`Action`]). Modelled on the chatbox WebSocket API: `say`, `tell` and `command` events
 //! with `command`, `args` and `ownerOnly`, plus the moderation actions of the pre-store hook.
+//! The chatbox API itself, as external bots speak it, is in [`chatbox`]; both use the same
+//! user objects ([`ChatUser`]).
 //!
 //! JSON field names are camelCase; Decent IDs are strings. The server checks these types
 //! against the JSON Schemas in `schemas/`.

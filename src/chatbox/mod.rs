@@ -757,6 +757,13 @@ async fn lane_worker(
                 .unwrap_or_else(|e| e.into_inner())
                 .dequeued();
         }
+        // A license revoked or disabled while its messages waited sends nothing more.
+        let active = job.identity.license.is_some_and(
+            |id| matches!(state.store.license(id), Ok(Some(license)) if !license.disabled),
+        );
+        if !active {
+            continue;
+        }
         if let Err(refused) = execute(&state, &job.identity, job.action).await {
             let packet = error_packet(refused, job.id);
             let _ = job.reply.try_send(packet.to_json().into());
