@@ -253,15 +253,24 @@ impl Gateway {
         }
     }
 
-    /// Queues a packet for every connection `wants` picks (serialized once).
-    fn send(&self, packet: &ServerPacket, mut wants: impl FnMut(&Identity) -> bool) {
+    /// Queues a packet for every connection `wants` picks. The packet is built and serialized
+    /// once, and only if some connection wants it.
+    fn send(
+        &self,
+        packet: impl FnOnce() -> ServerPacket,
+        mut wants: impl FnMut(&Identity) -> bool,
+    ) {
         let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
+        let mut packet = Some(packet);
         let mut frame: Option<ByteString> = None;
         for (id, conn) in conns.iter() {
             if !wants(&conn.identity) {
                 continue;
             }
-            let frame = frame.get_or_insert_with(|| packet.to_json().into());
+            let frame = frame.get_or_insert_with(|| match packet.take() {
+                Some(make) => make().to_json().into(),
+                None => ByteString::new(),
+            });
             if let Err(mpsc::error::TrySendError::Full(_)) = conn.out.try_send(frame.clone()) {
                 tracing::warn!(
                     connection = id,
@@ -415,11 +424,14 @@ fn on_event(state: &AppState, event: &Event) {
                 .and_then(Value::as_str)
                 .and_then(|l| l.parse::<u64>().ok());
             let mut may_read = reader(state, channel);
-            gateway.send(&ServerPacket::Event(packet), |who| {
-                who.has(Capability::Read)
-                    && (from_license.is_none() || who.license != from_license)
-                    && may_read(who)
-            });
+            gateway.send(
+                || ServerPacket::Event(packet),
+                |who| {
+                    who.has(Capability::Read)
+                        && (from_license.is_none() || who.license != from_license)
+                        && may_read(who)
+                },
+            );
         }
         "user/online" | "user/offline" => {
             let Some(user) = event
@@ -443,8 +455,8 @@ fn on_event(state: &AppState, event: &Event) {
                 message_id: None,
             });
             let readers = |who: &Identity| who.has(Capability::Read);
-            gateway.send(&packet, readers);
-            gateway.send(&players(state), readers);
+            gateway.send(|| packet, readers);
+            gateway.send(|| players(state), readers);
         }
         _ => {}
     }
@@ -481,13 +493,16 @@ pub fn command(state: &AppState, user: &UserRecord, channel: u64, command: &Comm
     });
     let mut may_read = reader(state, channel);
     let mut delivered = 0;
-    state.chatbox.send(&packet, |who| {
-        let wanted = who.has(Capability::Command)
-            && (!command.owner_only || who.owner.as_ref().map(|o| o.id) == Some(user.id))
-            && may_read(who);
-        delivered += usize::from(wanted);
-        wanted
-    });
+    state.chatbox.send(
+        || packet,
+        |who| {
+            let wanted = who.has(Capability::Command)
+                && (!command.owner_only || who.owner.as_ref().map(|o| o.id) == Some(user.id))
+                && may_read(who);
+            delivered += usize::from(wanted);
+            wanted
+        },
+    );
     delivered
 }
 
@@ -499,7 +514,7 @@ pub fn schedule_restart(state: &AppState, restart: Restart) {
         seconds = restart.seconds,
         "server restart scheduled"
     );
-    state.chatbox.send(&restart.packet(), |_| true);
+    state.chatbox.send(|| restart.packet(), |_| true);
     state.chatbox.restart.send_replace(Some(restart));
 }
 
@@ -517,7 +532,7 @@ pub fn cancel_restart(state: &AppState) -> bool {
         channel: None,
         message_id: None,
     });
-    state.chatbox.send(&packet, |_| true);
+    state.chatbox.send(|| packet, |_| true);
     true
 }
 
