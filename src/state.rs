@@ -235,15 +235,15 @@ impl AppState {
 
     /// A user as plugins and chatbox bots see them.
     pub fn chat_user(&self, user: &UserRecord) -> decentd_protocol::ChatUser {
+        self.chat_user_named(user.id, &user.username)
+    }
+
+    /// `chat_user` from a user's ID and username (as a message carries them).
+    pub fn chat_user_named(&self, id: u64, username: &str) -> decentd_protocol::ChatUser {
         let admin = self
             .perms()
-            .has(Requester::User(user.id), None, Permission::ManageServer);
-        decentd_protocol::ChatUser::new(
-            user.id.to_string(),
-            &user.username,
-            self.plugins.is_bot(user.id),
-            admin,
-        )
+            .has(Requester::User(id), None, Permission::ManageServer);
+        decentd_protocol::ChatUser::new(id.to_string(), username, self.plugins.is_bot(id), admin)
     }
 
     /// Whether a username was named with `--admin`.

@@ -127,16 +127,15 @@ impl Restart {
     }
 
     fn packet(&self) -> ServerPacket {
-        ServerPacket::Event(EventPacket {
-            event: ChatEvent::ServerRestartScheduled {
+        event_packet(
+            ChatEvent::ServerRestartScheduled {
                 restart_type: self.kind.into(),
                 restart_seconds: self.seconds,
                 restart_at: iso8601(self.at_ms),
             },
-            time: iso8601(self.scheduled_ms),
-            channel: None,
-            message_id: None,
-        })
+            self.scheduled_ms,
+            None,
+        )
     }
 }
 
@@ -157,19 +156,23 @@ struct Queued {
     reply: mpsc::Sender<ByteString>,
 }
 
-/// A checked request, ready to carry out.
+/// A checked request, ready to carry out as `owner` (loaded when it was checked).
 #[derive(Debug, Clone)]
-pub enum Prepared {
-    Say {
-        channel: u64,
-        text: String,
-        name: String,
-    },
-    Tell {
-        user: u64,
-        text: String,
-        name: String,
-    },
+struct Prepared {
+    owner: UserRecord,
+    target: Target,
+    text: String,
+    /// The chatbox name shown.
+    name: String,
+}
+
+/// Where a checked request goes.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// `say`: a channel the owner may post in.
+    Channel(u64),
+    /// `tell`: an online user.
+    User(u64),
 }
 
 /// Every open bot connection, the rate limits, and the pending restart.
@@ -315,6 +318,21 @@ fn reader(state: &AppState, channel: u64) -> impl FnMut(&Identity) -> bool + '_ 
     }
 }
 
+/// An event packet stamped with `time_ms`, in `channel` if it concerns one.
+fn event_packet(event: ChatEvent, time_ms: u64, channel: Option<u64>) -> ServerPacket {
+    ServerPacket::Event(EventPacket {
+        event,
+        time: iso8601(time_ms),
+        channel: channel.map(|c| c.to_string()),
+        message_id: None,
+    })
+}
+
+/// A decimal-string ID in a JSON payload, by JSON pointer (`/message/authorID`).
+fn id_at(value: &Value, pointer: &str) -> Option<u64> {
+    value.pointer(pointer)?.as_str()?.parse().ok()
+}
+
 /// A user as bots see them, by ID (None if the user is gone).
 fn chat_user_by_id(state: &AppState, id: u64) -> Option<ChatUser> {
     let user = state.store.user(id).ok()??;
@@ -337,49 +355,38 @@ pub fn players(state: &AppState) -> ServerPacket {
 }
 
 /// A chat event from a `message/new` or `message/edit` payload, with its channel.
-fn chat_event(state: &AppState, message: &Value, edited: bool) -> Option<(u64, EventPacket)> {
-    let id = |key: &str| message.get(key)?.as_str()?.parse::<u64>().ok();
-    let author = id("authorID")?; // system messages have no author: not chat
-    let channel = id("channelID")?;
+fn chat_event(state: &AppState, message: &Value, edited: bool) -> Option<(u64, ServerPacket)> {
+    let author = id_at(message, "/authorID")?; // system messages have no author: not chat
+    let channel = id_at(message, "/channelID")?;
     let text = message.get("text")?.as_str()?;
     if parse_command(text).is_some() {
         return None; // bots got it as a command event
     }
-    let name = message.get("authorUsername")?.as_str()?;
-    let admin = state
-        .perms()
-        .has(Requester::User(author), None, Permission::ManageServer);
-    let bot = state.plugins.is_bot(author);
-    let user = ChatUser::new(author.to_string(), name, bot, admin);
-    let via = message.get("chatbox");
-    let event = match (via, bot) {
-        (Some(via), _) if !edited => {
-            let name = via.get("name")?.as_str()?.to_owned();
-            ChatEvent::ChatChatbox {
-                text: plain_text(text),
-                raw_text: text.into(),
-                rendered_text: rendered_text(text),
-                user,
-                raw_name: name.clone(),
-                name,
-            }
-        }
-        (None, true) if !edited => ChatEvent::ChatChatbox {
-            text: plain_text(text),
-            raw_text: text.into(),
-            rendered_text: rendered_text(text),
-            name: name.to_owned(),
-            raw_name: name.to_owned(),
+    let user = state.chat_user_named(author, message.get("authorUsername")?.as_str()?);
+    // A license's say carries its chatbox name; a plugin's bot speaks under its own name.
+    let chatbox_name = match message.pointer("/chatbox/name") {
+        Some(name) => Some(name.as_str()?.to_owned()),
+        None => user.bot.then(|| user.name.clone()),
+    };
+    let (text, raw_text, rendered_text) = (plain_text(text), text.to_owned(), rendered_text(text));
+    let event = match chatbox_name {
+        // Bot messages have no edited form in the API.
+        Some(_) if edited => return None,
+        Some(name) => ChatEvent::ChatChatbox {
+            text,
+            raw_text,
+            rendered_text,
             user,
+            raw_name: name.clone(),
+            name,
         },
-        (None, false) => ChatEvent::ChatIngame {
-            text: plain_text(text),
-            raw_text: text.into(),
-            rendered_text: rendered_text(text),
+        None => ChatEvent::ChatIngame {
+            text,
+            raw_text,
+            rendered_text,
             user,
             edited,
         },
-        _ => return None,
     };
     let seconds = message
         .get(if edited { "dateEdited" } else { "dateCreated" })
@@ -387,12 +394,12 @@ fn chat_event(state: &AppState, message: &Value, edited: bool) -> Option<(u64, E
         .unwrap_or(0.0);
     Some((
         channel,
-        EventPacket {
+        ServerPacket::Event(EventPacket {
             event,
             time: iso8601((seconds * 1000.0) as u64),
             channel: Some(channel.to_string()),
             message_id: message.get("id").and_then(Value::as_str).map(str::to_owned),
-        },
+        }),
     ))
 }
 
@@ -401,12 +408,7 @@ fn on_event(state: &AppState, event: &Event) {
     let gateway = &state.chatbox;
     match event.name {
         "user/delete" => {
-            if let Some(user) = event
-                .data
-                .get("userID")
-                .and_then(Value::as_str)
-                .and_then(|u| u.parse().ok())
-            {
+            if let Some(user) = id_at(&event.data, "/userID") {
                 licenses::revoke_all_of(state, user);
             }
         }
@@ -419,13 +421,10 @@ fn on_event(state: &AppState, event: &Event) {
             else {
                 return;
             };
-            let from_license = message
-                .pointer("/chatbox/licenseID")
-                .and_then(Value::as_str)
-                .and_then(|l| l.parse::<u64>().ok());
+            let from_license = id_at(message, "/chatbox/licenseID");
             let mut may_read = reader(state, channel);
             gateway.send(
-                || ServerPacket::Event(packet),
+                || packet,
                 |who| {
                     who.has(Capability::Read)
                         && (from_license.is_none() || who.license != from_license)
@@ -434,12 +433,8 @@ fn on_event(state: &AppState, event: &Event) {
             );
         }
         "user/online" | "user/offline" => {
-            let Some(user) = event
-                .data
-                .get("userID")
-                .and_then(Value::as_str)
-                .and_then(|u| u.parse().ok())
-                .and_then(|id| chat_user_by_id(state, id))
+            let Some(user) =
+                id_at(&event.data, "/userID").and_then(|id| chat_user_by_id(state, id))
             else {
                 return;
             };
@@ -448,12 +443,7 @@ fn on_event(state: &AppState, event: &Event) {
             } else {
                 ChatEvent::Leave { user }
             };
-            let packet = ServerPacket::Event(EventPacket {
-                event,
-                time: iso8601(now_ms()),
-                channel: None,
-                message_id: None,
-            });
+            let packet = event_packet(event, now_ms(), None);
             let readers = |who: &Identity| who.has(Capability::Read);
             gateway.send(|| packet, readers);
             gateway.send(|| players(state), readers);
@@ -480,17 +470,16 @@ pub async fn dispatch(state: Arc<AppState>) {
 /// read the channel, owner-only commands only to the invoker's own bots. Returns how many
 /// connections got it.
 pub fn command(state: &AppState, user: &UserRecord, channel: u64, command: &CommandText) -> usize {
-    let packet = ServerPacket::Event(EventPacket {
-        event: ChatEvent::Command {
+    let packet = event_packet(
+        ChatEvent::Command {
             user: state.chat_user(user),
             command: command.name.clone(),
             args: command.args.clone(),
             owner_only: command.owner_only,
         },
-        time: iso8601(now_ms()),
-        channel: Some(channel.to_string()),
-        message_id: None,
-    });
+        now_ms(),
+        Some(channel),
+    );
     let mut may_read = reader(state, channel);
     let mut delivered = 0;
     state.chatbox.send(
@@ -524,14 +513,13 @@ pub fn cancel_restart(state: &AppState) -> bool {
         return false;
     };
     tracing::info!(kind = restart.kind, "server restart cancelled");
-    let packet = ServerPacket::Event(EventPacket {
-        event: ChatEvent::ServerRestartCancelled {
+    let packet = event_packet(
+        ChatEvent::ServerRestartCancelled {
             restart_type: restart.kind.into(),
         },
-        time: iso8601(now_ms()),
-        channel: None,
-        message_id: None,
-    });
+        now_ms(),
+        None,
+    );
     state.chatbox.send(|| packet, |_| true);
     true
 }
@@ -588,22 +576,18 @@ fn say_channel(state: &AppState, owner: &UserRecord, named: Option<&str>) -> Res
 
 /// The online user a `tell` names (by ID or username).
 fn tell_target(state: &AppState, user: &str) -> Result<u64, Refused> {
-    let by_id = user
-        .parse::<u64>()
+    state
+        .store
+        .user_by_id_or_name(user)
         .ok()
-        .and_then(|id| state.store.user(id).ok().flatten());
-    let found = match by_id {
-        Some(u) => Some(u),
-        None => state.store.user_by_name(user).ok().flatten(),
-    };
-    found
+        .flatten()
         .map(|u| u.id)
         .filter(|id| state.presence.is_online(*id))
         .ok_or((ErrorKind::UnknownUser, None))
 }
 
 /// Checks a request against the current state of the server.
-pub fn prepare(
+fn prepare(
     state: &AppState,
     identity: &Identity,
     request: BotRequest,
@@ -617,30 +601,27 @@ pub fn prepare(
     if licenses::allowed(state, owner.id) & request.needs().bit() == 0 {
         return Err((ErrorKind::MissingCapability, None));
     }
-    let owner = &owner;
-    let name = |name: Option<String>| name.unwrap_or_else(|| owner.username.clone());
-    match request {
+    let (target, text, name) = match request {
         BotRequest::Say {
             text,
-            name: n,
+            name,
             channel,
             ..
-        } => Ok(Prepared::Say {
-            channel: say_channel(state, owner, channel.as_deref())?,
+        } => (
+            Target::Channel(say_channel(state, &owner, channel.as_deref())?),
             text,
-            name: name(n),
-        }),
+            name,
+        ),
         BotRequest::Tell {
-            user,
-            text,
-            name: n,
-            ..
-        } => Ok(Prepared::Tell {
-            user: tell_target(state, &user)?,
-            text,
-            name: name(n),
-        }),
-    }
+            user, text, name, ..
+        } => (Target::User(tell_target(state, &user)?), text, name),
+    };
+    Ok(Prepared {
+        name: name.unwrap_or_else(|| owner.username.clone()),
+        owner,
+        target,
+        text,
+    })
 }
 
 /// Carries out a prepared request as the license owner.
@@ -649,36 +630,32 @@ async fn execute(
     identity: &Identity,
     action: Prepared,
 ) -> Result<(), Refused> {
-    let (Some(owner), Some(license)) = (&identity.owner, identity.license) else {
+    let Some(license) = identity.license else {
         return Err((ErrorKind::MissingCapability, None));
     };
-    let owner = &state
-        .store
-        .user(owner.id)
-        .ok()
-        .flatten()
-        .ok_or((ErrorKind::MissingCapability, None))?;
-    match action {
-        Prepared::Say {
-            channel,
-            text,
-            name,
-        } => {
+    let Prepared {
+        owner,
+        target,
+        text,
+        name,
+    } = action;
+    match target {
+        Target::Channel(channel) => {
             let text = if state.plugins.has_hooks() {
                 state
                     .plugins
-                    .before_store(state, owner, channel, None, text)
+                    .before_store(state, &owner, channel, None, text)
                     .map_err(|e| (ErrorKind::UnknownError, Some(e.message)))?
             } else {
                 text
             };
             let via = json!({ "name": name, "licenseID": license.to_string() });
-            crate::api::messages::store_message_via(state, owner, channel, text, Some(via))
+            crate::api::messages::store_message_via(state, &owner, channel, text, Some(via))
                 .await
                 .map(|_| ())
                 .map_err(|e| (ErrorKind::UnknownError, Some(e.message)))
         }
-        Prepared::Tell { user, text, name } => {
+        Target::User(user) => {
             if !state.presence.is_online(user) {
                 return Err((ErrorKind::UnknownUser, None));
             }

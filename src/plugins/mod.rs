@@ -643,7 +643,13 @@ async fn perform(state: &AppState, plugin: &Plugin, actions: Vec<Action>, contex
             }
             Action::Tell {
                 user, text, mode, ..
-            } => match find_user(state, &user) {
+            } => match state
+                .store
+                .user_by_id_or_name(&user)
+                .ok()
+                .flatten()
+                .map(|u| u.id)
+            {
                 Some(id) => tell(
                     state,
                     plugin,
@@ -660,15 +666,6 @@ async fn perform(state: &AppState, plugin: &Plugin, actions: Vec<Action>, contex
             tracing::warn!(plugin = plugin.name(), error = e, "plugin action failed");
         }
     }
-}
-
-fn find_user(state: &AppState, user: &str) -> Option<u64> {
-    if let Ok(id) = user.parse::<u64>() {
-        if let Ok(Some(u)) = state.store.user(id) {
-            return Some(u.id);
-        }
-    }
-    state.store.user_by_name(user).ok().flatten().map(|u| u.id)
 }
 
 /// A private message to one user's sockets: the `plugin/tell` WebSocket event.

@@ -320,6 +320,16 @@ impl Store {
         }
     }
 
+    /// The user an ID or a username names (an ID first), as plugins and bots address users.
+    pub fn user_by_id_or_name(&self, user: &str) -> Result<Option<UserRecord>> {
+        if let Ok(id) = user.parse::<u64>() {
+            if let Some(found) = self.user(id)? {
+                return Ok(Some(found));
+            }
+        }
+        self.user_by_name(user)
+    }
+
     /// Every user, oldest first.
     pub fn users(&self) -> Result<Vec<UserRecord>> {
         self.users

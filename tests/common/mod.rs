@@ -335,6 +335,19 @@ async fn next_text_json(ws: &mut WsStream) -> Value {
     }
 }
 
+/// Every text frame of a socket that arrives within `wait`, as JSON, in order.
+async fn drain_text_json(ws: &mut WsStream, wait: Duration) -> Vec<Value> {
+    use futures_util::StreamExt;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
+            out.push(serde_json::from_str(&text).expect("server sends JSON"));
+        }
+    }
+    out
+}
+
 /// A WebSocket client of the server, optionally authenticated with a session.
 pub struct EventSocket {
     ws: WsStream,
@@ -385,21 +398,17 @@ impl EventSocket {
 
     /// Every event that arrives within `wait`, in order, as (evt, data).
     pub async fn drain(&mut self, wait: Duration) -> Vec<(String, Value)> {
-        use futures_util::StreamExt;
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
-            if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
-                let v: Value = serde_json::from_str(&text).expect("server sends JSON");
-                if v["evt"] != "pingdata" {
-                    out.push((
-                        v["evt"].as_str().unwrap_or("").to_owned(),
-                        v["data"].clone(),
-                    ));
-                }
-            }
-        }
-        out
+        drain_text_json(&mut self.ws, wait)
+            .await
+            .into_iter()
+            .filter(|v| v["evt"] != "pingdata")
+            .map(|v| {
+                (
+                    v["evt"].as_str().unwrap_or("").to_owned(),
+                    v["data"].clone(),
+                )
+            })
+            .collect()
     }
 }
 
@@ -593,14 +602,6 @@ impl BotSocket {
 
     /// Whatever packets arrive within `wait`.
     pub async fn drain(&mut self, wait: Duration) -> Vec<Value> {
-        use futures_util::StreamExt;
-        let mut out = Vec::new();
-        let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
-            if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
-                out.push(serde_json::from_str(&text).expect("server sends JSON"));
-            }
-        }
-        out
+        drain_text_json(&mut self.ws, wait).await
     }
 }
