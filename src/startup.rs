@@ -4,8 +4,10 @@
 //! Then it stops accepting connections, tells WebSockets the server is going away, lets
 //! in-flight requests finish (up to the shutdown timeout), flushes storage and returns.
 
+use actix_http::HttpService;
+use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 
 use crate::config::{MakeAdminArgs, ServerConfig};
 use crate::state::{grant_admin, AppState, StartupError};
@@ -26,26 +28,36 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
         env!("CARGO_PKG_VERSION")
     );
     let state = web::Data::new(AppState::open(config)?);
-    actix_web::rt::spawn(crate::ws::hub::dispatch(state.clone().into_inner()));
+    crate::ws::hub::start_fanout(&state.clone().into_inner())?;
     actix_web::rt::spawn(crate::plugins::dispatch(state.clone().into_inner()));
     actix_web::rt::spawn(crate::chatbox::dispatch(state.clone().into_inner()));
     crate::plugins::PluginHost::load_all(&state.clone().into_inner()).await;
     let app_state = state.clone();
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(app_state.clone())
             .wrap(from_fn(logging::log_request))
             .configure(api::configure)
             .default_service(web::to(api::not_found))
-    })
-    .workers(workers)
-    .shutdown_timeout(shutdown_timeout.as_secs())
-    .disable_signals();
-    let mut server = server;
+    };
+    // actix-web's HttpServer, assembled by hand to add the upgrade service: WebSocket upgrade
+    // requests still go through the app, but their connections are handed over to us
+    // (`ws::upgrade`).
+    let mut server = Server::build()
+        .workers(workers)
+        .shutdown_timeout(shutdown_timeout.as_secs())
+        .disable_signals();
     for listener in listeners {
-        server = server.listen(listener)?;
-    }
-    for addr in server.addrs() {
+        let addr = listener.local_addr()?;
+        let app = app.clone();
+        server = server.listen(format!("decentd-{addr}"), listener, move || {
+            let for_app = |app: App<_>| actix_service::map_config(app, |_| AppConfig::default());
+            HttpService::build()
+                .local_addr(addr)
+                .upgrade(crate::ws::upgrade::service(for_app(app())))
+                .finish(for_app(app()))
+                .tcp()
+        })?;
         tracing::info!(addr = %addr, "listening");
     }
     let server = server.run();

@@ -175,7 +175,7 @@ impl AppState {
             perms: RwLock::new(index),
             hasher,
             bus: EventBus::new(4096),
-            hub: crate::ws::hub::Hub::default(),
+            hub: crate::ws::hub::Hub::new(config.workers),
             presence: Presence::default(),
             admin_names: config
                 .admins

@@ -5,15 +5,16 @@
 //! bot gets `hello`, then `players` (with `read`) and a pending `server_restart_scheduled`;
 //! frames it sent before it could have seen `hello` are answered with `not_connected`.
 
+use actix_http::ws::{CloseCode, OpCode};
+use actix_web::web::BytesMut;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{CloseCode, Message};
-use bytestring::ByteString;
-use futures_util::FutureExt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+use tokio::net::TcpStream;
 
 use super::{licenses, players, Identity, Registration};
 use crate::state::AppState;
+use crate::ws::connection::{self, Connection, Ending, Incoming, Socket};
 use crate::ws::RateLimit;
 use decentd_protocol::chatbox::{parse_request, Capability, CloseReason, ErrorKind, ServerPacket};
 
@@ -23,20 +24,15 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// `GET /v2/{key}`.
 pub async fn connect(
     req: HttpRequest,
-    body: web::Payload,
     state: web::Data<AppState>,
     key: web::Path<String>,
-) -> Result<HttpResponse, actix_web::Error> {
+) -> HttpResponse {
     let verdict = licenses::identify(&state, &key);
-    upgrade(req, body, state, verdict)
+    upgrade(&req, state, verdict)
 }
 
 /// `GET /v2/guest`: read-only guests, when `--chatbox-guests` allows them.
-pub async fn guest(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn guest(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let verdict = if state.config.chatbox_guests {
         Ok(Identity {
             license: None,
@@ -46,85 +42,62 @@ pub async fn guest(
     } else {
         Err(CloseReason::ExternalGuestsNotAllowed)
     };
-    upgrade(req, body, state, verdict)
+    upgrade(&req, state, verdict)
 }
 
 /// Any other `/v2` path: WebSockets are told `unsupported_endpoint`, plain requests get 404.
-pub async fn unsupported(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, actix_web::Error> {
+pub async fn unsupported(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if !crate::api::is_websocket_upgrade(req.head()) {
-        return Ok(crate::api::not_found(req).await);
+        return crate::api::not_found(req).await;
     }
-    upgrade(req, body, state, Err(CloseReason::UnsupportedEndpoint))
+    upgrade(&req, state, Err(CloseReason::UnsupportedEndpoint))
 }
 
 fn upgrade(
-    req: HttpRequest,
-    body: web::Payload,
+    req: &HttpRequest,
     state: web::Data<AppState>,
     verdict: Result<Identity, CloseReason>,
-) -> Result<HttpResponse, actix_web::Error> {
-    let (response, session, stream) = actix_ws::handle(&req, body)?;
-    let stream = stream.max_frame_size(MAX_FRAME_BYTES);
+) -> HttpResponse {
     if let Err(reason) = verdict {
         tracing::info!(reason = reason.code(), "refusing a chatbox connection");
     }
-    actix_web::rt::spawn(run(state.into_inner(), verdict, session, stream));
-    Ok(response)
+    let state = state.into_inner();
+    crate::ws::upgrade::accept(req, move |stream, read| run(state, verdict, stream, read))
 }
 
-/// Sends a packet, giving up when the bot has not read for the write timeout.
-async fn send(
-    session: &mut actix_ws::Session,
-    text: impl Into<ByteString>,
-    timeout: Duration,
-) -> bool {
-    matches!(
-        tokio::time::timeout(timeout, session.text(text.into())).await,
-        Ok(Ok(()))
-    )
-}
-
-async fn close(mut session: actix_ws::Session, reason: CloseReason, timeout: Duration) {
-    send(
-        &mut session,
-        ServerPacket::closing(reason).to_json(),
-        timeout,
-    )
-    .await;
-    let close = actix_ws::CloseReason {
+/// Sends the `closing` packet and the close frame with the reason's close code.
+async fn close(conn: Connection, reason: CloseReason) {
+    conn.send_text(&ServerPacket::closing(reason).to_json());
+    conn.close(Some(actix_http::ws::CloseReason {
         code: CloseCode::Other(reason.close_code()),
         description: Some(reason.code().into()),
-    };
-    let _ = tokio::time::timeout(timeout, session.close(Some(close))).await;
+    }))
+    .await;
 }
 
 async fn run(
     state: Arc<AppState>,
     verdict: Result<Identity, CloseReason>,
-    mut session: actix_ws::Session,
-    mut stream: actix_ws::MessageStream,
+    stream: TcpStream,
+    read: BytesMut,
 ) {
     let timeout = state.config.ws_write_timeout;
+    let socket = Socket::new(stream, state.config.ws_send_queue);
+    let mut conn = Connection::new(socket, read, MAX_FRAME_BYTES, timeout);
     let identity = match verdict {
         Ok(identity) => identity,
-        Err(reason) => return close(session, reason, timeout).await,
+        Err(reason) => return close(conn, reason).await,
     };
     // Frames that arrived with the upgrade request were sent before the bot could have seen
     // `hello`.
-    while let Some(Some(frame)) = stream.recv().now_or_never() {
-        match frame {
-            Ok(Message::Text(_)) => {
+    while let Some(message) = conn.buffered() {
+        match message {
+            Ok(Incoming::Text(_)) => {
                 let packet = ServerPacket::error(ErrorKind::NotConnected, None);
-                if !send(&mut session, packet.to_json(), timeout).await {
-                    return;
-                }
+                conn.send_text(&packet.to_json());
             }
-            Ok(Message::Close(_)) | Err(_) => return,
             Ok(_) => {}
+            Err(_) => return conn.close(None).await,
         }
     }
     let Some(registration) = state
@@ -132,7 +105,7 @@ async fn run(
         .register(identity.clone(), state.config.max_websockets)
     else {
         tracing::warn!("refusing a chatbox connection: connection limit reached");
-        return close(session, CloseReason::FatalError, timeout).await;
+        return close(conn, CloseReason::FatalError).await;
     };
     tracing::info!(
         connection = registration.id,
@@ -141,7 +114,7 @@ async fn run(
         "chatbox bot connected"
     );
     let id = registration.id;
-    let reason = serve(&state, &identity, registration, &mut session, &mut stream).await;
+    let reason = serve(&state, &identity, registration, &mut conn).await;
     state.chatbox.unregister(id);
     tracing::info!(
         connection = id,
@@ -150,10 +123,8 @@ async fn run(
         "chatbox bot disconnected"
     );
     match reason {
-        Some(reason) => close(session, reason, timeout).await,
-        None => {
-            let _ = session.close(None).await;
-        }
+        Some(reason) => close(conn, reason).await,
+        None => conn.close(None).await,
     }
 }
 
@@ -163,8 +134,7 @@ async fn serve(
     state: &Arc<AppState>,
     identity: &Identity,
     registration: Registration,
-    session: &mut actix_ws::Session,
-    stream: &mut actix_ws::MessageStream,
+    conn: &mut Connection,
 ) -> Option<CloseReason> {
     let Registration {
         mut packets,
@@ -172,7 +142,6 @@ async fn serve(
         kick,
         ..
     } = registration;
-    let timeout = state.config.ws_write_timeout;
     let capabilities: Vec<Capability> = Capability::from_bits(identity.capabilities);
     let hello = ServerPacket::Hello {
         guest: identity.license.is_none(),
@@ -180,17 +149,12 @@ async fn serve(
         license_owner_user: identity.owner.as_ref().map(|o| state.chat_user(o)),
         capabilities,
     };
-    let mut first = vec![hello];
+    conn.send_text(&hello.to_json());
     if identity.has(Capability::Read) {
-        first.push(players(state));
+        conn.send_text(&players(state).to_json());
     }
     if let Some(restart) = state.chatbox.restart.borrow().clone() {
-        first.push(restart.packet());
-    }
-    for packet in first {
-        if !send(session, packet.to_json(), timeout).await {
-            return None;
-        }
+        conn.send_text(&restart.packet().to_json());
     }
     let interval = state.config.ping_interval;
     let mut ticker = tokio::time::interval(interval);
@@ -200,20 +164,29 @@ async fn serve(
     let max_text = state.config.max_message_length;
     loop {
         tokio::select! {
-            frame = stream.recv() => {
+            message = conn.next() => {
                 heard = Instant::now();
-                let text = match frame {
-                    Some(Ok(Message::Text(text))) => text,
-                    Some(Ok(Message::Ping(bytes))) => {
-                        let _ = session.pong(&bytes).await;
+                let text = match message {
+                    Ok(Incoming::Text(text)) => text,
+                    Ok(Incoming::Ping(bytes)) => {
+                        conn.send(&connection::frame(OpCode::Pong, &bytes));
                         continue;
                     }
-                    Some(Ok(Message::Close(_))) | None => return None,
-                    Some(Err(e)) => {
+                    Ok(Incoming::Binary(_) | Incoming::Pong) => continue,
+                    Err(Ending::Closed) => return None,
+                    Err(Ending::Protocol(e)) => {
                         tracing::debug!(error = %e, "closing a chatbox connection after a protocol error");
                         return None;
                     }
-                    Some(Ok(_)) => continue,
+                    Err(Ending::Overflow) => {
+                        tracing::warn!(license = identity.license, queue = state.config.ws_send_queue, "closing a bot connection that fell behind: its send queue is full");
+                        conn.discard_queued();
+                        return Some(CloseReason::FatalError);
+                    }
+                    Err(Ending::Stalled) => {
+                        tracing::warn!(license = identity.license, "closing a chatbox connection whose writes stalled");
+                        return None;
+                    }
                 };
                 if !limit.allow() {
                     tracing::warn!(license = identity.license, "closing a chatbox connection that sends too many frames");
@@ -223,15 +196,10 @@ async fn serve(
                     Ok(request) => super::request(state, identity, request, &out).await,
                     Err(refusal) => ServerPacket::error(refusal.kind, refusal.id),
                 };
-                if !send(session, answer.to_json(), timeout).await {
-                    return None;
-                }
+                conn.send_text(&answer.to_json());
             }
             Some(packet) = packets.recv() => {
-                if !send(session, packet, timeout).await {
-                    tracing::warn!(license = identity.license, "closing a chatbox connection whose writes stalled");
-                    return None;
-                }
+                conn.send_text(&packet);
             }
             reason = kick.wait() => return Some(reason),
             _ = shutdown.changed() => return Some(CloseReason::ServerStopping),
@@ -240,9 +208,7 @@ async fn serve(
                     tracing::info!(license = identity.license, "closing a silent chatbox connection");
                     return None;
                 }
-                if session.ping(b"").await.is_err() {
-                    return None;
-                }
+                conn.send(&connection::frame(OpCode::Ping, b""));
             }
         }
     }

@@ -1,112 +1,133 @@
-//! The socket registry and the dispatcher that fans bus events out to sockets.
+//! The socket registry and the fan-out that delivers bus events to sockets.
 //!
-//! One dispatcher task reads the event bus. For each event it decides the recipients once:
-//! everyone, one user's sockets, or the sockets whose user (or guest) may read a channel, with
-//! one permission resolution per distinct user per event, under one read lock of the index.
-//! The event's frame was serialized once by the bus; each recipient gets a cheap clone of it
-//! in its bounded queue (`try_send`, never waiting). A socket whose queue is full is told to
-//! close: it never slows delivery to the others and its memory stays bounded.
+//! Sockets are spread over shards, one per fan-out thread (as many as HTTP workers, so a large
+//! fan-out uses every core). Each fan-out thread reads the event bus and, per event, decides the
+//! recipients in its shard once: everyone, one user's sockets, or the sockets whose user (or
+//! guest) may read a channel, with one permission resolution per distinct user per event, under
+//! one read lock of the index. The event's JSON was serialized once by the bus; its WebSocket
+//! frame is encoded once per thread and handed to each recipient's `Socket::send`, which writes
+//! it straight to the kernel or queues it, never waiting. A socket whose queue is full is marked
+//! to close: it never slows delivery to the others and its memory stays bounded.
 
-use bytestring::ByteString;
+use actix_web::web::Bytes;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{mpsc, Notify};
 
+use super::connection::{text_frame, Socket};
 use crate::events::{Audience, Event};
 use crate::perms::{Permission, Requester};
 use crate::state::AppState;
 
-/// The dispatcher's side of one socket.
+/// The fan-out's side of one socket.
 #[derive(Debug)]
 struct Entry {
     user: Option<u64>,
-    queue: mpsc::Sender<ByteString>,
-    /// Wakes the socket task to close because its queue overflowed.
-    overflow: Arc<Notify>,
+    socket: Arc<Socket>,
 }
 
-/// Every open WebSocket.
-#[derive(Debug, Default)]
+type Shard = RwLock<HashMap<u64, Entry>>;
+
+/// Every open WebSocket at `/`.
+#[derive(Debug)]
 pub struct Hub {
-    sockets: RwLock<HashMap<u64, Entry>>,
+    shards: Vec<Shard>,
+    /// Sockets open or being opened (reserved slots).
+    open: Arc<AtomicUsize>,
     next_id: AtomicU64,
 }
 
-/// What a socket task keeps of its registration.
+/// A reserved place for one socket; dropping it frees the place.
 #[derive(Debug)]
-pub struct Registration {
+pub struct Slot {
     pub id: u64,
-    pub events: mpsc::Receiver<ByteString>,
-    pub overflow: Arc<Notify>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Hub {
-    /// Registers a socket with a queue of `capacity` frames, unless `max` sockets are open.
-    pub fn register(&self, capacity: usize, max: usize) -> Option<Registration> {
-        let mut sockets = self.sockets.write().unwrap_or_else(|e| e.into_inner());
-        if sockets.len() >= max {
-            return None;
+    /// A registry with `shards` fan-out shards (at least one).
+    pub fn new(shards: usize) -> Self {
+        Self {
+            shards: (0..shards.max(1)).map(|_| Shard::default()).collect(),
+            open: Arc::default(),
+            next_id: AtomicU64::new(0),
         }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (queue, events) = mpsc::channel(capacity);
-        let overflow = Arc::new(Notify::new());
-        sockets.insert(
-            id,
-            Entry {
-                user: None,
-                queue,
-                overflow: overflow.clone(),
-            },
-        );
-        Some(Registration {
-            id,
-            events,
-            overflow,
+    }
+
+    fn shard(&self, id: u64) -> &Shard {
+        &self.shards[(id % self.shards.len() as u64) as usize]
+    }
+
+    fn read(shard: &Shard) -> RwLockReadGuard<'_, HashMap<u64, Entry>> {
+        shard.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(shard: &Shard) -> RwLockWriteGuard<'_, HashMap<u64, Entry>> {
+        shard.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves a place for a socket, unless `max` sockets are open.
+    pub fn reserve(&self, max: usize) -> Option<Slot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Slot {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            open: self.open.clone(),
         })
     }
 
-    pub fn unregister(&self, id: u64) {
-        self.sockets
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+    /// Starts delivering events to an upgraded socket (as a guest until `set_user`).
+    pub fn attach(&self, slot: &Slot, socket: Arc<Socket>) {
+        Self::write(self.shard(slot.id)).insert(slot.id, Entry { user: None, socket });
+    }
+
+    /// Stops delivering to a socket.
+    pub fn detach(&self, id: u64) {
+        Self::write(self.shard(id)).remove(&id);
     }
 
     /// Associates a socket with a user (or with nobody: a guest).
     pub fn set_user(&self, id: u64, user: Option<u64>) {
-        if let Some(entry) = self
-            .sockets
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(&id)
-        {
+        if let Some(entry) = Self::write(self.shard(id)).get_mut(&id) {
             entry.user = user;
         }
     }
 
     /// Open sockets.
     pub fn len(&self) -> usize {
-        self.sockets.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.open.load(Ordering::Acquire)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Queues an event's frame for every socket in its audience.
-    pub fn deliver(&self, state: &AppState, event: &Event) {
-        let sockets = self.sockets.read().unwrap_or_else(|e| e.into_inner());
+    /// Sends an event's frame to every socket of one shard in its audience.
+    fn deliver(&self, shard: usize, state: &AppState, event: &Event) {
+        let sockets = Self::read(&self.shards[shard]);
+        if sockets.is_empty() {
+            return;
+        }
+        let frame: Bytes = text_frame(&event.frame);
         match event.audience {
             Audience::Everyone => {
                 for entry in sockets.values() {
-                    push(entry, &event.frame);
+                    entry.socket.send(&frame);
                 }
             }
             Audience::User(user) => {
                 for entry in sockets.values().filter(|e| e.user == Some(user)) {
-                    push(entry, &event.frame);
+                    entry.socket.send(&frame);
                 }
             }
             Audience::Channel(channel) => {
@@ -121,7 +142,7 @@ impl Hub {
                         index.has(who, Some(channel), Permission::ReadMessages)
                     });
                     if allowed {
-                        push(entry, &event.frame);
+                        entry.socket.send(&frame);
                     }
                 }
             }
@@ -129,24 +150,28 @@ impl Hub {
     }
 }
 
-fn push(entry: &Entry, frame: &ByteString) {
-    if let Err(mpsc::error::TrySendError::Full(_)) = entry.queue.try_send(frame.clone()) {
-        entry.overflow.notify_one();
+/// Starts one fan-out thread per shard. Each holds the state weakly and ends with the bus.
+pub fn start_fanout(state: &Arc<AppState>) -> std::io::Result<()> {
+    for shard in 0..state.hub.shards.len() {
+        // Subscribed here, so no event emitted after startup is missed.
+        let mut events = state.bus.subscribe();
+        let state: Weak<AppState> = Arc::downgrade(state);
+        std::thread::Builder::new()
+            .name(format!("ws-fanout-{shard}"))
+            .spawn(move || loop {
+                match events.blocking_recv() {
+                    Ok(event) => {
+                        let Some(state) = state.upgrade() else { return };
+                        state.hub.deliver(shard, &state, &event);
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::error!(shard, missed, "a WebSocket fan-out thread fell behind the event bus");
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            })?;
     }
-}
-
-/// Runs the dispatcher until the bus closes.
-pub async fn dispatch(state: Arc<AppState>) {
-    let mut events = state.bus.subscribe();
-    loop {
-        match events.recv().await {
-            Ok(event) => state.hub.deliver(&state, &event),
-            Err(RecvError::Lagged(missed)) => {
-                tracing::error!(missed, "the WebSocket dispatcher fell behind the event bus");
-            }
-            Err(RecvError::Closed) => return,
-        }
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -154,38 +179,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_queue_signals_overflow_and_drops_nothing_else() {
-        let hub = Hub::default();
-        let mut slow = hub.register(2, 10).unwrap();
-        let mut fast = hub.register(8, 10).unwrap();
-        let frame = ByteString::from_static("{}");
-        let sockets = hub.sockets.read().unwrap();
-        for _ in 0..3 {
-            for entry in sockets.values() {
-                push(entry, &frame);
-            }
-        }
-        drop(sockets);
-        assert_eq!(slow.events.try_recv().unwrap(), frame);
-        assert_eq!(slow.events.try_recv().unwrap(), frame);
-        assert!(slow.events.try_recv().is_err());
-        // The overflow was signalled (a stored permit: notified() resolves at once).
-        let notified = slow.overflow.notified();
-        futures_util::pin_mut!(notified);
-        assert!(futures_util::FutureExt::now_or_never(notified).is_some());
-        for _ in 0..3 {
-            assert_eq!(fast.events.try_recv().unwrap(), frame);
-        }
-    }
-
-    #[test]
-    fn registration_stops_at_the_maximum() {
-        let hub = Hub::default();
-        let a = hub.register(1, 2).unwrap();
-        let _b = hub.register(1, 2).unwrap();
-        assert!(hub.register(1, 2).is_none());
-        hub.unregister(a.id);
-        assert!(hub.register(1, 2).is_some());
-        assert_eq!(hub.len(), 2);
+    fn reservations_stop_at_the_maximum_and_free_on_drop() {
+        let hub = Hub::new(2);
+        let a = hub.reserve(2).unwrap();
+        let b = hub.reserve(2).unwrap();
+        assert_ne!(a.id, b.id);
+        assert!(hub.reserve(2).is_none());
+        drop(a);
+        assert!(hub.reserve(2).is_some());
+        assert_eq!(hub.len(), 1, "the reservation above was dropped at once");
     }
 }

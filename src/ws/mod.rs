@@ -3,31 +3,32 @@
 //! Sends `pingdata` on connect and every ping interval; a `pongdata` associates the socket with
 //! its session's user (or with nobody: a guest), which drives `user/online` and `user/offline`.
 //! A user socket that stops ponging for two intervals loses its user (and the user may go
-//! offline) but stays open as a guest. Events reach the socket through its bounded queue, fed
-//! by the dispatcher in `hub` (which filters by audience and permission); a socket whose queue
-//! overflows, or whose writes stall past the write timeout, is closed with a policy close code
-//! and a logged reason. Incoming frames are capped in size and rate: invalid JSON and unknown
+//! offline) but stays open as a guest. Events reach the socket from the fan-out threads in
+//! `hub` (which filter by audience and permission) through `connection::Socket`; a socket whose
+//! queue overflows, or whose writes stall past the write timeout, is closed with a policy close
+//! code and a logged reason. `upgrade` takes connections over from the HTTP layer. Incoming frames are capped in size and rate: invalid JSON and unknown
 //! events are ignored, as the spec says, but a client that floods is closed.
 
+pub mod connection;
 pub mod hub;
-pub mod outgoing;
+pub mod upgrade;
 
-use actix_web::body::{BodyStream, BoxBody};
+use actix_http::ws::{CloseCode, CloseReason, OpCode};
 use actix_web::http::StatusCode;
+use actix_web::web::BytesMut;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{CloseCode, CloseReason, Message};
-use bytestring::ByteString;
-use outgoing::{Control, OutgoingBody};
+use connection::{Connection, Ending, Incoming, Socket};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::events::Audience;
 use crate::params::resolve_session;
 use crate::state::AppState;
 
-/// Largest frame a client may send; pongdata is tiny.
+/// Largest message a client may send; pongdata is tiny.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 /// Incoming frames a client may send in a burst, and per second after it.
 pub const FRAME_BURST: f64 = 20.0;
@@ -35,49 +36,22 @@ pub const FRAMES_PER_SECOND: f64 = 10.0;
 const PINGDATA: &str = r#"{"evt":"pingdata"}"#;
 
 /// Upgrades `GET /` with `Upgrade: websocket`; 503 when `--max-websockets` are open.
-pub async fn upgrade(
-    req: HttpRequest,
-    body: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, actix_web::Error> {
-    let Some(registration) = state
-        .hub
-        .register(state.config.ws_send_queue, state.config.max_websockets)
-    else {
+pub async fn upgrade(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let Some(slot) = state.hub.reserve(state.config.max_websockets) else {
         tracing::warn!(
             max = state.config.max_websockets,
             "refusing a WebSocket: connection limit reached"
         );
-        return Ok(actix_web::ResponseError::error_response(
+        return actix_web::ResponseError::error_response(
             &ApiError::new(
                 ErrorCode::No,
                 "too many WebSocket connections; try again later",
             )
             .status(StatusCode::SERVICE_UNAVAILABLE),
-        ));
+        );
     };
-    // actix-ws decodes the incoming frames; its own outgoing channel is not used: our body
-    // is fed directly by the dispatcher (see `outgoing`).
-    let (stream, mut response) = match actix_ws::handle(&req, body)
-        .and_then(|(_, _, stream)| Ok((stream, actix_http::ws::handshake(req.head())?)))
-    {
-        Ok(parts) => parts,
-        Err(e) => {
-            state.hub.unregister(registration.id);
-            return Err(e);
-        }
-    };
-    let hub::Registration {
-        id,
-        events,
-        overflow,
-    } = registration;
-    let (control, control_rx) = tokio::sync::mpsc::channel(outgoing::CONTROL_QUEUE);
-    let body = OutgoingBody::new(events, control_rx);
-    let stream = stream.max_frame_size(MAX_FRAME_BYTES);
-    actix_web::rt::spawn(run(state.into_inner(), id, overflow, control, stream));
-    let response = response.message_body(BoxBody::new(BodyStream::new(body)))?;
-    Ok(response.into())
+    let state = state.into_inner();
+    upgrade::accept(&req, move |stream, read| run(state, slot, stream, read))
 }
 
 /// The user a `pongdata` names, if its session ID is valid.
@@ -158,28 +132,17 @@ fn policy(reason: &str) -> Option<CloseReason> {
     })
 }
 
-/// Sends a control frame, giving up when the client has not read for the write timeout.
-async fn send(
-    control: &tokio::sync::mpsc::Sender<Control>,
-    frame: Control,
-    timeout: Duration,
-) -> Result<(), Option<CloseReason>> {
-    match tokio::time::timeout(timeout, control.send(frame)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(None),
-        Err(_) => Err(policy("write timed out")),
-    }
-}
-
-async fn run(
-    state: Arc<AppState>,
-    id: u64,
-    overflow: Arc<tokio::sync::Notify>,
-    control: tokio::sync::mpsc::Sender<Control>,
-    mut stream: actix_ws::MessageStream,
-) {
+async fn run(state: Arc<AppState>, slot: hub::Slot, stream: TcpStream, read: BytesMut) {
+    let id = slot.id;
+    let socket = Socket::new(stream, state.config.ws_send_queue);
+    let mut conn = Connection::new(
+        socket.clone(),
+        read,
+        MAX_FRAME_BYTES,
+        state.config.ws_write_timeout,
+    );
+    state.hub.attach(&slot, socket);
     let interval = state.config.ping_interval;
-    let write_timeout = state.config.ws_write_timeout;
     let mut ticker = tokio::time::interval(interval);
     let mut shutdown = state.shutdown.subscribe();
     let mut user: Option<u64> = None;
@@ -192,40 +155,42 @@ async fn run(
                     tracing::info!(socket = id, user, "socket stopped answering pingdata; treating it as a guest");
                     set_user(&state, id, &mut user, None);
                 }
-                if let Err(close) = send(&control, Control::Text(ByteString::from_static(PINGDATA)), write_timeout).await {
-                    if close.is_some() {
-                        tracing::warn!(socket = id, user, "closing a socket whose writes stalled");
+                // A full queue or a failed socket is reported by `next` below.
+                conn.send_text(PINGDATA);
+            }
+            message = conn.next() => {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(Ending::Closed) => break None,
+                    Err(Ending::Protocol(e)) => {
+                        tracing::debug!(socket = id, error = %e, "closing a socket after a protocol error");
+                        break Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) });
                     }
-                    break close;
-                }
-            }
-            _ = overflow.notified() => {
-                tracing::warn!(socket = id, user, queue = state.config.ws_send_queue, "closing a socket that fell behind: its send queue is full");
-                break policy("too slow: send queue full");
-            }
-            msg = stream.recv() => {
-                if !matches!(msg, Some(Ok(Message::Close(_))) | None) && !limit.allow() {
+                    Err(Ending::Overflow) => {
+                        tracing::warn!(socket = id, user, queue = state.config.ws_send_queue, "closing a socket that fell behind: its send queue is full");
+                        conn.discard_queued();
+                        break policy("too slow: send queue full");
+                    }
+                    Err(Ending::Stalled) => {
+                        tracing::warn!(socket = id, user, "closing a socket whose writes stalled");
+                        break policy("write timed out");
+                    }
+                };
+                if !limit.allow() {
                     tracing::warn!(socket = id, user, "closing a socket that sends too many frames");
                     break policy("too many messages");
                 }
-                match msg {
-                    Some(Ok(Message::Text(text))) => {
+                match message {
+                    Incoming::Text(text) => {
                         if let Some(next) = pong_user(&state, &text) {
                             last_pong = Instant::now();
                             set_user(&state, id, &mut user, next);
                         }
                     }
-                    Some(Ok(Message::Ping(bytes))) => {
-                        if let Err(close) = send(&control, Control::Pong(bytes), write_timeout).await {
-                            break close;
-                        }
+                    Incoming::Ping(bytes) => {
+                        conn.send(&connection::frame(OpCode::Pong, &bytes));
                     }
-                    Some(Ok(Message::Close(_))) | None => break None,
-                    Some(Err(e)) => {
-                        tracing::debug!(socket = id, error = %e, "closing a socket after a protocol error");
-                        break Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) });
-                    }
-                    Some(Ok(_)) => {}
+                    Incoming::Binary(_) | Incoming::Pong => {}
                 }
             }
             _ = shutdown.changed() => {
@@ -233,11 +198,10 @@ async fn run(
             }
         }
     };
-    state.hub.unregister(id);
+    state.hub.detach(id);
     set_user(&state, id, &mut user, None);
-    // Ending the body (after the close frame, or at once if the client stalled) ends the
-    // connection.
-    let _ = control.try_send(Control::Close(close));
+    conn.close(close).await;
+    drop(slot);
 }
 
 #[cfg(test)]

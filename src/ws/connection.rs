@@ -1,0 +1,460 @@
+//! One WebSocket connection over its TCP stream, after the HTTP upgrade (see `upgrade`).
+//!
+//! Both gateways (`/` and the chatbox `/v2`) run on it. Incoming frames are decoded with
+//! actix-http's WebSocket codec. Outgoing frames are encoded once (server frames are unmasked,
+//! so one encoding serves every recipient) and written by whoever holds them: a fan-out thread
+//! writes straight to the socket when nothing is queued before it, so a delivery costs one
+//! `send` and no task wake-up; what cannot go out at once waits in the socket's bounded queue
+//! and the connection's task writes it when the socket is writable again. A socket whose queue
+//! overflows, or whose queued frames make no progress within the write timeout, is reported to
+//! its task, which closes it. An idle connection holds no buffers: the read buffer is released
+//! whenever it is empty.
+
+use actix_codec::Decoder;
+use actix_http::ws::{CloseReason, Codec, Frame, Item, OpCode, Parser, ProtocolError};
+use actix_web::web::{Bytes, BytesMut};
+use bytestring::ByteString;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 4096;
+/// Queued frames handed to one vectored write.
+const MAX_SLICES: usize = 64;
+/// How long a closing connection waits for the client to finish before the socket is dropped.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// An unmasked (server) text frame.
+pub fn text_frame(text: &str) -> Bytes {
+    frame(OpCode::Text, text.as_bytes())
+}
+
+/// An unmasked (server) frame of any kind but close (see `Connection::close`).
+pub fn frame(op: OpCode, payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(payload.len() + 10);
+    Parser::write_message(&mut buf, payload, op, true, false);
+    buf.freeze()
+}
+
+/// What became of a frame handed to `Socket::send`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Written to the kernel at once.
+    Written,
+    /// Queued behind earlier frames, or because the kernel buffer was full.
+    Queued,
+    /// The queue was full: the socket is now marked to be closed as too slow.
+    Overflowed,
+    /// The socket is closing or failed; the frame was dropped.
+    Dropped,
+}
+
+/// Why a connection ended from the server's side.
+#[derive(Debug)]
+pub enum Ending {
+    /// The client sent a close frame, closed the stream, or the stream failed.
+    Closed,
+    /// The client broke the protocol (bad frame, invalid UTF-8, too large).
+    Protocol(ProtocolError),
+    /// The send queue overflowed: the client does not read fast enough.
+    Overflow,
+    /// Queued frames made no progress within the write timeout.
+    Stalled,
+}
+
+/// A message from the client.
+#[derive(Debug)]
+pub enum Incoming {
+    Text(ByteString),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong,
+}
+
+#[derive(Debug, Default)]
+struct Outbox {
+    frames: VecDeque<Bytes>,
+    /// The first frame is partly written and must finish before anything else, even a close.
+    head_started: bool,
+    /// When the queue last became non-empty or last made progress.
+    waiting_since: Option<Instant>,
+    overflowed: bool,
+    failed: bool,
+    /// A close frame is queued: nothing more is accepted.
+    closing: bool,
+}
+
+/// The sending half of a connection, shared by its task and the fan-out threads.
+#[derive(Debug)]
+pub struct Socket {
+    stream: TcpStream,
+    outbox: Mutex<Outbox>,
+    /// Wakes the connection's task: frames were queued, or the queue overflowed.
+    wake: Notify,
+    capacity: usize,
+}
+
+impl Socket {
+    /// Wraps an upgraded stream with a queue of at most `capacity` frames.
+    pub fn new(stream: TcpStream, capacity: usize) -> Arc<Self> {
+        Arc::new(Self {
+            stream,
+            outbox: Mutex::new(Outbox::default()),
+            wake: Notify::new(),
+            capacity: capacity.max(1),
+        })
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends an encoded frame without waiting: written now if nothing is queued and the kernel
+    /// takes it, else queued for the connection's task.
+    pub fn send(&self, frame: &Bytes) -> Sent {
+        let mut out = self.outbox();
+        if out.closing || out.failed || out.overflowed {
+            return Sent::Dropped;
+        }
+        if !out.frames.is_empty() {
+            if out.frames.len() >= self.capacity {
+                out.overflowed = true;
+                drop(out);
+                self.wake.notify_one();
+                return Sent::Overflowed;
+            }
+            out.frames.push_back(frame.clone());
+            return Sent::Queued;
+        }
+        match self.stream.try_write(frame) {
+            Ok(n) if n == frame.len() => return Sent::Written,
+            Ok(n) => {
+                out.frames.push_back(frame.slice(n..));
+                out.head_started = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => out.frames.push_back(frame.clone()),
+            Err(_) => {
+                out.failed = true;
+                drop(out);
+                self.wake.notify_one();
+                return Sent::Dropped;
+            }
+        }
+        out.waiting_since = Some(Instant::now());
+        drop(out);
+        self.wake.notify_one();
+        Sent::Queued
+    }
+
+    /// Writes as much of the queue as the kernel takes. Ok(true) when the queue is empty.
+    fn write_queued(&self) -> io::Result<bool> {
+        let mut out = self.outbox();
+        while !out.frames.is_empty() {
+            let slices: Vec<IoSlice<'_>> = out
+                .frames
+                .iter()
+                .take(MAX_SLICES)
+                .map(|f| IoSlice::new(f))
+                .collect();
+            let mut written = match self.stream.try_write_vectored(&slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => {
+                    out.failed = true;
+                    return Err(e);
+                }
+            };
+            drop(slices);
+            out.waiting_since = Some(Instant::now());
+            while written > 0 {
+                let Some(head) = out.frames.front_mut() else {
+                    break;
+                };
+                if written >= head.len() {
+                    written -= head.len();
+                    out.frames.pop_front();
+                    out.head_started = false;
+                } else {
+                    *head = head.slice(written..);
+                    out.head_started = true;
+                    written = 0;
+                }
+            }
+        }
+        out.waiting_since = None;
+        Ok(true)
+    }
+
+    /// Drops what is queued, except a partly written frame, and accepts frames again after an
+    /// overflow (the connection's task sends its last words next).
+    fn discard_queued(&self) {
+        let mut out = self.outbox();
+        let keep = usize::from(out.head_started);
+        out.frames.truncate(keep);
+        out.overflowed = false;
+    }
+
+    /// Queues a close frame after what is queued; nothing is accepted after it.
+    fn queue_close(&self, reason: Option<CloseReason>) {
+        let mut out = self.outbox();
+        let mut frame = BytesMut::new();
+        Parser::write_close(&mut frame, reason, false);
+        out.frames.push_back(frame.freeze());
+        out.waiting_since.get_or_insert_with(Instant::now);
+        out.closing = true;
+    }
+
+    /// Runs until the queue needs the task's attention: overflow, a failure, or a stall.
+    /// Cancel-safe: all progress lives in the outbox.
+    async fn drive(&self, timeout: Duration) -> Ending {
+        loop {
+            let waiting = {
+                let out = self.outbox();
+                if out.overflowed {
+                    return Ending::Overflow;
+                }
+                if out.failed {
+                    return Ending::Closed;
+                }
+                out.waiting_since.filter(|_| !out.frames.is_empty())
+            };
+            let Some(since) = waiting else {
+                self.wake.notified().await;
+                continue;
+            };
+            let deadline = tokio::time::Instant::from_std(since + timeout);
+            tokio::select! {
+                ready = self.stream.writable() => {
+                    if ready.is_err() || self.write_queued().is_err() {
+                        return Ending::Closed;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => {
+                    if self.outbox().waiting_since == Some(since) {
+                        return Ending::Stalled;
+                    }
+                }
+                () = self.wake.notified() => {}
+            }
+        }
+    }
+}
+
+/// A connection's receiving half and its task's view of the socket.
+pub struct Connection {
+    socket: Arc<Socket>,
+    read_buf: BytesMut,
+    codec: Codec,
+    /// A fragmented message being assembled: whether it is text, and its bytes so far.
+    fragments: Option<(bool, BytesMut)>,
+    max_message: usize,
+    write_timeout: Duration,
+    /// Writes made no progress: closing will not wait for the client.
+    stalled: bool,
+}
+
+impl Connection {
+    /// `read_buf` holds whatever the client sent after the upgrade request.
+    pub fn new(
+        socket: Arc<Socket>,
+        read_buf: BytesMut,
+        max_message: usize,
+        write_timeout: Duration,
+    ) -> Self {
+        Self {
+            socket,
+            read_buf,
+            codec: Codec::new().max_size(max_message),
+            fragments: None,
+            max_message,
+            write_timeout,
+            stalled: false,
+        }
+    }
+
+    pub fn socket(&self) -> &Arc<Socket> {
+        &self.socket
+    }
+
+    /// Sends an encoded frame (see `Socket::send`).
+    pub fn send(&self, frame: &Bytes) -> Sent {
+        self.socket.send(frame)
+    }
+
+    /// Sends a text frame.
+    pub fn send_text(&self, text: &str) -> Sent {
+        self.socket.send(&text_frame(text))
+    }
+
+    /// Drops the frames still queued (except one partly written), for a client that fell
+    /// behind; what is sent next goes out first.
+    pub fn discard_queued(&self) {
+        self.socket.discard_queued();
+    }
+
+    /// A message already read with the upgrade request, if any (never touches the socket).
+    pub fn buffered(&mut self) -> Option<Result<Incoming, Ending>> {
+        loop {
+            match self.decode() {
+                Ok(Some(Some(message))) => return Some(Ok(message)),
+                Ok(Some(None)) => continue,
+                Ok(None) => return None,
+                Err(ending) => return Some(Err(ending)),
+            }
+        }
+    }
+
+    /// The next message from the client, while writing what is queued. Cancel-safe.
+    pub async fn next(&mut self) -> Result<Incoming, Ending> {
+        loop {
+            if let Some(message) = self.buffered() {
+                return message;
+            }
+            let socket = self.socket.clone();
+            tokio::select! {
+                ready = socket.stream.readable() => {
+                    if ready.is_err() {
+                        return Err(Ending::Closed);
+                    }
+                    self.read_buf.reserve(READ_CHUNK);
+                    match socket.stream.try_read_buf(&mut self.read_buf) {
+                        Ok(0) => return Err(Ending::Closed),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Err(Ending::Closed),
+                    }
+                }
+                ending = socket.drive(self.write_timeout) => {
+                    self.stalled = matches!(ending, Ending::Stalled);
+                    return Err(ending);
+                }
+            }
+        }
+    }
+
+    /// Decodes one frame from the read buffer: Ok(None) when more bytes are needed,
+    /// Ok(Some(None)) for a frame that completes no message (a fragment).
+    fn decode(&mut self) -> Result<Option<Option<Incoming>>, Ending> {
+        if self.read_buf.is_empty() {
+            return Ok(None);
+        }
+        let frame = self.codec.decode(&mut self.read_buf);
+        if self.read_buf.is_empty() {
+            // Idle connections keep no read buffer.
+            self.read_buf = BytesMut::new();
+        }
+        let frame = match frame {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(Ending::Protocol(e)),
+        };
+        let message = match frame {
+            Frame::Text(bytes) => Some(Incoming::Text(utf8(bytes)?)),
+            Frame::Binary(bytes) => Some(Incoming::Binary(bytes)),
+            Frame::Ping(bytes) => Some(Incoming::Ping(bytes)),
+            Frame::Pong(_) => Some(Incoming::Pong),
+            Frame::Close(_) => return Err(Ending::Closed),
+            Frame::Continuation(item) => return self.continuation(item).map(Some),
+        };
+        Ok(Some(message))
+    }
+
+    /// Assembles a fragmented message (the codec checks the fragments' order), bounded by the
+    /// message size limit.
+    fn continuation(&mut self, item: Item) -> Result<Option<Incoming>, Ending> {
+        let (bytes, last) = match item {
+            Item::FirstText(b) => {
+                self.fragments = Some((true, BytesMut::new()));
+                (b, false)
+            }
+            Item::FirstBinary(b) => {
+                self.fragments = Some((false, BytesMut::new()));
+                (b, false)
+            }
+            Item::Continue(b) => (b, false),
+            Item::Last(b) => (b, true),
+        };
+        let Some((_, buf)) = self.fragments.as_mut() else {
+            return Err(Ending::Protocol(ProtocolError::ContinuationNotStarted));
+        };
+        if buf.len() + bytes.len() > self.max_message {
+            return Err(Ending::Protocol(ProtocolError::Overflow));
+        }
+        buf.extend_from_slice(&bytes);
+        if !last {
+            return Ok(None);
+        }
+        let Some((text, buf)) = self.fragments.take() else {
+            return Ok(None);
+        };
+        let bytes = buf.freeze();
+        Ok(Some(if text {
+            Incoming::Text(utf8(bytes)?)
+        } else {
+            Incoming::Binary(bytes)
+        }))
+    }
+
+    /// Closes the connection: sends a close frame (with `reason`) after what is queued, waits
+    /// up to the write timeout for it to go out, then ends the stream. A stalled connection is
+    /// dropped at once.
+    pub async fn close(self, reason: Option<CloseReason>) {
+        if self.stalled {
+            return;
+        }
+        self.socket.queue_close(reason);
+        self.socket.wake.notify_one();
+        let flushed = tokio::time::timeout(self.write_timeout, async {
+            loop {
+                match self.socket.write_queued() {
+                    Ok(true) => return true,
+                    Ok(false) => {
+                        if self.socket.stream.writable().await.is_err() {
+                            return false;
+                        }
+                    }
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await;
+        if matches!(flushed, Ok(true)) {
+            self.linger().await;
+        }
+    }
+
+    /// After the close frame: end our side and read until the client ends theirs, so that
+    /// unread input does not turn the close into a reset that could destroy the close frame.
+    async fn linger(&self) {
+        let _ = socket2::SockRef::from(&self.socket.stream).shutdown(std::net::Shutdown::Write);
+        let _ = tokio::time::timeout(LINGER, async {
+            let mut sink = [0u8; 512];
+            loop {
+                if self.socket.stream.readable().await.is_err() {
+                    return;
+                }
+                match self.socket.stream.try_read(&mut sink) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        })
+        .await;
+    }
+}
+
+fn utf8(bytes: Bytes) -> Result<ByteString, Ending> {
+    ByteString::try_from(bytes).map_err(|_| {
+        Ending::Protocol(ProtocolError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "text frame is not valid UTF-8",
+        )))
+    })
+}
