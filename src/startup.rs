@@ -52,7 +52,10 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
         let app = app.clone();
         server = server.listen(format!("decentd-{addr}"), listener, move || {
             let for_app = |app: App<_>| actix_service::map_config(app, |_| AppConfig::default());
+            // Responses and frames are written whole; Nagle's algorithm would only hold a small
+            // frame back until the client acknowledges the previous one.
             HttpService::build()
+                .tcp_nodelay(true)
                 .local_addr(addr)
                 .upgrade(crate::ws::upgrade::service(for_app(app())))
                 .finish(for_app(app()))

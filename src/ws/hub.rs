@@ -165,7 +165,11 @@ pub fn start_fanout(state: &Arc<AppState>) -> std::io::Result<()> {
                         state.hub.deliver(shard, &state, &event);
                     }
                     Err(RecvError::Lagged(missed)) => {
-                        tracing::error!(shard, missed, "a WebSocket fan-out thread fell behind the event bus");
+                        tracing::error!(
+                            shard,
+                            missed,
+                            "a WebSocket fan-out thread fell behind the event bus"
+                        );
                     }
                     Err(RecvError::Closed) => return,
                 }

@@ -15,11 +15,11 @@ pub mod upgrade;
 
 use actix_http::ws::{CloseCode, CloseReason, OpCode};
 use actix_web::http::StatusCode;
-use actix_web::web::BytesMut;
+use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpRequest, HttpResponse};
 use connection::{Connection, Ending, Incoming, Socket};
 use serde_json::{json, Value};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -33,7 +33,18 @@ pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 /// Incoming frames a client may send in a burst, and per second after it.
 pub const FRAME_BURST: f64 = 20.0;
 pub const FRAMES_PER_SECOND: f64 = 10.0;
-const PINGDATA: &str = r#"{"evt":"pingdata"}"#;
+/// `{"evt":"pingdata"}` as a frame, encoded once.
+static PINGDATA_FRAME: LazyLock<Bytes> =
+    LazyLock::new(|| connection::text_frame(r#"{"evt":"pingdata"}"#));
+
+/// When a socket's periodic pingdata starts, within the first interval after its connection
+/// (which got one at once): spread by socket ID, so that sockets that connected together — all
+/// clients reconnecting after a restart — do not all ping, and answer, at the same moment.
+fn ping_phase(socket: u64, interval: Duration) -> Duration {
+    // Multiples of the golden ratio's fraction spread evenly over [0, 1).
+    let fraction = (socket as f64 * 0.618_033_988_749_895).fract();
+    interval.mul_f64(fraction.max(0.01))
+}
 
 /// Upgrades `GET /` with `Upgrade: websocket`; 503 when `--max-websockets` are open.
 pub async fn upgrade(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -143,7 +154,11 @@ async fn run(state: Arc<AppState>, slot: hub::Slot, stream: TcpStream, read: Byt
     );
     state.hub.attach(&slot, socket);
     let interval = state.config.ping_interval;
-    let mut ticker = tokio::time::interval(interval);
+    conn.send(&PINGDATA_FRAME);
+    let mut ticker = tokio::time::interval_at(
+        tokio::time::Instant::now() + ping_phase(id, interval),
+        interval,
+    );
     let mut shutdown = state.shutdown.subscribe();
     let mut user: Option<u64> = None;
     let mut last_pong = Instant::now();
@@ -156,7 +171,7 @@ async fn run(state: Arc<AppState>, slot: hub::Slot, stream: TcpStream, read: Byt
                     set_user(&state, id, &mut user, None);
                 }
                 // A full queue or a failed socket is reported by `next` below.
-                conn.send_text(PINGDATA);
+                conn.send(&PINGDATA_FRAME);
             }
             message = conn.next() => {
                 let message = match message {
@@ -207,6 +222,22 @@ async fn run(state: Arc<AppState>, slot: hub::Slot, stream: TcpStream, read: Byt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periodic_pings_of_consecutive_sockets_spread_over_the_interval() {
+        let interval = Duration::from_secs(30);
+        let mut buckets = [0usize; 10];
+        for socket in 0..1000 {
+            let phase = ping_phase(socket, interval);
+            assert!(phase > Duration::ZERO && phase < interval);
+            buckets[(phase.as_secs_f64() / 3.0) as usize] += 1;
+        }
+        // Each tenth of the interval gets about a tenth of the sockets.
+        assert!(
+            buckets.iter().all(|&n| (80..=120).contains(&n)),
+            "{buckets:?}"
+        );
+    }
 
     #[test]
     fn the_frame_rate_limit_allows_a_burst_then_refuses() {
