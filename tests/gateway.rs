@@ -1,6 +1,7 @@
 //! The WebSocket gateway with real clients: event shapes, permission filtering (also after
 //! losing access), online/offline including a socket that stops ponging, a stalled client
-//! dropped while others keep receiving, flood and connection limits.
+//! dropped while others keep receiving, flood and connection limits, refused upgrades and
+//! fragmented client messages.
 
 mod common;
 
@@ -280,4 +281,58 @@ async fn a_stalled_client_is_dropped_while_others_keep_receiving() {
         assert!(text.starts_with(&format!("{i} ")), "out of order at {i}");
     }
     eprintln!("stalled socket dropped after {sent} posts of 9 KB");
+}
+
+#[tokio::test]
+async fn upgrades_elsewhere_or_without_a_key_get_clear_http_errors() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::spawn_with(&[]).await;
+    match tokio_tungstenite::connect_async(format!("ws://{}/nowhere", server.addr)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 404)
+        }
+        other => panic!("expected 404, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    // A WebSocket request without its key: 400, and the connection ends.
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer))
+        .await
+        .expect("the server ends the connection")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // Plain requests to `/` still get the index page.
+    let index = reqwest::get(format!("http://{}/", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(index.status(), 200);
+}
+
+#[tokio::test]
+async fn a_pongdata_sent_in_fragments_brings_its_user_online() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let (server, _, _) = admin_server(&[]).await;
+    let (bob_id, bob) = server.user("bob").await;
+    let mut watcher = server.events(None).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let pong = json!({"evt": "pongdata", "data": {"sessionID": bob}}).to_string();
+    let (head, tail) = pong.as_bytes().split_at(10);
+    let first = Frame::message(head.to_vec(), OpCode::Data(Data::Text), false);
+    let last = Frame::message(tail.to_vec(), OpCode::Data(Data::Continue), true);
+    ws.send(Message::Frame(first)).await.unwrap();
+    ws.send(Message::Frame(last)).await.unwrap();
+    assert_eq!(
+        watcher.expect("user/online").await,
+        json!({"userID": bob_id})
+    );
 }

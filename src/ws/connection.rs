@@ -458,3 +458,168 @@ fn utf8(bytes: Bytes) -> Result<ByteString, Ending> {
         )))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A connected pair over loopback with small kernel buffers: (server side, client side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let client = client
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        (server, client)
+    }
+
+    /// A masked client frame.
+    fn client_frame(op: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        Parser::write_message(&mut buf, payload, op, fin, true);
+        buf.to_vec()
+    }
+
+    fn big_frames(n: usize) -> Vec<Bytes> {
+        (0..n)
+            .map(|i| text_frame(&format!("{i:05}{}", "x".repeat(2000))))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn frames_go_out_whole_and_in_order_when_the_kernel_buffer_fills() {
+        let (server, mut client) = pair().await;
+        let socket = Socket::new(server, 10_000);
+        let mut conn = Connection::new(
+            socket.clone(),
+            BytesMut::new(),
+            1024,
+            Duration::from_secs(10),
+        );
+        let frames = big_frames(500);
+        let sent: Vec<Sent> = frames.iter().map(|f| socket.send(f)).collect();
+        assert_eq!(sent[0], Sent::Written);
+        assert!(sent.contains(&Sent::Queued), "the kernel buffer filled");
+        // The connection's task writes the queue as the client reads.
+        let task = tokio::spawn(async move { conn.next().await.err() });
+        let expected: Vec<u8> = frames.iter().flat_map(|f| f.to_vec()).collect();
+        let mut received = vec![0u8; expected.len()];
+        client.read_exact(&mut received).await.unwrap();
+        assert!(received == expected, "frames arrived whole and in order");
+        drop(client);
+        assert!(matches!(task.await.unwrap(), Some(Ending::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_overflows_and_the_task_hears_of_it() {
+        let (server, _client) = pair().await;
+        let socket = Socket::new(server, 4);
+        let mut conn = Connection::new(
+            socket.clone(),
+            BytesMut::new(),
+            1024,
+            Duration::from_secs(10),
+        );
+        let results: Vec<Sent> = big_frames(2000).iter().map(|f| socket.send(f)).collect();
+        let overflow = results
+            .iter()
+            .position(|s| *s == Sent::Overflowed)
+            .expect("the queue overflowed");
+        assert!(results[overflow + 1..].iter().all(|s| *s == Sent::Dropped));
+        let ending = tokio::time::timeout(Duration::from_secs(5), conn.next())
+            .await
+            .unwrap();
+        assert!(matches!(ending, Err(Ending::Overflow)), "{ending:?}");
+    }
+
+    #[tokio::test]
+    async fn queued_frames_that_make_no_progress_stall() {
+        let (server, _client) = pair().await;
+        let socket = Socket::new(server, 10_000);
+        let mut conn = Connection::new(
+            socket.clone(),
+            BytesMut::new(),
+            1024,
+            Duration::from_millis(200),
+        );
+        for frame in big_frames(1000) {
+            socket.send(&frame);
+        }
+        let ending = tokio::time::timeout(Duration::from_secs(5), conn.next())
+            .await
+            .unwrap();
+        assert!(matches!(ending, Err(Ending::Stalled)), "{ending:?}");
+    }
+
+    #[tokio::test]
+    async fn early_bytes_come_first_and_fragments_are_assembled() {
+        let (server, mut client) = pair().await;
+        let early = client_frame(OpCode::Text, true, b"early");
+        let mut conn = Connection::new(
+            Socket::new(server, 16),
+            BytesMut::from(&early[..]),
+            1024,
+            Duration::from_secs(5),
+        );
+        assert!(matches!(conn.buffered(), Some(Ok(Incoming::Text(t))) if t == "early"));
+        assert!(conn.buffered().is_none());
+        // A control frame may come between the fragments of a message.
+        let mut bytes = client_frame(OpCode::Text, false, b"hel");
+        bytes.extend(client_frame(OpCode::Ping, true, b"p"));
+        bytes.extend(client_frame(OpCode::Continue, true, b"lo"));
+        client.write_all(&bytes).await.unwrap();
+        assert!(matches!(conn.next().await, Ok(Incoming::Ping(p)) if &p[..] == b"p"));
+        assert!(matches!(conn.next().await, Ok(Incoming::Text(t)) if t == "hello"));
+    }
+
+    #[tokio::test]
+    async fn oversized_messages_and_bad_text_are_protocol_errors() {
+        for bytes in [
+            client_frame(OpCode::Text, true, &[b'a'; 17]),
+            [
+                client_frame(OpCode::Text, false, &[b'a'; 10]),
+                client_frame(OpCode::Continue, true, &[b'a'; 10]),
+            ]
+            .concat(),
+            client_frame(OpCode::Text, true, &[0xff, 0xfe]),
+        ] {
+            let (server, mut client) = pair().await;
+            let mut conn = Connection::new(
+                Socket::new(server, 16),
+                BytesMut::new(),
+                16,
+                Duration::from_secs(5),
+            );
+            client.write_all(&bytes).await.unwrap();
+            let ending = conn.next().await;
+            assert!(matches!(ending, Err(Ending::Protocol(_))), "{ending:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn close_sends_what_is_queued_then_the_close_frame_and_ends_the_stream() {
+        let (server, mut client) = pair().await;
+        let conn = Connection::new(
+            Socket::new(server, 16),
+            BytesMut::new(),
+            1024,
+            Duration::from_secs(5),
+        );
+        conn.send_text("last");
+        let closing = tokio::spawn(conn.close(Some(CloseReason {
+            code: actix_http::ws::CloseCode::Away,
+            description: None,
+        })));
+        let mut received = Vec::new();
+        client.read_to_end(&mut received).await.unwrap();
+        assert_eq!(&received[..], b"\x81\x04last\x88\x02\x03\xe9");
+        closing.await.unwrap();
+    }
+}
