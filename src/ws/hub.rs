@@ -4,9 +4,9 @@
 //! fan-out uses every core). Each fan-out thread reads the event bus and, per event, decides the
 //! recipients in its shard once: everyone, one user's sockets, or the sockets whose user (or
 //! guest) may read a channel, with one permission resolution per distinct user per event, under
-//! one read lock of the index. The event's JSON was serialized once by the bus; its WebSocket
-//! frame is encoded once per thread and handed to each recipient's `Socket::send`, which writes
-//! it straight to the kernel or queues it, never waiting. A socket whose queue is full is marked
+//! one read lock of the index (released before sending). The event's JSON was serialized once
+//! by the bus; its WebSocket frame is encoded once per thread and handed to each recipient's
+//! `Socket::send`, which writes it straight to the kernel or queues it, never waiting. A socket whose queue is full is marked
 //! to close: it never slows delivery to the others and its memory stays bounded.
 
 use actix_web::web::Bytes;
@@ -112,40 +112,53 @@ impl Hub {
         self.len() == 0
     }
 
-    /// Sends an event's frame to every socket of one shard in its audience.
-    fn deliver(&self, shard: usize, state: &AppState, event: &Event) {
-        let sockets = Self::read(&self.shards[shard]);
-        if sockets.is_empty() {
-            return;
-        }
-        let frame: Bytes = text_frame(&event.frame);
-        match event.audience {
-            Audience::Everyone => {
-                for entry in sockets.values() {
-                    entry.socket.send(&frame);
+    /// Sends an event's frame to every socket of one shard in its audience. The recipients are
+    /// chosen under the shard's and the index's read locks, and the sends happen after both are
+    /// released, so sockets opening or closing and permission changes never wait on a fan-out.
+    fn deliver(
+        &self,
+        shard: usize,
+        state: &AppState,
+        event: &Event,
+        recipients: &mut Vec<Arc<Socket>>,
+    ) {
+        recipients.clear();
+        {
+            let sockets = Self::read(&self.shards[shard]);
+            match event.audience {
+                Audience::Everyone => {
+                    recipients.extend(sockets.values().map(|e| e.socket.clone()));
                 }
-            }
-            Audience::User(user) => {
-                for entry in sockets.values().filter(|e| e.user == Some(user)) {
-                    entry.socket.send(&frame);
-                }
-            }
-            Audience::Channel(channel) => {
-                let index = state.perms();
-                if !index.has_channel(channel) {
-                    return;
-                }
-                let mut may_read: HashMap<Option<u64>, bool> = HashMap::new();
-                for entry in sockets.values() {
-                    let allowed = *may_read.entry(entry.user).or_insert_with(|| {
-                        let who = entry.user.map_or(Requester::Guest, Requester::User);
-                        index.has(who, Some(channel), Permission::ReadMessages)
-                    });
-                    if allowed {
-                        entry.socket.send(&frame);
+                Audience::User(user) => recipients.extend(
+                    sockets
+                        .values()
+                        .filter(|e| e.user == Some(user))
+                        .map(|e| e.socket.clone()),
+                ),
+                Audience::Channel(channel) => {
+                    let index = state.perms();
+                    if !index.has_channel(channel) {
+                        return;
+                    }
+                    let mut may_read: HashMap<Option<u64>, bool> = HashMap::new();
+                    for entry in sockets.values() {
+                        let allowed = *may_read.entry(entry.user).or_insert_with(|| {
+                            let who = entry.user.map_or(Requester::Guest, Requester::User);
+                            index.has(who, Some(channel), Permission::ReadMessages)
+                        });
+                        if allowed {
+                            recipients.push(entry.socket.clone());
+                        }
                     }
                 }
             }
+        }
+        if recipients.is_empty() {
+            return;
+        }
+        let frame: Bytes = text_frame(&event.frame);
+        for socket in recipients.drain(..) {
+            socket.send(&frame);
         }
     }
 }
@@ -158,20 +171,23 @@ pub fn start_fanout(state: &Arc<AppState>) -> std::io::Result<()> {
         let state: Weak<AppState> = Arc::downgrade(state);
         std::thread::Builder::new()
             .name(format!("ws-fanout-{shard}"))
-            .spawn(move || loop {
-                match events.blocking_recv() {
-                    Ok(event) => {
-                        let Some(state) = state.upgrade() else { return };
-                        state.hub.deliver(shard, &state, &event);
+            .spawn(move || {
+                let mut recipients = Vec::new();
+                loop {
+                    match events.blocking_recv() {
+                        Ok(event) => {
+                            let Some(state) = state.upgrade() else { return };
+                            state.hub.deliver(shard, &state, &event, &mut recipients);
+                        }
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::error!(
+                                shard,
+                                missed,
+                                "a WebSocket fan-out thread fell behind the event bus"
+                            );
+                        }
+                        Err(RecvError::Closed) => return,
                     }
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::error!(
-                            shard,
-                            missed,
-                            "a WebSocket fan-out thread fell behind the event bus"
-                        );
-                    }
-                    Err(RecvError::Closed) => return,
                 }
             })?;
     }
