@@ -47,14 +47,21 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
         .workers(workers)
         .shutdown_timeout(shutdown_timeout.as_secs())
         .disable_signals();
+    // Told on a graceful stop, so idle keep-alive connections close at once (as HttpServer does).
+    let stopping = server.graceful_shutdown_signal();
     for listener in listeners {
         let addr = listener.local_addr()?;
-        let app = app.clone();
+        let (app, stopping) = (app.clone(), stopping.clone());
         server = server.listen(format!("decentd-{addr}"), listener, move || {
+            let stopping = stopping.clone();
             let for_app = |app: App<_>| actix_service::map_config(app, |_| AppConfig::default());
             // Responses and frames are written whole; Nagle's algorithm would only hold a small
             // frame back until the client acknowledges the previous one.
             HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
                 .tcp_nodelay(true)
                 .local_addr(addr)
                 .upgrade(crate::ws::upgrade::service(for_app(app())))

@@ -97,6 +97,28 @@ async fn sigterm_and_sigint_stop_the_server_cleanly_and_keep_data() {
 }
 
 #[tokio::test]
+async fn a_graceful_stop_does_not_wait_for_idle_keep_alive_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut server = TestServer::spawn().await;
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET /api HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    idle.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // The connection stays open (keep-alive, 5 s); the stop closes it instead of waiting.
+    let started = std::time::Instant::now();
+    let status = server.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "the stop waited {:?} for an idle connection",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_websocket_at_root_gets_pingdata_and_pongdata_marks_the_user_online() {
     let server = TestServer::spawn_with(&["--ping-interval", "1"]).await;
     let (id, session) = server.user("socky").await;
