@@ -683,7 +683,9 @@ async fn the_rate_limit_sends_one_now_queues_five_and_refuses_the_rest() {
         if history.len() == 6 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The bot keeps listening meanwhile (it is pinged every second and closed when silent
+        // for three).
+        bot.listen(Duration::from_millis(200)).await;
     }
     let texts: Vec<&str> = history
         .iter()
@@ -697,7 +699,7 @@ async fn the_rate_limit_sends_one_now_queues_five_and_refuses_the_rest() {
     }
     // Once the queue has drained (and half a second has passed), the next message goes out
     // at once.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    bot.listen(Duration::from_millis(600)).await;
     let answer = bot.ask(json!({"type": "say", "text": "m8", "id": 8})).await;
     assert_eq!(answer["reason"], "message_sent", "{answer}");
 }

@@ -563,6 +563,12 @@ impl BotSocket {
             .expect("send to the server");
     }
 
+    /// Keeps reading for `wait` (answering the server's pings, as a bot's WebSocket library
+    /// does while it listens) and returns the packets that came.
+    pub async fn listen(&mut self, wait: Duration) -> Vec<Value> {
+        drain_text_json(&mut self.ws, wait).await
+    }
+
     /// Sends a packet and returns the answer (`success` or `error`), skipping event packets.
     pub async fn ask(&mut self, packet: Value) -> Value {
         self.send(packet).await;
