@@ -277,10 +277,6 @@ impl Connection {
         }
     }
 
-    pub fn socket(&self) -> &Arc<Socket> {
-        &self.socket
-    }
-
     /// Sends an encoded frame (see `Socket::send`).
     pub fn send(&self, frame: &Bytes) -> Sent {
         self.socket.send(frame)
