@@ -168,11 +168,7 @@ async fn serve(
                 heard = Instant::now();
                 let text = match message {
                     Ok(Incoming::Text(text)) => text,
-                    Ok(Incoming::Ping(bytes)) => {
-                        conn.send(&connection::frame(OpCode::Pong, &bytes));
-                        continue;
-                    }
-                    Ok(Incoming::Binary(_) | Incoming::Pong) => continue,
+                    Ok(Incoming::Ping(_) | Incoming::Binary(_) | Incoming::Pong) => continue,
                     Err(Ending::Closed) => return None,
                     Err(Ending::Protocol(e)) => {
                         tracing::debug!(error = %e, "closing a chatbox connection after a protocol error");

@@ -71,6 +71,7 @@ pub enum Ending {
 pub enum Incoming {
     Text(ByteString),
     Binary(Bytes),
+    /// Already answered with a pong.
     Ping(Bytes),
     Pong,
 }
@@ -352,7 +353,11 @@ impl Connection {
         let message = match frame {
             Frame::Text(bytes) => Some(Incoming::Text(utf8(bytes)?)),
             Frame::Binary(bytes) => Some(Incoming::Binary(bytes)),
-            Frame::Ping(bytes) => Some(Incoming::Ping(bytes)),
+            Frame::Ping(bytes) => {
+                // Answered here, for every gateway; the caller still sees it (rate limits).
+                self.socket.send(&self::frame(OpCode::Pong, &bytes));
+                Some(Incoming::Ping(bytes))
+            }
             Frame::Pong(_) => Some(Incoming::Pong),
             Frame::Close(_) => return Err(Ending::Closed),
             Frame::Continuation(item) => return self.continuation(item).map(Some),
@@ -483,6 +488,18 @@ mod tests {
         buf.to_vec()
     }
 
+    /// A connection over `server` with a queue of `capacity` frames.
+    fn open(
+        server: TcpStream,
+        capacity: usize,
+        max_message: usize,
+        write_timeout: Duration,
+    ) -> (Arc<Socket>, Connection) {
+        let socket = Socket::new(server, capacity);
+        let conn = Connection::new(socket.clone(), BytesMut::new(), max_message, write_timeout);
+        (socket, conn)
+    }
+
     fn big_frames(n: usize) -> Vec<Bytes> {
         (0..n)
             .map(|i| text_frame(&format!("{i:05}{}", "x".repeat(2000))))
@@ -492,13 +509,7 @@ mod tests {
     #[tokio::test]
     async fn frames_go_out_whole_and_in_order_when_the_kernel_buffer_fills() {
         let (server, mut client) = pair().await;
-        let socket = Socket::new(server, 10_000);
-        let mut conn = Connection::new(
-            socket.clone(),
-            BytesMut::new(),
-            1024,
-            Duration::from_secs(10),
-        );
+        let (socket, mut conn) = open(server, 10_000, 1024, Duration::from_secs(10));
         let frames = big_frames(500);
         let sent: Vec<Sent> = frames.iter().map(|f| socket.send(f)).collect();
         assert_eq!(sent[0], Sent::Written);
@@ -516,13 +527,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_overflows_and_the_task_hears_of_it() {
         let (server, _client) = pair().await;
-        let socket = Socket::new(server, 4);
-        let mut conn = Connection::new(
-            socket.clone(),
-            BytesMut::new(),
-            1024,
-            Duration::from_secs(10),
-        );
+        let (socket, mut conn) = open(server, 4, 1024, Duration::from_secs(10));
         let results: Vec<Sent> = big_frames(2000).iter().map(|f| socket.send(f)).collect();
         let overflow = results
             .iter()
@@ -538,13 +543,7 @@ mod tests {
     #[tokio::test]
     async fn queued_frames_that_make_no_progress_stall() {
         let (server, _client) = pair().await;
-        let socket = Socket::new(server, 10_000);
-        let mut conn = Connection::new(
-            socket.clone(),
-            BytesMut::new(),
-            1024,
-            Duration::from_millis(200),
-        );
+        let (socket, mut conn) = open(server, 10_000, 1024, Duration::from_millis(200));
         for frame in big_frames(1000) {
             socket.send(&frame);
         }
@@ -602,12 +601,7 @@ mod tests {
     #[tokio::test]
     async fn close_sends_what_is_queued_then_the_close_frame_and_ends_the_stream() {
         let (server, mut client) = pair().await;
-        let conn = Connection::new(
-            Socket::new(server, 16),
-            BytesMut::new(),
-            1024,
-            Duration::from_secs(5),
-        );
+        let (_, conn) = open(server, 16, 1024, Duration::from_secs(5));
         conn.send_text("last");
         let closing = tokio::spawn(conn.close(Some(CloseReason {
             code: actix_http::ws::CloseCode::Away,

@@ -13,7 +13,7 @@ pub mod connection;
 pub mod hub;
 pub mod upgrade;
 
-use actix_http::ws::{CloseCode, CloseReason, OpCode};
+use actix_http::ws::{CloseCode, CloseReason};
 use actix_web::http::StatusCode;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -202,10 +202,7 @@ async fn run(state: Arc<AppState>, slot: hub::Slot, stream: TcpStream, read: Byt
                             set_user(&state, id, &mut user, next);
                         }
                     }
-                    Incoming::Ping(bytes) => {
-                        conn.send(&connection::frame(OpCode::Pong, &bytes));
-                    }
-                    Incoming::Binary(_) | Incoming::Pong => {}
+                    Incoming::Ping(_) | Incoming::Binary(_) | Incoming::Pong => {}
                 }
             }
             _ = shutdown.changed() => {
