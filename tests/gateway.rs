@@ -336,3 +336,60 @@ async fn a_pongdata_sent_in_fragments_brings_its_user_online() {
         json!({"userID": bob_id})
     );
 }
+
+/// A frame header that declares 2^40 bytes of payload, masked.
+fn huge_frame_header() -> Vec<u8> {
+    let mut header = vec![0x82, 0x80 | 127];
+    header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    header
+}
+
+/// The paths of both gateways for a server with an admin: `/` and a bot's `/v2/<key>`.
+async fn gateway_paths(server: &TestServer, admin: &str) -> [String; 2] {
+    let key = server.license(admin, &["read", "say"]).await;
+    ["/".to_owned(), format!("/v2/{key}")]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_declaring_more_than_the_limit_is_refused_before_it_is_buffered() {
+    let (server, _, admin) = admin_server(&[]).await;
+    for path in gateway_paths(&server, &admin).await {
+        let before = common::rss_bytes(server.pid());
+        let mut ws = server.raw_ws(&path).await;
+        // The header, then 64 MiB of the promised payload while the server answers.
+        let mut bytes = huge_frame_header();
+        bytes.resize(bytes.len() + (64 << 20), 0);
+        let writer = ws.write_in_background(bytes);
+        assert_eq!(ws.close_code().await, Some(1009), "{path}: close code");
+        let grown = common::rss_bytes(server.pid()).saturating_sub(before);
+        let sent = writer.await.unwrap();
+        assert!(
+            grown < 8 << 20,
+            "{path}: RSS grew by {grown} bytes after {sent} bytes of an oversized frame"
+        );
+    }
+}
+
+#[tokio::test]
+async fn empty_continuation_frames_count_toward_the_frame_rate_limit() {
+    let (server, _, admin) = admin_server(&[]).await;
+    let [root, bot] = gateway_paths(&server, &admin).await;
+    for (path, code) in [(root, 1008), (bot, 4006)] {
+        let mut ws = server.raw_ws(&path).await;
+        // An unfinished text message, then empty continuations that never finish it.
+        let mut bytes = common::raw_frame(0x01, b"x");
+        for _ in 0..5_000 {
+            bytes.extend(common::raw_frame(0x00, b""));
+        }
+        let writer = ws.write_in_background(bytes);
+        assert_eq!(ws.close_code().await, Some(code), "{path}: close code");
+        writer.abort();
+    }
+    // Control frames count too: a burst of pings is a flood like any other.
+    let mut ws = server.raw_ws("/").await;
+    let pings: Vec<u8> = (0..200).flat_map(|_| common::raw_frame(0x89, b"p")).collect();
+    let writer = ws.write_in_background(pings);
+    assert_eq!(ws.close_code().await, Some(1008), "pings: close code");
+    writer.abort();
+}

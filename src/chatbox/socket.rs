@@ -15,7 +15,6 @@ use tokio::net::TcpStream;
 use super::{licenses, players, Identity, Registration};
 use crate::state::AppState;
 use crate::ws::connection::{self, Connection, Ending, Incoming, Socket};
-use crate::ws::RateLimit;
 use decentd_protocol::chatbox::{parse_request, Capability, CloseReason, ErrorKind, ServerPacket};
 
 /// Largest frame a bot may send (a `say` of the longest message fits).
@@ -97,6 +96,7 @@ async fn run(
                 conn.send_text(&packet.to_json());
             }
             Ok(_) => {}
+            Err(Ending::TooBig) => return conn.close(connection::too_big()).await,
             Err(_) => return conn.close(None).await,
         }
     }
@@ -114,28 +114,42 @@ async fn run(
         "chatbox bot connected"
     );
     let id = registration.id;
-    let reason = serve(&state, &identity, registration, &mut conn).await;
+    let exit = serve(&state, &identity, registration, &mut conn).await;
     state.chatbox.unregister(id);
     tracing::info!(
         connection = id,
         license = identity.license,
-        reason = reason.map(CloseReason::code),
+        reason = match &exit {
+            Exit::Closing(reason) => reason.code(),
+            Exit::Left => "left",
+            Exit::TooBig => "frame too big",
+        },
         "chatbox bot disconnected"
     );
-    match reason {
-        Some(reason) => close(conn, reason).await,
-        None => conn.close(None).await,
+    match exit {
+        Exit::Closing(reason) => close(conn, reason).await,
+        Exit::Left => conn.close(None).await,
+        Exit::TooBig => conn.close(connection::too_big()).await,
     }
 }
 
-/// The connection's life after registration; the close reason, or None when the bot left (or
-/// stopped reading).
+/// How a registered connection ends.
+enum Exit {
+    /// With a `closing` packet and its close code.
+    Closing(CloseReason),
+    /// The bot left, stopped reading, or broke the protocol: a plain close.
+    Left,
+    /// A frame announced more than the limit: close code 1009.
+    TooBig,
+}
+
+/// The connection's life after registration, until it ends.
 async fn serve(
     state: &Arc<AppState>,
     identity: &Identity,
     registration: Registration,
     conn: &mut Connection,
-) -> Option<CloseReason> {
+) -> Exit {
     let Registration {
         mut packets,
         out,
@@ -160,7 +174,6 @@ async fn serve(
     let mut ticker = tokio::time::interval(interval);
     let mut shutdown = state.shutdown.subscribe();
     let mut heard = Instant::now();
-    let mut limit = RateLimit::new();
     let max_text = state.config.max_message_length;
     loop {
         tokio::select! {
@@ -169,25 +182,29 @@ async fn serve(
                 let text = match message {
                     Ok(Incoming::Text(text)) => text,
                     Ok(Incoming::Ping(_) | Incoming::Binary(_) | Incoming::Pong) => continue,
-                    Err(Ending::Closed) => return None,
+                    Err(Ending::Closed) => return Exit::Left,
                     Err(Ending::Protocol(e)) => {
                         tracing::debug!(error = %e, "closing a chatbox connection after a protocol error");
-                        return None;
+                        return Exit::Left;
                     }
                     Err(Ending::Overflow) => {
                         tracing::warn!(license = identity.license, queue = state.config.ws_send_queue, "closing a bot connection that fell behind: its send queue is full");
                         conn.discard_queued();
-                        return Some(CloseReason::FatalError);
+                        return Exit::Closing(CloseReason::FatalError);
                     }
                     Err(Ending::Stalled) => {
                         tracing::warn!(license = identity.license, "closing a chatbox connection whose writes stalled");
-                        return None;
+                        return Exit::Left;
+                    }
+                    Err(Ending::TooBig) => {
+                        tracing::debug!(license = identity.license, "closing a chatbox connection that announced an oversized frame");
+                        return Exit::TooBig;
+                    }
+                    Err(Ending::Flood) => {
+                        tracing::warn!(license = identity.license, "closing a chatbox connection that sends too many frames");
+                        return Exit::Closing(CloseReason::FatalError);
                     }
                 };
-                if !limit.allow() {
-                    tracing::warn!(license = identity.license, "closing a chatbox connection that sends too many frames");
-                    return Some(CloseReason::FatalError);
-                }
                 let answer = match parse_request(&text, |c| identity.has(c), max_text) {
                     Ok(request) => super::request(state, identity, request, &out).await,
                     Err(refusal) => ServerPacket::error(refusal.kind, refusal.id),
@@ -197,12 +214,12 @@ async fn serve(
             Some(packet) = packets.recv() => {
                 conn.send_text(&packet);
             }
-            reason = kick.wait() => return Some(reason),
-            _ = shutdown.changed() => return Some(CloseReason::ServerStopping),
+            reason = kick.wait() => return Exit::Closing(reason),
+            _ = shutdown.changed() => return Exit::Closing(CloseReason::ServerStopping),
             _ = ticker.tick() => {
                 if heard.elapsed() > interval * 3 {
                     tracing::info!(license = identity.license, "closing a silent chatbox connection");
-                    return None;
+                    return Exit::Left;
                 }
                 conn.send(&connection::frame(OpCode::Ping, b""));
             }

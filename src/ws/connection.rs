@@ -9,6 +9,12 @@
 //! overflows, or whose queued frames make no progress within the write timeout, is reported to
 //! its task, which closes it. An idle connection holds no buffers: the read buffer is released
 //! whenever it is empty.
+//!
+//! Incoming data is bounded before it is buffered: each frame's declared length is checked
+//! against the message limit as soon as its header is in (a larger one ends the connection
+//! with `Ending::TooBig`, close code 1009), reads never grow the buffer past one largest frame,
+//! and every frame — control and continuation frames included — takes a token from the
+//! connection's rate limit (`Ending::Flood` when it runs dry).
 
 use actix_codec::Decoder;
 use actix_http::ws::{CloseReason, Codec, Frame, Item, OpCode, Parser, ProtocolError};
@@ -27,6 +33,11 @@ const READ_CHUNK: usize = 4096;
 const MAX_SLICES: usize = 64;
 /// How long a closing connection waits for the client to finish before the socket is dropped.
 const LINGER: Duration = Duration::from_secs(1);
+/// The longest frame header: 2 bytes, a 64-bit length and a masking key (RFC 6455 §5.2).
+const MAX_HEADER: usize = 14;
+/// Incoming frames a client may send in a burst, and per second after it.
+pub const FRAME_BURST: f64 = 20.0;
+pub const FRAMES_PER_SECOND: f64 = 10.0;
 
 /// An unmasked (server) text frame.
 pub fn text_frame(text: &str) -> Bytes {
@@ -38,6 +49,14 @@ pub fn frame(op: OpCode, payload: &[u8]) -> Bytes {
     let mut buf = BytesMut::with_capacity(payload.len() + 10);
     Parser::write_message(&mut buf, payload, op, true, false);
     buf.freeze()
+}
+
+/// The close reason for `Ending::TooBig`: 1009, message too big.
+pub fn too_big() -> Option<CloseReason> {
+    Some(CloseReason {
+        code: actix_http::ws::CloseCode::Size,
+        description: Some("message too big".into()),
+    })
 }
 
 /// What became of a frame handed to `Socket::send`.
@@ -64,6 +83,10 @@ pub enum Ending {
     Overflow,
     /// Queued frames made no progress within the write timeout.
     Stalled,
+    /// A frame declared a payload larger than the message limit (close code 1009).
+    TooBig,
+    /// The client sent frames faster than the rate limit allows.
+    Flood,
 }
 
 /// A message from the client.
@@ -246,6 +269,48 @@ impl Socket {
     }
 }
 
+/// A token bucket for incoming frames: `FRAME_BURST` at once, `FRAMES_PER_SECOND` after.
+#[derive(Debug)]
+struct RateLimit {
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new() -> Self {
+        Self {
+            tokens: FRAME_BURST,
+            last: Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * FRAMES_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(FRAME_BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The payload length a frame header declares, once enough of the header is in.
+fn declared_length(buf: &[u8]) -> Option<u64> {
+    let short = buf.get(1)? & 0x7f;
+    match short {
+        126 => Some(u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]))),
+        127 => {
+            let bytes: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
+            Some(u64::from_be_bytes(bytes))
+        }
+        n => Some(u64::from(n)),
+    }
+}
+
 /// A connection's receiving half and its task's view of the socket.
 pub struct Connection {
     socket: Arc<Socket>,
@@ -257,6 +322,7 @@ pub struct Connection {
     write_timeout: Duration,
     /// Writes made no progress: closing will not wait for the client.
     stalled: bool,
+    limit: RateLimit,
 }
 
 impl Connection {
@@ -275,6 +341,7 @@ impl Connection {
             max_message,
             write_timeout,
             stalled: false,
+            limit: RateLimit::new(),
         }
     }
 
@@ -318,10 +385,15 @@ impl Connection {
                     if ready.is_err() {
                         return Err(Ending::Closed);
                     }
-                    self.read_buf.reserve(READ_CHUNK);
-                    match socket.stream.try_read_buf(&mut self.read_buf) {
+                    // The buffer holds less than one whole frame (complete ones were decoded
+                    // above), so it never grows past the largest frame allowed.
+                    let room = (self.max_message + MAX_HEADER)
+                        .saturating_sub(self.read_buf.len())
+                        .clamp(1, READ_CHUNK);
+                    let mut chunk = [0u8; READ_CHUNK];
+                    match socket.stream.try_read(&mut chunk[..room]) {
                         Ok(0) => return Err(Ending::Closed),
-                        Ok(_) => {}
+                        Ok(n) => self.read_buf.extend_from_slice(&chunk[..n]),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(_) => return Err(Ending::Closed),
                     }
@@ -340,6 +412,11 @@ impl Connection {
         if self.read_buf.is_empty() {
             return Ok(None);
         }
+        match declared_length(&self.read_buf) {
+            None => return Ok(None),
+            Some(n) if n > self.max_message as u64 => return Err(Ending::TooBig),
+            Some(_) => {}
+        }
         let frame = self.codec.decode(&mut self.read_buf);
         if self.read_buf.is_empty() {
             // Idle connections keep no read buffer.
@@ -350,6 +427,9 @@ impl Connection {
             Ok(None) => return Ok(None),
             Err(e) => return Err(Ending::Protocol(e)),
         };
+        if !self.limit.allow() {
+            return Err(Ending::Flood);
+        }
         let message = match frame {
             Frame::Text(bytes) => Some(Incoming::Text(utf8(bytes)?)),
             Frame::Binary(bytes) => Some(Incoming::Binary(bytes)),
@@ -577,8 +657,6 @@ mod tests {
     #[tokio::test]
     async fn oversized_messages_and_bad_text_are_protocol_errors() {
         for bytes in [
-            client_frame(OpCode::Text, true, &[b'a'; 17]),
-            [
                 client_frame(OpCode::Text, false, &[b'a'; 10]),
                 client_frame(OpCode::Continue, true, &[b'a'; 10]),
             ]
@@ -611,5 +689,70 @@ mod tests {
         client.read_to_end(&mut received).await.unwrap();
         assert_eq!(&received[..], b"\x81\x04last\x88\x02\x03\xe9");
         closing.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_ends_the_connection_at_its_header() {
+        let (server, mut client) = pair().await;
+        let mut conn = Connection::new(
+            Socket::new(server, 16),
+            BytesMut::new(),
+            1024,
+            Duration::from_secs(5),
+        );
+        // 2^40 bytes announced; only the header and a little payload ever arrive.
+        let mut header = vec![0x82, 0x80 | 127];
+        header.extend_from_slice(&(1u64 << 40).to_be_bytes());
+        header.extend_from_slice(&[1, 2, 3, 4, 0, 0, 0]);
+        client.write_all(&header).await.unwrap();
+        let ending = conn.next().await;
+        assert!(matches!(ending, Err(Ending::TooBig)), "{ending:?}");
+        // 16-bit lengths are checked the same way.
+        assert_eq!(declared_length(&[0x81, 0x80 | 126, 0x04, 0x01]), Some(1025));
+        assert_eq!(declared_length(&[0x81, 0x80 | 126, 0x04]), None);
+        assert_eq!(declared_length(&[0x81, 0x85]), Some(5));
+    }
+
+    #[tokio::test]
+    async fn the_read_buffer_never_holds_more_than_one_largest_frame() {
+        let (server, mut client) = pair().await;
+        let mut conn = Connection::new(
+            Socket::new(server, 16),
+            BytesMut::new(),
+            1024,
+            Duration::from_secs(5),
+        );
+        // A frame of exactly the limit, sent whole: read in bounded pieces and decoded.
+        client
+            .write_all(&client_frame(OpCode::Binary, true, &[7u8; 1024]))
+            .await
+            .unwrap();
+        let message = conn.next().await;
+        assert!(matches!(message, Ok(Incoming::Binary(b)) if b.len() == 1024));
+        assert!(conn.read_buf.capacity() <= 1024 + MAX_HEADER + READ_CHUNK);
+    }
+
+    #[tokio::test]
+    async fn every_frame_takes_a_token_fragments_and_control_frames_included() {
+        let (server, mut client) = pair().await;
+        let (_, mut conn) = open(server, 64, 1024, Duration::from_secs(5));
+        let mut bytes = client_frame(OpCode::Text, false, b"x");
+        for _ in 0..FRAME_BURST as usize {
+            bytes.extend(client_frame(OpCode::Continue, false, b""));
+        }
+        client.write_all(&bytes).await.unwrap();
+        let ending = conn.next().await;
+        assert!(matches!(ending, Err(Ending::Flood)), "{ending:?}");
+    }
+
+    #[test]
+    fn the_frame_rate_limit_allows_a_burst_then_refuses() {
+        let mut limit = RateLimit::new();
+        for _ in 0..FRAME_BURST as usize {
+            assert!(limit.allow());
+        }
+        assert!(!limit.allow());
+        limit.last -= Duration::from_millis(500);
+        assert!(limit.allow(), "half a second refills five frames");
     }
 }

@@ -30,9 +30,6 @@ use crate::state::AppState;
 
 /// Largest message a client may send; pongdata is tiny.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
-/// Incoming frames a client may send in a burst, and per second after it.
-pub const FRAME_BURST: f64 = 20.0;
-pub const FRAMES_PER_SECOND: f64 = 10.0;
 /// `{"evt":"pingdata"}` as a frame, encoded once.
 static PINGDATA_FRAME: LazyLock<Bytes> =
     LazyLock::new(|| connection::text_frame(r#"{"evt":"pingdata"}"#));
@@ -108,34 +105,6 @@ fn set_user(state: &AppState, socket: u64, current: &mut Option<u64>, next: Opti
     *current = next;
 }
 
-/// A token bucket for incoming frames (the bot gateway uses it too).
-pub(crate) struct RateLimit {
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    pub(crate) fn new() -> Self {
-        Self {
-            tokens: FRAME_BURST,
-            last: Instant::now(),
-        }
-    }
-
-    pub(crate) fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * FRAMES_PER_SECOND;
-        self.tokens = (self.tokens + refill).min(FRAME_BURST);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 fn policy(reason: &str) -> Option<CloseReason> {
     Some(CloseReason {
         code: CloseCode::Policy,
@@ -162,7 +131,6 @@ async fn run(state: Arc<AppState>, slot: hub::Slot, stream: TcpStream, read: Byt
     let mut shutdown = state.shutdown.subscribe();
     let mut user: Option<u64> = None;
     let mut last_pong = Instant::now();
-    let mut limit = RateLimit::new();
     let close = loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -190,11 +158,15 @@ async fn run(state: Arc<AppState>, slot: hub::Slot, stream: TcpStream, read: Byt
                         tracing::warn!(socket = id, user, "closing a socket whose writes stalled");
                         break policy("write timed out");
                     }
+                    Err(Ending::TooBig) => {
+                        tracing::debug!(socket = id, user, "closing a socket that announced an oversized frame");
+                        break connection::too_big();
+                    }
+                    Err(Ending::Flood) => {
+                        tracing::warn!(socket = id, user, "closing a socket that sends too many frames");
+                        break policy("too many messages");
+                    }
                 };
-                if !limit.allow() {
-                    tracing::warn!(socket = id, user, "closing a socket that sends too many frames");
-                    break policy("too many messages");
-                }
                 match message {
                     Incoming::Text(text) => {
                         if let Some(next) = pong_user(&state, &text) {
@@ -234,16 +206,5 @@ mod tests {
             buckets.iter().all(|&n| (80..=120).contains(&n)),
             "{buckets:?}"
         );
-    }
-
-    #[test]
-    fn the_frame_rate_limit_allows_a_burst_then_refuses() {
-        let mut limit = RateLimit::new();
-        for _ in 0..FRAME_BURST as usize {
-            assert!(limit.allow());
-        }
-        assert!(!limit.allow());
-        limit.last -= Duration::from_millis(500);
-        assert!(limit.allow(), "half a second refills five frames");
     }
 }

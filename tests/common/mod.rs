@@ -611,3 +611,138 @@ impl BotSocket {
         drain_text_json(&mut self.ws, wait).await
     }
 }
+
+/// A WebSocket spoken byte by byte over raw TCP, for clients that break the rules on purpose
+/// (oversized frame headers, floods of empty fragments) where a client library would refuse.
+pub struct RawSocket {
+    read: tokio::net::tcp::OwnedReadHalf,
+    write: Option<tokio::net::tcp::OwnedWriteHalf>,
+    /// Bytes read after the handshake and not yet parsed into frames.
+    pending: Vec<u8>,
+}
+
+impl TestServer {
+    /// Opens `path` with a hand-written upgrade request and reads the 101 answer.
+    pub async fn raw_ws(&self, path: &str) -> RawSocket {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            self.addr
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let end = loop {
+            let mut chunk = [0u8; 1024];
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the server closed during the handshake");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let (read, write) = tcp.into_split();
+        RawSocket {
+            read,
+            write: Some(write),
+            pending: buf[end..].to_vec(),
+        }
+    }
+}
+
+/// A masked client frame (mask 0x01020304).
+pub fn raw_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [1u8, 2, 3, 4];
+    let mut out = vec![first_byte];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+impl RawSocket {
+    /// Writes bytes; false once the server has closed the connection.
+    pub async fn write(&mut self, bytes: &[u8]) -> bool {
+        use tokio::io::AsyncWriteExt;
+        let write = self.write.as_mut().expect("the writing half was taken");
+        write.write_all(bytes).await.is_ok()
+    }
+
+    /// Writes `bytes` in a task of its own, so that reading goes on while it writes; the task
+    /// answers how many bytes went out before the server closed the connection.
+    pub fn write_in_background(&mut self, bytes: Vec<u8>) -> tokio::task::JoinHandle<usize> {
+        use tokio::io::AsyncWriteExt;
+        let mut write = self.write.take().expect("the writing half was taken");
+        tokio::spawn(async move {
+            let mut sent = 0;
+            for chunk in bytes.chunks(64 * 1024) {
+                if write.write_all(chunk).await.is_err() {
+                    break;
+                }
+                sent += chunk.len();
+            }
+            sent
+        })
+    }
+
+    /// Reads server frames until a close frame (or the end of the stream, within 10 s);
+    /// returns the close code, if a close frame came.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        use tokio::io::AsyncReadExt;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // Server frames are unmasked: opcode byte, length, payload.
+            while self.pending.len() >= 2 {
+                let (len, start) = match self.pending[1] & 0x7f {
+                    126 if self.pending.len() >= 4 => (
+                        u16::from_be_bytes([self.pending[2], self.pending[3]]) as usize,
+                        4,
+                    ),
+                    127 if self.pending.len() >= 10 => (
+                        u64::from_be_bytes(self.pending[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    126 | 127 => break,
+                    n => (n as usize, 2),
+                };
+                if self.pending.len() < start + len {
+                    break;
+                }
+                let frame: Vec<u8> = self.pending.drain(..start + len).collect();
+                if frame[0] & 0x0f == 0x8 {
+                    return (len >= 2).then(|| u16::from_be_bytes([frame[start], frame[start + 1]]));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout_at(deadline, self.read.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => self.pending.extend_from_slice(&chunk[..n]),
+                Ok(_) => return None,
+                Err(_) => panic!("no close frame within 10 s"),
+            }
+        }
+    }
+}
+
+/// The resident memory of a process, in bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
