@@ -655,8 +655,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn oversized_messages_and_bad_text_are_protocol_errors() {
+    async fn oversized_fragmented_messages_and_bad_text_are_protocol_errors() {
         for bytes in [
+            [
                 client_frame(OpCode::Text, false, &[b'a'; 10]),
                 client_frame(OpCode::Continue, true, &[b'a'; 10]),
             ]
