@@ -37,6 +37,12 @@ pub const DEFAULT_WS_SEND_QUEUE: usize = 256;
 pub const DEFAULT_WS_WRITE_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_TCP_SEND_BUFFER_KIB: usize = 128;
 pub const DEFAULT_TCP_RECV_BUFFER_KIB: usize = 64;
+/// A request body that sends nothing for this long is refused with 408.
+pub const DEFAULT_HTTP_BODY_TIMEOUT_SECS: u64 = 15;
+/// A response the client does not read for this long is dropped with its connection.
+pub const DEFAULT_HTTP_WRITE_TIMEOUT_SECS: u64 = 30;
+/// Free disk space below which writes are refused (MiB).
+pub const DEFAULT_MIN_FREE_SPACE_MIB: u64 = 64;
 
 /// decentd: a Decent chat server in one binary, with embedded storage.
 #[derive(Debug, Parser)]
@@ -147,6 +153,17 @@ pub struct ServeArgs {
     /// Kernel receive buffer per connection in KiB; 0 leaves the kernel's autotuning [default: 64].
     #[arg(long, env = "DECENTD_TCP_RECV_BUFFER", value_name = "KIB")]
     pub tcp_recv_buffer: Option<usize>,
+    /// Seconds a request body may send nothing before the request fails with 408 [default: 15].
+    #[arg(long, env = "DECENTD_HTTP_BODY_TIMEOUT", value_name = "SECS")]
+    pub http_body_timeout: Option<u64>,
+    /// Seconds an HTTP response may wait for a client that does not read before the connection
+    /// is dropped [default: 30].
+    #[arg(long, env = "DECENTD_HTTP_WRITE_TIMEOUT", value_name = "SECS")]
+    pub http_write_timeout: Option<u64>,
+    /// Refuse writes (507) while the data directory's disk has less than this many MiB free;
+    /// 0 disables the check [default: 64].
+    #[arg(long, env = "DECENTD_MIN_FREE_SPACE", value_name = "MIB")]
+    pub min_free_space: Option<u64>,
     /// Accept read-only chatbox guests at /v2/guest [default: false].
     #[arg(long, env = "DECENTD_CHATBOX_GUESTS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub chatbox_guests: Option<bool>,
@@ -207,6 +224,9 @@ pub struct FileConfig {
     pub ws_write_timeout: Option<u64>,
     pub tcp_send_buffer: Option<usize>,
     pub tcp_recv_buffer: Option<usize>,
+    pub http_body_timeout: Option<u64>,
+    pub http_write_timeout: Option<u64>,
+    pub min_free_space: Option<u64>,
     pub chatbox_guests: Option<bool>,
     pub chatbox_channel: Option<String>,
     pub restart_grace: Option<u64>,
@@ -239,6 +259,10 @@ pub struct ServerConfig {
     /// Kernel socket buffer sizes in bytes (0: autotuning).
     pub tcp_send_buffer: usize,
     pub tcp_recv_buffer: usize,
+    pub http_body_timeout: Duration,
+    pub http_write_timeout: Duration,
+    /// Writes are refused while the disk has less free space (bytes; 0: never).
+    pub min_free_space: u64,
     /// `/v2/guest` accepts read-only guests.
     pub chatbox_guests: bool,
     /// Where a chatbox `say` without `channel` goes (a name or ID).
@@ -390,6 +414,23 @@ impl ServeArgs {
                     .unwrap_or(DEFAULT_WS_WRITE_TIMEOUT_SECS)
                     .max(1),
             ),
+            http_body_timeout: Duration::from_secs(
+                self.http_body_timeout
+                    .or(file.http_body_timeout)
+                    .unwrap_or(DEFAULT_HTTP_BODY_TIMEOUT_SECS)
+                    .max(1),
+            ),
+            http_write_timeout: Duration::from_secs(
+                self.http_write_timeout
+                    .or(file.http_write_timeout)
+                    .unwrap_or(DEFAULT_HTTP_WRITE_TIMEOUT_SECS)
+                    .max(1),
+            ),
+            min_free_space: self
+                .min_free_space
+                .or(file.min_free_space)
+                .unwrap_or(DEFAULT_MIN_FREE_SPACE_MIB)
+                .saturating_mul(1024 * 1024),
             chatbox_guests: self.chatbox_guests.or(file.chatbox_guests).unwrap_or(false),
             chatbox_channel: self.chatbox_channel.or(file.chatbox_channel),
             restart_grace: Duration::from_secs(

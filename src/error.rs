@@ -211,7 +211,12 @@ impl ResponseError for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::internal(err)
+        match err {
+            // Refused before anything was written; the guard has logged it once.
+            StoreError::DiskFull => ApiError::new(ErrorCode::Failed, err.to_string())
+                .status(StatusCode::INSUFFICIENT_STORAGE),
+            err => ApiError::internal(err),
+        }
     }
 }
 

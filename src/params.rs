@@ -379,11 +379,16 @@ async fn read_body(req: &HttpRequest, mut payload: Payload, limit: usize) -> Api
     let mut body = Vec::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| {
+            let status = if crate::net::is_body_timeout(&e) {
+                StatusCode::REQUEST_TIMEOUT
+            } else {
+                StatusCode::BAD_REQUEST
+            };
             ApiError::new(
                 ErrorCode::Failed,
                 format!("could not read the request body: {e}"),
             )
-            .status(StatusCode::BAD_REQUEST)
+            .status(status)
         })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());

@@ -4,12 +4,14 @@
 //! Then it stops accepting connections, tells WebSockets the server is going away, lets
 //! in-flight requests finish (up to the shutdown timeout), flushes storage and returns.
 
-use actix_http::HttpService;
+use actix_http::{HttpService, Protocol};
+use actix_service::{fn_service, ServiceFactoryExt};
 use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 
 use crate::config::{MakeAdminArgs, ServerConfig};
+use crate::net::TimedStream;
 use crate::state::{grant_admin, AppState, StartupError};
 use crate::store::Store;
 use crate::{api, logging};
@@ -36,6 +38,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     let app = move || {
         App::new()
             .app_data(app_state.clone())
+            .wrap(from_fn(crate::net::limit_body_reads))
             .wrap(from_fn(logging::log_request))
             .configure(api::configure)
             .default_service(web::to(api::not_found))
@@ -49,6 +52,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
         .disable_signals();
     // Told on a graceful stop, so idle keep-alive connections close at once (as HttpServer does).
     let stopping = server.graceful_shutdown_signal();
+    let write_timeout = state.config.http_write_timeout;
     for listener in listeners {
         let addr = listener.local_addr()?;
         let (app, stopping) = (app.clone(), stopping.clone());
@@ -57,16 +61,21 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
             let for_app = |app: App<_>| actix_service::map_config(app, |_| AppConfig::default());
             // Responses and frames are written whole; Nagle's algorithm would only hold a small
             // frame back until the client acknowledges the previous one.
-            HttpService::build()
+            let http = HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let stopping = stopping.clone();
                     async move { stopping.notified().await }
                 })
-                .tcp_nodelay(true)
                 .local_addr(addr)
                 .upgrade(crate::ws::upgrade::service(for_app(app())))
-                .finish(for_app(app()))
-                .tcp()
+                .finish(for_app(app()));
+            fn_service(move |stream: tokio::net::TcpStream| async move {
+                let _ = stream.set_nodelay(true);
+                let peer = stream.peer_addr().ok();
+                let stream = TimedStream::new(stream, write_timeout);
+                Ok::<_, actix_http::error::DispatchError>((stream, Protocol::Http1, peer))
+            })
+            .and_then(http)
         })?;
         tracing::info!(addr = %addr, "listening");
     }

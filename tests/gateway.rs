@@ -388,7 +388,9 @@ async fn empty_continuation_frames_count_toward_the_frame_rate_limit() {
     }
     // Control frames count too: a burst of pings is a flood like any other.
     let mut ws = server.raw_ws("/").await;
-    let pings: Vec<u8> = (0..200).flat_map(|_| common::raw_frame(0x89, b"p")).collect();
+    let pings: Vec<u8> = (0..200)
+        .flat_map(|_| common::raw_frame(0x89, b"p"))
+        .collect();
     let writer = ws.write_in_background(pings);
     assert_eq!(ws.close_code().await, Some(1008), "pings: close code");
     writer.abort();

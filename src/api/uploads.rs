@@ -151,6 +151,8 @@ pub async fn upload(
         // Refuse before reading the image when the answer is already known.
         require_upload_permission(&state, session.as_ref())?;
     }
+    // A full disk refuses before a byte of the image is written.
+    state.store.ensure_space()?;
     let dir = upload_dir(&state.config.data);
     let mut form = Multipart::new(req.headers(), payload);
     let mut image = None;

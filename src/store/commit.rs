@@ -1,10 +1,18 @@
 //! Group commit: many writers share one fsync.
 //!
 //! A writer that needs its change on disk before it answers calls `GroupCommit::wait`. A
-//! dedicated thread takes every waiter queued so far, flushes sled once, and wakes them all;
-//! writers that arrive during a flush ride the next one. Durability then costs one fsync per
-//! batch rather than one per request.
+//! dedicated thread takes every waiter queued so far, flushes sled once, then `fdatasync`s the
+//! database file, and wakes them all; writers that arrive during a flush ride the next one.
+//! Durability then costs one fsync per batch rather than one per request.
+//!
+//! Why the explicit `fdatasync`: on Linux, sled's flush ends with `sync_file_range`, which
+//! writes the pages out but neither flushes the device's write cache nor commits the file's
+//! size, so a power loss could still lose the batch (sled's own `fsync` comes from its
+//! background flusher up to 500 ms later). An fsync on any descriptor of the file covers what
+//! sled wrote through its own.
 
+use std::fs::File;
+use std::path::Path;
 use std::thread;
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,7 +25,9 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    pub fn start(db: sled::Db) -> std::io::Result<Self> {
+    /// Starts the flusher for `db`, whose log is the file `data_file`.
+    pub fn start(db: sled::Db, data_file: &Path) -> std::io::Result<Self> {
+        let file = File::open(data_file)?;
         let (queue, mut rx) = mpsc::unbounded_channel::<Waiter>();
         thread::Builder::new()
             .name("decentd-commit".into())
@@ -27,7 +37,10 @@ impl GroupCommit {
                     while let Ok(more) = rx.try_recv() {
                         batch.push(more);
                     }
-                    let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+                    let result = db
+                        .flush()
+                        .map_err(|e| e.to_string())
+                        .and_then(|_| file.sync_data().map_err(|e| e.to_string()));
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "flushing storage failed");
                     }

@@ -11,6 +11,7 @@ mod commit;
 mod emotes;
 mod licenses;
 mod plugins;
+mod space;
 
 pub use channels::{Author, ChannelNameError, ChannelRecord, MessageRecord, PinChange, PurgeStats};
 pub use emotes::EmoteRecord;
@@ -21,10 +22,12 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::Tree;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::ids::IdGenerator;
 use crate::perms::PermissionSet;
 use commit::GroupCommit;
+use space::SpaceGuard;
 
 /// Failures of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,8 @@ pub enum StoreError {
     UnknownFormat(u8),
     #[error("waiting for durable storage failed: {0}")]
     Durability(String),
+    #[error("the server's disk is nearly full: writes are refused until space is freed")]
+    DiskFull,
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -141,6 +146,7 @@ pub struct Store {
     channel_names: std::sync::Mutex<()>,
     ids: IdGenerator,
     commit: GroupCommit,
+    space: Arc<SpaceGuard>,
 }
 
 fn name_key(name: &str) -> Vec<u8> {
@@ -238,9 +244,28 @@ impl Store {
             channels,
             message_channels,
             ids: IdGenerator::starting_after(floor),
-            commit: GroupCommit::start(db.clone())?,
+            commit: GroupCommit::start(db.clone(), &dir.join("db").join("db"))?,
+            space: Arc::new(SpaceGuard::new(dir.to_path_buf(), 0)),
             db,
         })
+    }
+
+    /// Refuses writes (`StoreError::DiskFull`) while the disk holding the data directory has
+    /// less than `bytes` free (see `space`).
+    pub fn with_min_free_space(mut self, dir: &Path, bytes: u64) -> Self {
+        self.space = Arc::new(SpaceGuard::new(dir.to_path_buf(), bytes));
+        self
+    }
+
+    /// Ok while writes may go ahead; `DiskFull` while the disk is nearly full. Every write
+    /// method checks it before writing anything; callers that write files of their own
+    /// (uploads) check it too.
+    pub fn ensure_space(&self) -> Result<()> {
+        if self.space.allows_writes() {
+            Ok(())
+        } else {
+            Err(StoreError::DiskFull)
+        }
     }
 
     /// A fresh time-ordered id.
@@ -289,6 +314,7 @@ impl Store {
 
     /// Inserts a new user, claiming its name (names are unique ignoring ASCII case).
     pub fn insert_user(&self, user: &UserRecord) -> Result<(), InsertUserError> {
+        self.ensure_space()?;
         let value = codec::encode(user)?;
         let name = name_key(&user.username);
         let id = user.id.to_be_bytes();
@@ -346,6 +372,7 @@ impl Store {
         id: u64,
         change: impl Fn(&mut UserRecord),
     ) -> Result<Option<UserRecord>> {
+        self.ensure_space()?;
         update_record(
             &self.users,
             &id.to_be_bytes(),
@@ -359,6 +386,7 @@ impl Store {
 
     /// Deletes a user, their name and every session of theirs. Returns the deleted user.
     pub fn delete_user(&self, id: u64) -> Result<Option<UserRecord>> {
+        self.ensure_space()?;
         let Some(user) = self.user(id)? else {
             return Ok(None);
         };
@@ -394,6 +422,7 @@ impl Store {
     // ---- sessions ----
 
     pub fn insert_session(&self, key: &SessionKey, session: &SessionRecord) -> Result<()> {
+        self.ensure_space()?;
         let value = codec::encode(session)?;
         let link = user_session_key(session.user_id, session.handle);
         flatten(
@@ -439,6 +468,7 @@ impl Store {
 
     /// Deletes one session. Returns whether it existed.
     pub fn delete_session(&self, key: &SessionKey) -> Result<bool> {
+        self.ensure_space()?;
         let Some(session) = self.session(key)? else {
             return Ok(false);
         };
@@ -482,6 +512,7 @@ impl Store {
 
     /// Changes the settings atomically and returns the new settings.
     pub fn update_settings(&self, change: impl Fn(&mut Settings)) -> Result<Settings> {
+        self.ensure_space()?;
         let updated = update_record(&self.meta, META_SETTINGS, |s: &mut Option<Settings>| {
             change(s.get_or_insert_with(Settings::default));
         })?;
@@ -543,6 +574,7 @@ impl Store {
 
     /// Stores a new role and the new role order together.
     pub fn insert_role(&self, role: &RoleRecord, order: &[u64]) -> Result<()> {
+        self.ensure_space()?;
         let role_value = codec::encode(role)?;
         let order_value = codec::encode(&order)?;
         let id = role.id.to_be_bytes();
@@ -555,12 +587,14 @@ impl Store {
 
     /// Replaces a stored role.
     pub fn put_role(&self, role: &RoleRecord) -> Result<()> {
+        self.ensure_space()?;
         self.roles
             .insert(role.id.to_be_bytes(), codec::encode(role)?)?;
         Ok(())
     }
 
     pub fn set_role_order(&self, order: &[u64]) -> Result<()> {
+        self.ensure_space()?;
         self.meta.insert(META_ROLE_ORDER, codec::encode(&order)?)?;
         Ok(())
     }
@@ -568,6 +602,7 @@ impl Store {
     /// Deletes a role: from the roles, the order, every user holding it and every channel
     /// overriding it, in one transaction. Returns the users that held it (updated).
     pub fn delete_role(&self, id: u64) -> Result<Vec<UserRecord>> {
+        self.ensure_space()?;
         let mut order = self.role_order()?;
         order.retain(|r| *r != id);
         let order_value = codec::encode(&order)?;
@@ -623,6 +658,7 @@ impl Store {
     /// Adds a role to a user's role set. Returns the updated user, or `None` if the user does
     /// not exist. Adding a role the user already holds changes nothing.
     pub fn grant_role(&self, user_id: u64, role_id: u64) -> Result<Option<UserRecord>> {
+        self.ensure_space()?;
         self.update_user(user_id, |user| {
             if !user.role_ids.contains(&role_id) {
                 user.role_ids.push(role_id);

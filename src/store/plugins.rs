@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use sled::Tree;
 
-use super::{codec, Result, Store};
+use super::space::SpaceGuard;
+use super::{codec, Result, Store, StoreError};
+use std::sync::Arc;
 
 /// What the server remembers about a plugin across restarts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,6 +27,7 @@ impl Store {
     }
 
     pub fn set_plugin_record(&self, name: &str, record: &PluginRecord) -> Result<()> {
+        self.ensure_space()?;
         self.plugins
             .insert(name.as_bytes(), codec::encode(record)?)?;
         Ok(())
@@ -48,6 +51,7 @@ impl Store {
         PluginKv {
             tree: self.plugin_kv.clone(),
             prefix,
+            space: self.space.clone(),
         }
     }
 }
@@ -57,6 +61,7 @@ impl Store {
 pub struct PluginKv {
     tree: Tree,
     prefix: Vec<u8>,
+    space: Arc<SpaceGuard>,
 }
 
 impl PluginKv {
@@ -71,11 +76,17 @@ impl PluginKv {
     }
 
     pub fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        if !self.space.allows_writes() {
+            return Err(StoreError::DiskFull);
+        }
         self.tree.insert(self.key(key), value)?;
         Ok(())
     }
 
     pub fn delete(&self, key: &[u8]) -> Result<()> {
+        if !self.space.allows_writes() {
+            return Err(StoreError::DiskFull);
+        }
         self.tree.remove(self.key(key))?;
         Ok(())
     }

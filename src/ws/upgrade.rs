@@ -21,6 +21,8 @@ use std::rc::Rc;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use crate::net::TimedStream;
+
 type Run = Box<dyn FnOnce(TcpStream, BytesMut) -> LocalBoxFuture<'static, ()>>;
 
 /// What a `101` response hands its connection to: the stream, and the bytes the client sent
@@ -53,7 +55,7 @@ where
 pub fn service<F, B>(
     app: F,
 ) -> impl ServiceFactory<
-    (Request, Framed<TcpStream, h1::Codec>),
+    (Request, Framed<TimedStream, h1::Codec>),
     Config = (),
     Response = (),
     Error = actix_web::Error,
@@ -74,7 +76,7 @@ where
         async move {
             let app = Rc::new(app.await?);
             Ok(fn_service(
-                move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
+                move |(req, framed): (Request, Framed<TimedStream, h1::Codec>)| {
                     take_over(app.clone(), req, framed)
                 },
             ))
@@ -85,7 +87,7 @@ where
 async fn take_over<S, B>(
     app: Rc<S>,
     req: Request,
-    framed: Framed<TcpStream, h1::Codec>,
+    framed: Framed<TimedStream, h1::Codec>,
 ) -> Result<(), actix_web::Error>
 where
     S: Service<Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
@@ -124,6 +126,7 @@ where
     }
     let mut stream = parts.io;
     stream.write_all(&out).await?;
+    let stream = stream.into_inner();
     if let Some(Takeover(run)) = takeover {
         // Keep only the bytes already received, not the HTTP layer's read buffer.
         let read = BytesMut::from(&parts.read_buf[..]);

@@ -723,7 +723,8 @@ impl RawSocket {
                 }
                 let frame: Vec<u8> = self.pending.drain(..start + len).collect();
                 if frame[0] & 0x0f == 0x8 {
-                    return (len >= 2).then(|| u16::from_be_bytes([frame[start], frame[start + 1]]));
+                    return (len >= 2)
+                        .then(|| u16::from_be_bytes([frame[start], frame[start + 1]]));
                 }
             }
             let mut chunk = [0u8; 4096];
