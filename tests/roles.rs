@@ -570,3 +570,89 @@ async fn guests_get_only_what_everyone_gives() {
     let server = TestServer::spawn_on(&data, &["--admin", "root"]).await;
     assert!(order(&server).await.contains(&role));
 }
+
+#[tokio::test]
+async fn a_role_holding_permissions_you_lack_cannot_be_renamed_emptied_moved_or_deleted() {
+    let (server, _, admin) = with_admin().await;
+    let (mod_id, moderator) = server.user("moderator").await;
+    let mods = create_role(
+        &server,
+        &admin,
+        "Mods",
+        json!({"manageRoles": true, "grantRoles": true}),
+    )
+    .await;
+    let owners = create_role(&server, &admin, "Owners", json!({"manageServer": true})).await;
+    let plain = create_role(&server, &admin, "Plain", json!({"sendMessages": true})).await;
+    // Admin, then Mods above Owners and Plain: the moderator outranks both.
+    let mut o = order(&server).await;
+    o.retain(|r| *r != mods);
+    o.insert(1, mods.clone());
+    let r = server
+        .patch("/api/roles/order", Some(&admin), json!({"roleIDs": o}))
+        .await;
+    assert_eq!(r.0, 200, "{:?}", r.1);
+    give(&server, &admin, &mod_id, &mods).await;
+
+    let refusals = [
+        server
+            .patch(
+                &format!("/api/roles/{owners}"),
+                Some(&moderator),
+                json!({"name": "Nobody"}),
+            )
+            .await,
+        server
+            .patch(
+                &format!("/api/roles/{owners}"),
+                Some(&moderator),
+                json!({"permissions": {}}),
+            )
+            .await,
+        server
+            .delete(&format!("/api/roles/{owners}"), Some(&moderator))
+            .await,
+    ];
+    for r in &refusals {
+        assert_eq!(
+            assert_error(r, "NOT_ALLOWED")["missingPermission"],
+            "manageServer"
+        );
+    }
+    // Moving Owners below Plain is managing it too.
+    let mut swapped = order(&server).await;
+    let (a, b) = (
+        swapped.iter().position(|r| *r == owners).unwrap(),
+        swapped.iter().position(|r| *r == plain).unwrap(),
+    );
+    swapped.swap(a, b);
+    assert_error(
+        &server
+            .patch(
+                "/api/roles/order",
+                Some(&moderator),
+                json!({"roleIDs": swapped}),
+            )
+            .await,
+        "NOT_ALLOWED",
+    );
+    let (_, role) = server.get(&format!("/api/roles/{owners}"), None).await;
+    assert_eq!(role["role"]["name"], "Owners");
+    assert_eq!(role["role"]["permissions"]["manageServer"], true);
+    // Roles the moderator may manage still work.
+    let r = server
+        .patch(
+            &format!("/api/roles/{plain}"),
+            Some(&moderator),
+            json!({"name": "Renamed"}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{:?}", r.1);
+    assert_eq!(
+        server
+            .delete(&format!("/api/roles/{plain}"), Some(&moderator))
+            .await
+            .0,
+        200
+    );
+}

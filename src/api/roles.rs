@@ -224,8 +224,12 @@ pub async fn update(
         let mut index = state.perms_mut();
         let mut role = find_role(&state, id)?;
         require_below(&index, who, id)?;
+        // Both what the role grants now and what it would grant: renaming or emptying a role
+        // is as much managing it as giving it.
+        let granted = index.resolve(who, None);
+        require_holds(granted, &role.permissions)?;
         if let Some(p) = &permissions {
-            require_holds(index.resolve(who, None), p)?;
+            require_holds(granted, p)?;
             role.permissions = *p;
         }
         if let Some(n) = name {
@@ -257,8 +261,9 @@ pub async fn delete(
     };
     let holders = {
         let mut index = state.perms_mut();
-        find_role(&state, id)?;
+        let role = find_role(&state, id)?;
         require_below(&index, who, id)?;
+        require_holds(index.resolve(who, None), &role.permissions)?;
         let holders = state.store.delete_role(id)?;
         index.remove_role(id);
         holders
@@ -316,6 +321,16 @@ pub async fn set_order(state: web::Data<AppState>, req: ApiRequest) -> ApiResult
                 ErrorCode::NotAllowed,
                 "you can only reorder roles ranked below your own most prioritized role",
             ));
+        }
+        // Moving a role is managing it: every role whose position changes may mention only
+        // permissions the requester holds.
+        let granted = index.resolve(who, None);
+        for (i, role) in new.iter().enumerate() {
+            if current[i] != *role {
+                if let Some(record) = state.store.role(*role)? {
+                    require_holds(granted, &record.permissions)?;
+                }
+            }
         }
         let mut trial = index.clone();
         trial.set_order(new.clone());
