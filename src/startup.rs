@@ -30,6 +30,10 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
         env!("CARGO_PKG_VERSION")
     );
     let state = web::Data::new(AppState::open(config)?);
+    let interrupted = api::uploads::remove_interrupted_uploads(&state.config.data)?;
+    if interrupted > 0 {
+        tracing::info!(interrupted, "removed uploads a crash interrupted");
+    }
     crate::ws::hub::start_fanout(&state.clone().into_inner())?;
     actix_web::rt::spawn(crate::plugins::dispatch(state.clone().into_inner()));
     actix_web::rt::spawn(crate::chatbox::dispatch(state.clone().into_inner()));

@@ -125,6 +125,13 @@ pub fn load_permission_index(store: &Store) -> Result<PermissionIndex, StoreErro
 
 /// Finishes removing the contents of channels whose deletion was interrupted.
 fn finish_purges(store: &Store) -> Result<(), StoreError> {
+    for user in store.pending_user_purges()? {
+        store.purge_user(user)?;
+        tracing::info!(
+            user,
+            "finished removing a deleted user's mentions and read state"
+        );
+    }
     for channel in store.pending_purges()? {
         let stats = store.purge_channel(channel)?;
         tracing::info!(

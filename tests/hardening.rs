@@ -418,3 +418,37 @@ async fn clients_that_never_read_their_responses_are_dropped() {
     let (status, _) = server.get("/api", None).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn a_crash_right_after_a_user_delete_leaves_none_of_their_records() {
+    let mut server = TestServer::spawn_with(&["--admin", "root"]).await;
+    let (_, root) = server.user("root").await;
+    let (victim, session) = server.user("victim").await;
+    server.license(&session, &["read"]).await;
+    server.license(&session, &["read"]).await;
+    let r = server
+        .delete(&format!("/api/users/{victim}"), Some(&root))
+        .await;
+    assert_eq!(r.0, 200, "{:?}", r.1);
+    server.kill();
+    let store = decentd::store::Store::open(&server.data, 1 << 20).unwrap();
+    let id: u64 = victim.parse().unwrap();
+    assert!(store.user(id).unwrap().is_none());
+    assert!(
+        store.licenses_of(id).unwrap().is_empty(),
+        "licenses outlived their owner"
+    );
+}
+
+#[tokio::test]
+async fn uploads_a_crash_interrupted_are_removed_at_startup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let uploads = data.join("uploads");
+    std::fs::create_dir_all(&uploads).unwrap();
+    std::fs::write(uploads.join(".incoming-0123abcd"), b"half an image").unwrap();
+    std::fs::write(uploads.join("kept.png"), b"a finished image").unwrap();
+    let _server = TestServer::spawn_on(&data, &[]).await;
+    assert!(!uploads.join(".incoming-0123abcd").exists());
+    assert!(uploads.join("kept.png").exists());
+}

@@ -33,6 +33,32 @@ pub fn upload_dir(data: &Path) -> PathBuf {
     data.join("uploads")
 }
 
+/// Prefix of an upload still being received; renamed to its final name once complete.
+const INCOMING_PREFIX: &str = ".incoming-";
+
+/// Removes uploads a crash interrupted (`.incoming-*`): run at startup, before any upload
+/// can be in progress. Returns how many were removed.
+pub fn remove_interrupted_uploads(data: &Path) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(upload_dir(data)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(INCOMING_PREFIX))
+        {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 fn too_large(limit: usize) -> ApiError {
     ApiError::new(
         ErrorCode::Failed,
@@ -80,7 +106,7 @@ async fn receive_image(
         .await
         .map_err(ApiError::internal)?;
     let temp = TempUpload {
-        path: dir.join(format!(".incoming-{}", random_hex()?)),
+        path: dir.join(format!("{INCOMING_PREFIX}{}", random_hex()?)),
         kept: false,
     };
     let mut file = tokio::fs::File::create(&temp.path)

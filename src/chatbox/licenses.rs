@@ -114,22 +114,6 @@ pub fn revoke(state: &AppState, license: u64) -> ApiResult<LicenseRecord> {
     Ok(record)
 }
 
-/// Revokes every license of a (deleted) user.
-pub fn revoke_all_of(state: &AppState, user: u64) {
-    let licenses = match state.store.licenses_of(user) {
-        Ok(licenses) => licenses,
-        Err(e) => {
-            tracing::error!(user, error = %e, "cannot list a deleted user's licenses");
-            return;
-        }
-    };
-    for license in licenses {
-        if let Err(e) = revoke(state, license.id) {
-            tracing::error!(license = license.id, error = %e.message, "cannot revoke a license");
-        }
-    }
-}
-
 /// The in-chat `\chatbox ...` command: the private answer.
 pub async fn chat_command(
     state: &AppState,

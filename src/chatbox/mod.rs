@@ -238,6 +238,21 @@ impl Gateway {
     }
 
     /// Closes every connection of a license.
+    /// Closes every connection of a deleted user's licenses with `changed_license_key`.
+    pub fn kick_owner(&self, user: u64) {
+        let licenses: Vec<u64> = self
+            .conns
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|c| c.identity.owner.as_ref().is_some_and(|o| o.id == user))
+            .filter_map(|c| c.identity.license)
+            .collect();
+        for license in licenses {
+            self.kick_license(license, CloseReason::ChangedLicenseKey);
+        }
+    }
+
     pub fn kick_license(&self, license: u64, reason: CloseReason) {
         for conn in self
             .conns
@@ -408,8 +423,9 @@ fn on_event(state: &AppState, event: &Event) {
     let gateway = &state.chatbox;
     match event.name {
         "user/delete" => {
+            // Their licenses went with the user record; end the connections that used them.
             if let Some(user) = id_at(&event.data, "/userID") {
-                licenses::revoke_all_of(state, user);
+                gateway.kick_owner(user);
             }
         }
         _ if gateway.is_empty() => {}

@@ -18,10 +18,21 @@ use tokio::sync::{mpsc, oneshot};
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
-/// Handle to the flusher thread. The thread ends when the handle is dropped.
+/// Handle to the flusher thread. The thread ends when the handle is dropped, and the drop
+/// waits for it (so the database is released when the store is).
 #[derive(Debug)]
 pub struct GroupCommit {
-    queue: mpsc::UnboundedSender<Waiter>,
+    queue: Option<mpsc::UnboundedSender<Waiter>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl GroupCommit {
@@ -29,7 +40,7 @@ impl GroupCommit {
     pub fn start(db: sled::Db, data_file: &Path) -> std::io::Result<Self> {
         let file = File::open(data_file)?;
         let (queue, mut rx) = mpsc::unbounded_channel::<Waiter>();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("decentd-commit".into())
             .spawn(move || {
                 while let Some(first) = rx.blocking_recv() {
@@ -49,13 +60,18 @@ impl GroupCommit {
                     }
                 }
             })?;
-        Ok(Self { queue })
+        Ok(Self {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
     }
 
     /// Resolves once everything written before the call is on disk.
     pub async fn wait(&self) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         self.queue
+            .as_ref()
+            .ok_or_else(|| "the storage flusher has stopped".to_owned())?
             .send(tx)
             .map_err(|_| "the storage flusher has stopped".to_owned())?;
         rx.await

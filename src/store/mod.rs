@@ -117,6 +117,14 @@ pub enum InsertUserError {
 const META_SETTINGS: &[u8] = b"settings";
 const META_ROLE_ORDER: &[u8] = b"role_order";
 const META_ADMIN_ROLE: &[u8] = b"admin_role";
+/// `meta` keys marking a deleted user whose leftovers are still being removed.
+const USER_PURGE_PREFIX: &[u8] = b"userpurge/";
+
+fn user_purge_key(user: u64) -> Vec<u8> {
+    let mut key = USER_PURGE_PREFIX.to_vec();
+    key.extend_from_slice(&user.to_be_bytes());
+    key
+}
 
 /// Name of the role `--admin` and `make-admin` grant.
 pub const ADMIN_ROLE_NAME: &str = "Admin";
@@ -385,38 +393,80 @@ impl Store {
     }
 
     /// Deletes a user, their name and every session of theirs. Returns the deleted user.
+    /// Deletes a user: record, name, sessions and chatbox licenses in one transaction, with a
+    /// marker under which the rest (mention index, read state) is removed next; startup
+    /// finishes what a crash interrupted (`pending_user_purges`). The messages stay.
     pub fn delete_user(&self, id: u64) -> Result<Option<UserRecord>> {
         self.ensure_space()?;
+        let user = self.delete_user_record(id)?;
+        if user.is_some() {
+            self.purge_user(id)?;
+        }
+        Ok(user)
+    }
+
+    /// The transactional half of `delete_user`: everything but the leftovers, plus the marker.
+    fn delete_user_record(&self, id: u64) -> Result<Option<UserRecord>> {
         let Some(user) = self.user(id)? else {
             return Ok(None);
         };
         let name = name_key(&user.username);
         let sessions = self.session_keys_of(id)?;
+        let licenses: Vec<[u8; 8]> = self
+            .licenses_of(id)?
+            .iter()
+            .map(|l| l.id.to_be_bytes())
+            .collect();
+        let marker = user_purge_key(id);
         flatten(
             (
                 &self.users,
                 &self.usernames,
                 &self.sessions,
                 &self.user_sessions,
+                &self.licenses,
+                &self.meta,
             )
-                .transaction(|(users, usernames, sessions_t, user_sessions)| {
-                    users.remove(&id.to_be_bytes())?;
-                    usernames.remove(name.as_slice())?;
-                    for (link, key) in &sessions {
-                        user_sessions.remove(link.as_slice())?;
-                        sessions_t.remove(key.as_slice())?;
-                    }
-                    Ok(())
-                }),
+                .transaction(
+                    |(users, usernames, sessions_t, user_sessions, licenses_t, meta)| {
+                        users.remove(&id.to_be_bytes())?;
+                        usernames.remove(name.as_slice())?;
+                        for (link, key) in &sessions {
+                            user_sessions.remove(link.as_slice())?;
+                            sessions_t.remove(key.as_slice())?;
+                        }
+                        // The keys stay as tombstones: a bot using one hears its license
+                        // was revoked.
+                        for license in &licenses {
+                            licenses_t.remove(license)?;
+                        }
+                        meta.insert(marker.as_slice(), &[])?;
+                        Ok(())
+                    },
+                ),
         )?;
-        // The user's mention index and read state go too; the messages stay.
+        Ok(Some(user))
+    }
+
+    /// Users whose deletion was interrupted before their leftovers were removed.
+    pub fn pending_user_purges(&self) -> Result<Vec<u64>> {
+        self.meta
+            .scan_prefix(USER_PURGE_PREFIX)
+            .keys()
+            .map(|k| Ok(id_from_key(&k?[USER_PURGE_PREFIX.len()..])))
+            .collect()
+    }
+
+    /// Removes a deleted user's mention index and read state, then the purge marker.
+    pub fn purge_user(&self, id: u64) -> Result<()> {
         self.remove_prefix(&self.mentions, &id.to_be_bytes())?;
         let mut read = sled::Batch::default();
         for channel in self.channels.iter().keys() {
             read.remove(&channels::pair_key(id_from_key(&channel?), id));
         }
         self.read_state.apply_batch(read)?;
-        Ok(Some(user))
+        self.meta.remove(user_purge_key(id))?;
+        Ok(())
     }
 
     // ---- sessions ----
@@ -724,5 +774,46 @@ mod tests {
             Store::open(dir.path(), 1 << 20),
             Err(StoreError::Locked(_))
         ));
+    }
+
+    #[test]
+    fn a_deleted_users_licenses_go_at_once_and_leftovers_survive_no_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let license = LicenseRecord {
+            id: 9,
+            owner: 1,
+            capabilities: 1,
+            label: String::new(),
+            created_ms: 0,
+            disabled: false,
+            from_chat: false,
+        };
+        {
+            let store = Store::open(dir.path(), 1 << 20).unwrap();
+            store.insert_user(&user(1, "gone")).unwrap();
+            store.insert_license(&[3; 32], &license).unwrap();
+            store.channels.insert(20u64.to_be_bytes(), &[]).unwrap();
+            store.mark_read(20, 1, 5).unwrap();
+            let mut mention = 1u64.to_be_bytes().to_vec();
+            mention.extend_from_slice(&77u64.to_be_bytes());
+            store.mentions.insert(mention, &[]).unwrap();
+            // A crash right after the transaction: the leftovers are still there.
+            store.delete_user_record(1).unwrap();
+            store.flush().unwrap();
+            assert!(
+                store.license(9).unwrap().is_none(),
+                "the license went with the user"
+            );
+            assert_eq!(store.license_by_key(&[3; 32]).unwrap(), KeyLookup::Revoked);
+        }
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(store.pending_user_purges().unwrap(), vec![1]);
+        assert_eq!(store.mentions.len(), 1);
+        for user in store.pending_user_purges().unwrap() {
+            store.purge_user(user).unwrap();
+        }
+        assert!(store.pending_user_purges().unwrap().is_empty());
+        assert_eq!(store.mentions.len(), 0);
+        assert_eq!(store.read_state.len(), 0);
     }
 }
