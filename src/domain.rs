@@ -171,7 +171,12 @@ pub fn validate_image_url(raw: &str) -> Result<(), ApiError> {
         )
         .with("parameter", "imageURL")
     };
-    if raw.len() > MAX_URL_LEN || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // Browsers read `\` as `/` in URLs: `/\evil.example.com` would be another host.
+    if raw.len() > MAX_URL_LEN
+        || raw
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
         return Err(invalid());
     }
     if raw.starts_with('/') && !raw.starts_with("//") {
@@ -319,6 +324,9 @@ mod tests {
         assert!(validate_image_url("/uploads/x.png").is_ok());
         for bad in [
             "//evil.com/x",
+            "/\\evil.example.com",
+            "\\\\evil.example.com/x",
+            "https://example.com\\@evil.example.com/",
             "javascript:alert(1)",
             "ftp://x/y",
             "a b",

@@ -13,7 +13,11 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber, writing to stderr. Safe to call once per process.
 pub fn init(format: LogFormat, filter: &str) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // actix-http logs an ERROR line for every malformed request an anonymous client sends;
+    // `net::connection_failed` counts them and logs at debug instead.
+    const QUIET: &str = "actix_http::h1::dispatcher=off";
+    let filter = EnvFilter::try_new(format!("{filter},{QUIET}"))
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -11,6 +11,11 @@
 //!   (the kernel send buffer `--tcp-send-buffer`, actix-http's 32 KiB write buffer, and the
 //!   one response being written: pipelined requests wait unparsed) and in time.
 //!
+//! - `connection_failed`: what ends an HTTP connection with an error. Malformed requests are
+//!   an unauthenticated client's to send, so each is logged at debug only (actix-http's own
+//!   ERROR line per request is filtered out in `logging`), counted, and summarised once a
+//!   minute by `summarize_failed_connections`.
+//!
 //! WebSocket connections leave `TimedStream` at the upgrade (`into_inner`): they have their own
 //! write timeout and queue bound (`ws::connection`).
 
@@ -30,6 +35,34 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::state::AppState;
+
+/// Malformed requests since the last summary.
+static MALFORMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Notes an HTTP connection that ended with an error (see the module doc).
+pub fn connection_failed(error: &actix_http::error::DispatchError) {
+    use actix_http::error::DispatchError;
+    if matches!(error, DispatchError::Parse(_)) {
+        MALFORMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    tracing::debug!(error = %error, "HTTP connection ended with an error");
+}
+
+/// Logs, once a minute, how many malformed requests arrived (when there were any).
+pub async fn summarize_failed_connections() {
+    let mut ticker = tokio::time::interval(Duration::from_secs(60));
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let malformed = MALFORMED.swap(0, std::sync::atomic::Ordering::Relaxed);
+        if malformed > 0 {
+            tracing::info!(
+                malformed,
+                "malformed HTTP requests in the last minute (answered 400; details at debug level)"
+            );
+        }
+    }
+}
 
 /// The error a stalled body read ends with.
 pub fn is_body_timeout(error: &PayloadError) -> bool {

@@ -37,6 +37,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     crate::ws::hub::start_fanout(&state.clone().into_inner())?;
     actix_web::rt::spawn(crate::plugins::dispatch(state.clone().into_inner()));
     actix_web::rt::spawn(crate::chatbox::dispatch(state.clone().into_inner()));
+    actix_web::rt::spawn(crate::net::summarize_failed_connections());
     crate::plugins::PluginHost::load_all(&state.clone().into_inner()).await;
     let app_state = state.clone();
     let app = move || {
@@ -80,6 +81,10 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
                 Ok::<_, actix_http::error::DispatchError>((stream, Protocol::Http1, peer))
             })
             .and_then(http)
+            .map_err(|e| {
+                crate::net::connection_failed(&e);
+                e
+            })
         })?;
         tracing::info!(addr = %addr, "listening");
     }

@@ -395,3 +395,35 @@ async fn empty_continuation_frames_count_toward_the_frame_rate_limit() {
     assert_eq!(ws.close_code().await, Some(1008), "pings: close code");
     writer.abort();
 }
+
+#[tokio::test]
+async fn a_session_toggled_on_and_off_does_not_flood_everyone_with_presence() {
+    let (server, _, _) = admin_server(&[]).await;
+    let (bob_id, bob) = server.user("bob").await;
+    let mut watcher = server.events(None).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let on = json!({"evt": "pongdata", "data": {"sessionID": bob}}).to_string();
+    let off = json!({"evt": "pongdata", "data": {"sessionID": null}}).to_string();
+    for _ in 0..8 {
+        ws.send(Message::text(on.clone())).await.unwrap();
+        ws.send(Message::text(off.clone())).await.unwrap();
+    }
+    let events = watcher.drain(Duration::from_secs(4)).await;
+    let presence: Vec<&(String, serde_json::Value)> = events
+        .iter()
+        .filter(|(evt, _)| evt.starts_with("user/o"))
+        .collect();
+    // One arrival, then one departure once the grace has passed: not eight of each.
+    assert_eq!(
+        presence
+            .iter()
+            .map(|(evt, data)| (evt.as_str(), data["userID"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [
+            ("user/online", bob_id.as_str()),
+            ("user/offline", bob_id.as_str())
+        ]
+    );
+}

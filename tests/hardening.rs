@@ -452,3 +452,41 @@ async fn uploads_a_crash_interrupted_are_removed_at_startup() {
     assert!(!uploads.join(".incoming-0123abcd").exists());
     assert!(uploads.join("kept.png").exists());
 }
+
+#[tokio::test]
+async fn malformed_requests_are_counted_not_logged_one_error_each() {
+    let server = TestServer::spawn().await;
+    for _ in 0..30 {
+        let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+        assert!(answer.starts_with(b"HTTP/1.1 400"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let errors: Vec<String> = server
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("\"ERROR\""))
+        .cloned()
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[tokio::test]
+async fn an_emote_url_with_a_backslash_is_refused() {
+    let server = TestServer::spawn_with(&["--admin", "root"]).await;
+    let (_, root) = server.user("root").await;
+    let r = server
+        .post(
+            "/api/emotes",
+            Some(&root),
+            json!({"shortcode": "evil", "imageURL": "/\\evil.example.com"}),
+        )
+        .await;
+    assert_error(&r, "INVALID_PARAMETER_TYPE");
+}

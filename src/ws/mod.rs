@@ -79,18 +79,24 @@ fn pong_user(state: &AppState, text: &str) -> Option<Option<u64>> {
     }))
 }
 
-fn set_user(state: &AppState, socket: u64, current: &mut Option<u64>, next: Option<u64>) {
+fn set_user(state: &Arc<AppState>, socket: u64, current: &mut Option<u64>, next: Option<u64>) {
     if *current == next {
         return;
     }
     state.hub.set_user(socket, next);
     if let Some(old) = current.take() {
-        if state.presence.disconnect(old) {
-            state.bus.emit(
-                "user/offline",
-                json!({ "userID": old.to_string() }),
-                Audience::Everyone,
-            );
+        if let Some(departure) = state.presence.disconnect(old) {
+            let state = state.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(crate::state::PRESENCE_GRACE).await;
+                if state.presence.settle(old, departure) {
+                    state.bus.emit(
+                        "user/offline",
+                        json!({ "userID": old.to_string() }),
+                        Audience::Everyone,
+                    );
+                }
+            });
         }
     }
     if let Some(new) = next {
