@@ -6,7 +6,9 @@
 //! states the steady-state figure it reports.
 //!
 //! Run: `cargo bench --bench soak` (env: SOAK_MINUTES, SOAK_SOCKETS, SOAK_POSTS, SOAK_READS,
-//! SOAK_ARGS — extra server arguments, space-separated, e.g. `--cache-mb 8`). Under
+//! SOAK_ARGS — extra server arguments, space-separated, e.g. `--cache-mb 8`). The server is
+//! stopped with SIGTERM at the end, so `_RJEM_MALLOC_CONF=stats_print:true` in the environment
+//! makes it print jemalloc's statistics (allocated, active, resident, retained) on exit. Under
 //! `cargo test` it only prints how to run it.
 
 use futures_util::{SinkExt, StreamExt};
@@ -30,7 +32,7 @@ fn main() {
     let extra = std::env::var("SOAK_ARGS").unwrap_or_default();
     let mut args = vec!["--admin", "bench"];
     args.extend(extra.split_whitespace());
-    let server = start_server(&args);
+    let mut server = start_server(&args);
     let (session, channel) = seed(&server.addr);
     let pid = server.child.id();
     println!(
@@ -117,4 +119,5 @@ fn main() {
             status_kib(pid, "VmHWM:") as f64 / 1024.0
         );
     });
+    server.stop();
 }

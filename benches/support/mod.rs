@@ -17,6 +17,16 @@ pub struct Server {
     _tmp: tempfile::TempDir,
 }
 
+impl Server {
+    /// Stops the server with SIGTERM (a clean exit, so exit-time reports get printed).
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -54,6 +64,10 @@ pub fn start_server(args: &[&str]) -> Server {
                 } else if v["level"] == "WARN" || v["level"] == "ERROR" {
                     eprintln!("server: {line}");
                 }
+            } else {
+                // Not a log line: e.g. the allocator's statistics
+                // (`_RJEM_MALLOC_CONF=stats_print:true` prints them at exit).
+                eprintln!("server: {line}");
             }
         }
     });

@@ -68,7 +68,16 @@ fn too_large(limit: usize) -> ApiError {
     .with("limit", limit)
 }
 
-fn bad_form(e: impl std::fmt::Display) -> ApiError {
+fn bad_form(e: actix_multipart::MultipartError) -> ApiError {
+    if let actix_multipart::MultipartError::Payload(payload) = &e {
+        if crate::net::is_body_timeout(payload) {
+            return ApiError::new(
+                ErrorCode::Failed,
+                format!("could not read the request body: {payload}"),
+            )
+            .status(StatusCode::REQUEST_TIMEOUT);
+        }
+    }
     ApiError::new(
         ErrorCode::Failed,
         format!("the request must be multipart/form-data with an `image` field: {e}"),
