@@ -146,6 +146,21 @@ impl TimedStream {
         self.inner
     }
 
+    /// A write that went through resets the stall clock; a pending one starts or checks it.
+    fn after_write(
+        &mut self,
+        poll: Poll<io::Result<usize>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        match poll {
+            Poll::Ready(result) => {
+                self.stalled = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => self.pending_write(cx),
+        }
+    }
+
     /// Turns a pending write into an error once it has been pending for the timeout.
     fn pending_write<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
         let timeout = self.timeout;
@@ -184,13 +199,8 @@ impl AsyncWrite for TimedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                self.stalled = None;
-                Poll::Ready(result)
-            }
-            Poll::Pending => self.pending_write(cx),
-        }
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.after_write(poll, cx)
     }
 
     fn poll_write_vectored(
@@ -198,13 +208,8 @@ impl AsyncWrite for TimedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => {
-                self.stalled = None;
-                Poll::Ready(result)
-            }
-            Poll::Pending => self.pending_write(cx),
-        }
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.after_write(poll, cx)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -695,12 +695,7 @@ mod tests {
     #[tokio::test]
     async fn an_oversized_frame_ends_the_connection_at_its_header() {
         let (server, mut client) = pair().await;
-        let mut conn = Connection::new(
-            Socket::new(server, 16),
-            BytesMut::new(),
-            1024,
-            Duration::from_secs(5),
-        );
+        let (_, mut conn) = open(server, 16, 1024, Duration::from_secs(5));
         // 2^40 bytes announced; only the header and a little payload ever arrive.
         let mut header = vec![0x82, 0x80 | 127];
         header.extend_from_slice(&(1u64 << 40).to_be_bytes());
@@ -717,12 +712,7 @@ mod tests {
     #[tokio::test]
     async fn the_read_buffer_never_holds_more_than_one_largest_frame() {
         let (server, mut client) = pair().await;
-        let mut conn = Connection::new(
-            Socket::new(server, 16),
-            BytesMut::new(),
-            1024,
-            Duration::from_secs(5),
-        );
+        let (_, mut conn) = open(server, 16, 1024, Duration::from_secs(5));
         // A frame of exactly the limit, sent whole: read in bounded pieces and decoded.
         client
             .write_all(&client_frame(OpCode::Binary, true, &[7u8; 1024]))
