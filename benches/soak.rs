@@ -2,7 +2,8 @@
 //! `SOAK_SOCKETS` WebSocket clients (default 200, logged in, answering pingdata, reading every
 //! event), and for `SOAK_MINUTES` (default 30) posts `SOAK_POSTS` messages/s (default 10) and
 //! reads history `SOAK_READS` times/s (default 20). Every minute it prints the server's RSS
-//! (from /proc), the messages stored and the events delivered. The README's performance section
+//! (from /proc), the allocator's counters from the server's latest `memory` report (every 30 s),
+//! the messages stored and the events delivered. The README's performance section
 //! states the steady-state figure it reports.
 //!
 //! Run: `cargo bench --bench soak` (env: SOAK_MINUTES, SOAK_SOCKETS, SOAK_POSTS, SOAK_READS,
@@ -39,12 +40,23 @@ fn main() {
         "decentd soak: {sockets} sockets, {posts} posts/s, {reads} history reads/s, {minutes} min; \
          server args {args:?}"
     );
-    println!("| minute | RSS MiB | messages | deliveries |");
-    println!("|---:|---:|---:|---:|");
     println!(
-        "| 0 | {:.1} | 50 | 0 |",
-        status_kib(pid, "VmRSS:") as f64 / 1024.0
+        "| minute | RSS MiB | allocated MiB | active MiB | allocator resident MiB | threads | messages | deliveries |"
     );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mib = |v: &Value, key: &str| v[key].as_f64().unwrap_or(0.0) / 1048576.0;
+    let row = |minute: u64, posted: u64, delivered: u64| {
+        let memory = server.memory.lock().unwrap().clone().unwrap_or_default();
+        println!(
+            "| {minute} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {posted} | {delivered} |",
+            status_kib(pid, "VmRSS:") as f64 / 1024.0,
+            mib(&memory, "allocated"),
+            mib(&memory, "active"),
+            mib(&memory, "resident"),
+            status_kib(pid, "Threads:"),
+        );
+    };
+    row(0, 50, 0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -105,11 +117,10 @@ fn main() {
             }
             posted += posts;
             if second % 60 == 0 {
-                println!(
-                    "| {} | {:.1} | {posted} | {} |",
+                row(
                     second / 60,
-                    status_kib(pid, "VmRSS:") as f64 / 1024.0,
-                    delivered.load(std::sync::atomic::Ordering::Relaxed)
+                    posted,
+                    delivered.load(std::sync::atomic::Ordering::Relaxed),
                 );
             }
         }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod logging;
+pub mod memory;
 pub mod net;
 pub mod params;
 pub mod perms;

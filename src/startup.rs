@@ -38,6 +38,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     actix_web::rt::spawn(crate::plugins::dispatch(state.clone().into_inner()));
     actix_web::rt::spawn(crate::chatbox::dispatch(state.clone().into_inner()));
     actix_web::rt::spawn(crate::net::summarize_failed_connections());
+    actix_web::rt::spawn(crate::memory::report_periodically());
     crate::plugins::PluginHost::load_all(&state.clone().into_inner()).await;
     let app_state = state.clone();
     let app = move || {

@@ -12,6 +12,8 @@ use std::time::Duration;
 /// A running `decentd` on loopback with its own temporary data directory.
 pub struct Server {
     pub child: Child,
+    /// The server's latest `memory` report (allocator counters), when it has made one.
+    pub memory: std::sync::Arc<std::sync::Mutex<Option<Value>>>,
     pub addr: String,
     pub data: PathBuf,
     _tmp: tempfile::TempDir,
@@ -45,7 +47,7 @@ pub fn start_server(args: &[&str]) -> Server {
             "--log-format",
             "json",
             "--log",
-            "warn,decentd::startup=info",
+            "warn,decentd::startup=info,decentd::memory=debug",
         ])
         .args(args)
         .arg("--data")
@@ -56,11 +58,15 @@ pub fn start_server(args: &[&str]) -> Server {
         .expect("start decentd");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
+    let memory = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let latest = memory.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Ok(v) = serde_json::from_str::<Value>(&line) {
                 if v["message"] == "listening" {
                     let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                } else if v["message"] == "memory" {
+                    *latest.lock().unwrap() = Some(v);
                 } else if v["level"] == "WARN" || v["level"] == "ERROR" {
                     eprintln!("server: {line}");
                 }
@@ -76,6 +82,7 @@ pub fn start_server(args: &[&str]) -> Server {
         .expect("decentd did not start");
     Server {
         child,
+        memory,
         addr,
         data,
         _tmp: tmp,
