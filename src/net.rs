@@ -9,7 +9,10 @@
 //!   `--http-write-timeout` fails, and the connection is dropped together with the response
 //!   bytes it held. What one client that never reads can hold is therefore bounded in size
 //!   (the kernel send buffer `--tcp-send-buffer`, actix-http's 32 KiB write buffer, and the
-//!   one response being written: pipelined requests wait unparsed) and in time.
+//!   one response being written: pipelined requests wait unparsed) and in time. Across clients,
+//!   a `StallBudget` bounds how many connections may wait on their client at once
+//!   (`MAX_STALLED`): beyond it, a connection whose write cannot go out is dropped at once, so
+//!   many clients that never read cannot add up to unbounded memory within the timeout.
 //!
 //! - `connection_failed`: what ends an HTTP connection with an error. Malformed requests are
 //!   an unauthenticated client's to send, so each is logged at debug only (actix-http's own
@@ -123,20 +126,65 @@ impl Stream for TimedBody {
     }
 }
 
+/// HTTP connections that may wait on a client that does not read, at once.
+pub const MAX_STALLED: usize = 1024;
+
+/// How many connections are waiting for their client to read, and how many may.
+#[derive(Debug)]
+pub struct StallBudget {
+    max: usize,
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl StallBudget {
+    pub fn new(max: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            max,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    fn take(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self) {
+        self.waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// A TCP connection whose writes fail after making no progress for a while.
 #[derive(Debug)]
 pub struct TimedStream {
     inner: TcpStream,
     timeout: Duration,
-    /// Running while a write waits for the kernel to take bytes.
-    stalled: Option<Pin<Box<Sleep>>>,
+    budget: std::sync::Arc<StallBudget>,
+    /// Running while a write waits for the kernel to take bytes, with the budget slot held.
+    stalled: Option<(Pin<Box<Sleep>>, StallSlot)>,
+}
+
+/// A connection's place in the `StallBudget`, given back when dropped.
+#[derive(Debug)]
+struct StallSlot(std::sync::Arc<StallBudget>);
+
+impl Drop for StallSlot {
+    fn drop(&mut self) {
+        self.0.give_back();
+    }
 }
 
 impl TimedStream {
-    pub fn new(inner: TcpStream, timeout: Duration) -> Self {
+    pub fn new(inner: TcpStream, timeout: Duration, budget: std::sync::Arc<StallBudget>) -> Self {
         Self {
             inner,
             timeout,
+            budget,
             stalled: None,
         }
     }
@@ -161,16 +209,30 @@ impl TimedStream {
         }
     }
 
-    /// Turns a pending write into an error once it has been pending for the timeout.
+    /// Turns a pending write into an error once it has been pending for the timeout, or at
+    /// once when the stall budget is spent.
     fn pending_write<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        let timeout = self.timeout;
-        let stalled = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match stalled.as_mut().poll(cx) {
+        if self.stalled.is_none() {
+            if !self.budget.take() {
+                tracing::debug!(
+                    max = self.budget.max,
+                    "dropping an HTTP connection that would wait on its client: too many do"
+                );
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "too many clients are not reading their responses",
+                )));
+            }
+            let slot = StallSlot(self.budget.clone());
+            self.stalled = Some((Box::pin(tokio::time::sleep(self.timeout)), slot));
+        }
+        let Some((sleep, _)) = self.stalled.as_mut() else {
+            return Poll::Pending;
+        };
+        match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 tracing::debug!(
-                    seconds = timeout.as_secs(),
+                    seconds = self.timeout.as_secs(),
                     "dropping an HTTP connection whose client stopped reading"
                 );
                 Poll::Ready(Err(io::Error::new(
@@ -222,5 +284,63 @@ impl AsyncWrite for TimedStream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A connected pair over loopback with small kernel buffers: (server side, client side).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpSocket::new_v4().unwrap();
+        client.set_recv_buffer_size(4096).unwrap();
+        let client = client
+            .connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        (server, client)
+    }
+
+    /// Writes to a client that never reads until the write fails; how long that took.
+    async fn write_until_refused(stream: &mut TimedStream) -> (Duration, io::ErrorKind) {
+        let start = std::time::Instant::now();
+        let chunk = vec![0u8; 64 * 1024];
+        loop {
+            if let Err(e) = stream.write_all(&chunk).await {
+                return (start.elapsed(), e.kind());
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_waits_past_the_timeout_fails_and_the_budget_bounds_waiters() {
+        let budget = StallBudget::new(1);
+        let (first, _first_client) = pair().await;
+        let (second, _second_client) = pair().await;
+        let mut first = TimedStream::new(first, Duration::from_millis(300), budget.clone());
+        let mut second = TimedStream::new(second, Duration::from_millis(300), budget.clone());
+        // The first fills its buffers and waits; meanwhile the second has no slot left.
+        let waiting = tokio::spawn(async move {
+            let outcome = write_until_refused(&mut first).await;
+            (first, outcome)
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (quick, kind) = write_until_refused(&mut second).await;
+        assert_eq!(kind, io::ErrorKind::TimedOut);
+        assert!(quick < Duration::from_millis(250), "refused at once: {quick:?}");
+        let (first, (took, kind)) = waiting.await.unwrap();
+        assert_eq!(kind, io::ErrorKind::TimedOut);
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        // Dropping the stalled connection gives its slot back.
+        drop(first);
+        drop(second);
+        assert_eq!(budget.waiting.load(std::sync::atomic::Ordering::Acquire), 0);
     }
 }

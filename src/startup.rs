@@ -59,9 +59,10 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     // Told on a graceful stop, so idle keep-alive connections close at once (as HttpServer does).
     let stopping = server.graceful_shutdown_signal();
     let write_timeout = state.config.http_write_timeout;
+    let stall_budget = crate::net::StallBudget::new(crate::net::MAX_STALLED);
     for listener in listeners {
         let addr = listener.local_addr()?;
-        let (app, stopping) = (app.clone(), stopping.clone());
+        let (app, stopping, stall_budget) = (app.clone(), stopping.clone(), stall_budget.clone());
         server = server.listen(format!("decentd-{addr}"), listener, move || {
             let stopping = stopping.clone();
             let for_app = |app: App<_>| actix_service::map_config(app, |_| AppConfig::default());
@@ -75,11 +76,15 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
                 .local_addr(addr)
                 .upgrade(crate::ws::upgrade::service(for_app(app())))
                 .finish(for_app(app()));
-            fn_service(move |stream: tokio::net::TcpStream| async move {
-                let _ = stream.set_nodelay(true);
-                let peer = stream.peer_addr().ok();
-                let stream = TimedStream::new(stream, write_timeout);
-                Ok::<_, actix_http::error::DispatchError>((stream, Protocol::Http1, peer))
+            let stall_budget = stall_budget.clone();
+            fn_service(move |stream: tokio::net::TcpStream| {
+                let stall_budget = stall_budget.clone();
+                async move {
+                    let _ = stream.set_nodelay(true);
+                    let peer = stream.peer_addr().ok();
+                    let stream = TimedStream::new(stream, write_timeout, stall_budget);
+                    Ok::<_, actix_http::error::DispatchError>((stream, Protocol::Http1, peer))
+                }
             })
             .and_then(http)
             .map_err(|e| {
