@@ -334,7 +334,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let (quick, kind) = write_until_refused(&mut second).await;
         assert_eq!(kind, io::ErrorKind::TimedOut);
-        assert!(quick < Duration::from_millis(250), "refused at once: {quick:?}");
+        assert!(
+            quick < Duration::from_millis(250),
+            "refused at once: {quick:?}"
+        );
         let (first, (took, kind)) = waiting.await.unwrap();
         assert_eq!(kind, io::ErrorKind::TimedOut);
         assert!(took >= Duration::from_millis(300), "{took:?}");
