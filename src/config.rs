@@ -108,6 +108,15 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub admins: Vec<String>,
+    /// Origin (`https://chat.example.com`) whose web pages may call the API; repeat for
+    /// several [default: any origin, as Decent clients connect to any server].
+    #[arg(
+        long = "cors-origins",
+        env = "DECENTD_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "DECENTD_BODY_LIMIT", value_name = "BYTES")]
     pub body_limit: Option<usize>,
@@ -209,6 +218,7 @@ pub struct FileConfig {
     pub data: Option<PathBuf>,
     pub plugins: Option<PathBuf>,
     pub admins: Option<Vec<String>>,
+    pub cors_origins: Option<Vec<String>>,
     pub body_limit: Option<usize>,
     pub upload_limit: Option<usize>,
     pub max_message_length: Option<usize>,
@@ -245,6 +255,8 @@ pub struct ServerConfig {
     /// One subdirectory per plugin.
     pub plugins: PathBuf,
     pub admins: Vec<String>,
+    /// Origins allowed by CORS; empty: any origin.
+    pub cors_origins: Vec<String>,
     pub body_limit: usize,
     pub upload_limit: usize,
     pub max_message_length: usize,
@@ -301,6 +313,28 @@ pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })
 }
 
+/// An origin as browsers send it: `scheme://host[:port]`, nothing else.
+fn validate_origin(origin: &str) -> Result<(), ConfigError> {
+    let invalid = || {
+        ConfigError::Invalid(format!(
+            "--cors-origins: {origin:?} is not an origin; write it as a browser sends it, \
+             e.g. https://chat.example.com or http://localhost:8080"
+        ))
+    };
+    let url = url::Url::parse(origin).map_err(|_| invalid())?;
+    let bare = url.path() == "/" && !origin.ends_with('/');
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || !bare
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+    {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
 impl ServeArgs {
     /// Merges flags and environment (already in `self`) over the file over the defaults.
     pub fn resolve(self) -> Result<ServerConfig, ConfigError> {
@@ -318,6 +352,14 @@ impl ServeArgs {
         } else {
             self.admins
         };
+        let cors_origins = if self.cors_origins.is_empty() {
+            file.cors_origins.unwrap_or_default()
+        } else {
+            self.cors_origins
+        };
+        for origin in &cors_origins {
+            validate_origin(origin)?;
+        }
         let ping = self
             .ping_interval
             .or(file.ping_interval)
@@ -372,6 +414,7 @@ impl ServeArgs {
                 .unwrap_or_else(|| data.join("plugins")),
             data,
             admins,
+            cors_origins,
             body_limit,
             upload_limit,
             max_message_length,

@@ -7,7 +7,7 @@
 use actix_http::{HttpService, Protocol};
 use actix_service::{fn_service, ServiceFactoryExt};
 use actix_web::dev::{AppConfig, Server};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, NormalizePath, TrailingSlash};
 use actix_web::{web, App};
 
 use crate::config::{MakeAdminArgs, ServerConfig};
@@ -46,6 +46,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
             .app_data(app_state.clone())
             .wrap(from_fn(crate::net::limit_body_reads))
             .wrap(from_fn(logging::log_request))
+            .wrap(cors(&app_state.config.cors_origins))
+            // One rule for every route: a trailing slash names the same route.
+            .wrap(NormalizePath::new(TrailingSlash::Trim))
             .configure(api::configure)
             .default_service(web::to(api::not_found))
     };
@@ -142,6 +145,37 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     state.store.flush()?;
     tracing::info!("storage flushed; stopped");
     Ok(())
+}
+
+/// CORS for every route: Decent clients connect to any server, so any origin may call the API
+/// unless `--cors-origins` names the ones that may. Preflights are answered here for the
+/// methods and headers clients send. A request from another origin is not refused (WebSocket
+/// upgrades must keep working from anywhere; browsers apply CORS to them), it only gets no CORS
+/// headers, so a browser will not let that page read the answer.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    use actix_web::http::{header, Method};
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods([
+            Method::GET,
+            Method::POST,
+            Method::PATCH,
+            Method::PUT,
+            Method::DELETE,
+        ])
+        .allowed_headers([
+            header::HeaderName::from_static("x-session-id"),
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+        ])
+        .max_age(86_400)
+        .block_on_origin_mismatch(false);
+    if origins.is_empty() {
+        cors = cors.allow_any_origin();
+    }
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    cors
 }
 
 /// Raises the soft open-file limit toward what `max_websockets` sockets need (each socket is

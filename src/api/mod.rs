@@ -52,7 +52,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/v2").route(web::get().to(chatbox::unsupported)))
     .service(resource("/api").route(web::get().to(meta::api_info)))
-    .service(resource("/api/").route(web::get().to(meta::api_info)))
     .service(
         resource("/api/settings")
             .route(web::get().to(meta::get_settings))
