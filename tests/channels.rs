@@ -488,7 +488,12 @@ async fn history_pages_with_before_after_and_limit() {
         get(format!("?before={}&limit=2", ids[3])).await,
         ["second", "third"]
     );
-    assert_eq!(get(format!("?after={}&limit=1", ids[0])).await, ["fourth"]);
+    // With `after`, the page is the messages right after it: paging forward misses nothing.
+    assert_eq!(get(format!("?after={}&limit=1", ids[0])).await, ["second"]);
+    assert_eq!(
+        get(format!("?after={}&limit=2", ids[1])).await,
+        ["third", "fourth"]
+    );
     assert_eq!(
         get(format!("?before={}", ids[0])).await,
         Vec::<String>::new()
@@ -499,6 +504,20 @@ async fn history_pages_with_before_after_and_limit() {
     );
     // Out-of-range limits are clamped to 1..=50, as the reference server does.
     assert_eq!(get("?limit=0".into()).await, ["fourth"]);
+    // An anchor that is not a message of this channel is NOT_FOUND.
+    let elsewhere = server.post_message(&admin, &other, "also elsewhere").await;
+    for q in [
+        format!("?before={elsewhere}"),
+        format!("?after={elsewhere}"),
+        "?after=12345".to_owned(),
+    ] {
+        assert_error(
+            &server
+                .get(&format!("/api/channels/{ch}/messages{q}"), None)
+                .await,
+            "NOT_FOUND",
+        );
+    }
     for q in ["?limit=-1", "?limit=abc", "?before=abc", "?after=1.5"] {
         assert_error(
             &server

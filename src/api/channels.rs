@@ -235,8 +235,10 @@ fn id_param(req: &ApiRequest, key: &str) -> ApiResult<Option<u64>> {
     }
 }
 
-/// `GET /api/channels/:id/messages`: the newest messages (oldest first) strictly between
-/// `after` and `before`. `limit` outside 1..=50 is clamped, as the reference server does.
+/// `GET /api/channels/:id/messages`: messages (oldest first) strictly between `after` and
+/// `before`: the first `limit` after `after` when it is given (paging forward), else the newest
+/// before `before`. An anchor that is not a message of this channel is NOT_FOUND. `limit`
+/// outside 1..=50 is clamped, as the reference server does.
 pub async fn messages(
     state: web::Data<AppState>,
     req: ApiRequest,
@@ -249,6 +251,11 @@ pub async fn messages(
         .unwrap_or(MAX_HISTORY)
         .clamp(1, MAX_HISTORY);
     let channel = visible_channel_id(&state, req.requester(), &path)?;
+    for anchor in [before, after].into_iter().flatten() {
+        if state.store.message_in(channel, anchor)?.is_none() {
+            return Err(ApiError::not_found("message"));
+        }
+    }
     let messages = state
         .store
         .messages(channel, before, after, limit as usize)?;

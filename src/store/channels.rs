@@ -386,8 +386,9 @@ impl Store {
             .transpose()
     }
 
-    /// Up to `limit` of the most recent messages of a channel strictly between `after` and
-    /// `before`, oldest first.
+    /// Up to `limit` messages of a channel strictly between `after` and `before`, oldest
+    /// first: with `after`, the first ones after it (paging forward, so a client catching up
+    /// misses nothing); without, the most recent ones.
     pub fn messages(
         &self,
         channel: u64,
@@ -408,9 +409,11 @@ impl Store {
         if start > end {
             return Ok(Vec::new());
         }
-        let mut out: Vec<MessageRecord> = self
-            .messages
-            .range(start..=end)
+        let range = self.messages.range(start..=end);
+        if after.is_some() {
+            return range.take(limit).map(|kv| codec::decode(&kv?.1)).collect();
+        }
+        let mut out: Vec<MessageRecord> = range
             .rev()
             .take(limit)
             .map(|kv| codec::decode(&kv?.1))
