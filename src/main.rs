@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         }
         Command::Plugin(PluginCommand::Check { path }) => match decentd::plugins::check(&path) {
             Ok(summary) => {
-                println!("{summary}");
+                print_out(&summary);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         },
         Command::MakeAdmin(args) => match startup::make_admin(&args) {
             Ok(message) => {
-                println!("{message}");
+                print_out(&message);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -53,4 +53,11 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// Prints a command's answer. A reader that went away (`decentd plugin check DIR | head -1`)
+/// is not an error of ours: the rest of the answer is dropped quietly instead of panicking.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
 }

@@ -285,6 +285,18 @@ fn plugin_check_explains_what_is_wrong() {
         text.contains("plugin good 1.0.0: ok") && text.contains("message/before-store"),
         "{text}"
     );
+    // A reader that stops early (`| head -1`, here one that reads nothing) is no panic.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{} plugin check {} | true",
+            env!("CARGO_BIN_EXE_decentd"),
+            dir.path().join("good").display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 
     let cases = [
         (

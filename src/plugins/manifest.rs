@@ -225,8 +225,9 @@ impl Manifest {
             }
         }
         let l = &self.limits;
-        if !(1..=10_000).contains(&l.hook_ms) || !(1..=60_000).contains(&l.event_ms) {
-            return Err("limits: hook-ms must be 1-10000 and event-ms 1-60000".into());
+        // A hook runs inside the posting request: a second is already long for a chat.
+        if !(1..=1_000).contains(&l.hook_ms) || !(1..=60_000).contains(&l.event_ms) {
+            return Err("limits: hook-ms must be 1-1000 and event-ms 1-60000".into());
         }
         if !(1..=4096).contains(&l.memory_mib) {
             return Err("limits: memory-mib must be 1-4096".into());
@@ -265,5 +266,9 @@ mod tests {
         assert!(err.contains("unknown field"), "{err}");
         let err = parse("name = \"f\"\nversion = \"1\"\n[limits]\nmemory-mib = 0").unwrap_err();
         assert!(err.contains("memory-mib"), "{err}");
+        // A hook runs inside the posting request: at most a second.
+        let err = parse("name = \"f\"\nversion = \"1\"\n[limits]\nhook-ms = 1001").unwrap_err();
+        assert!(err.contains("hook-ms must be 1-1000"), "{err}");
+        assert!(parse("name = \"f\"\nversion = \"1\"\n[limits]\nhook-ms = 1000").is_ok());
     }
 }
