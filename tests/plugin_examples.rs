@@ -53,7 +53,10 @@ async fn the_word_filter_masks_or_rejects_listed_words() {
     .await;
     let (status, v) = w.post_as(&w.admin, "Well DARN it").await;
     assert_eq!(status, 200, "{v}");
-    assert_eq!(w.texts().await, vec!["Well **** it"]);
+    // Whole words only: "darning" keeps its letters.
+    let (status, v) = w.post_as(&w.admin, "darning socks").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(w.texts().await, vec!["Well **** it", "darning socks"]);
 
     install(
         w.plugins.path(),
@@ -66,7 +69,10 @@ async fn the_word_filter_masks_or_rejects_listed_words() {
     assert_eq!(error["plugin"], "word-filter");
     assert_eq!(error["reason"], "the message contains a blocked word");
     assert_eq!(w.post_as(&w.admin, "all clean").await.0, 200);
-    assert_eq!(w.texts().await, vec!["Well **** it", "all clean"]);
+    assert_eq!(
+        w.texts().await,
+        vec!["Well **** it", "darning socks", "all clean"]
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! Word filter: messages containing a listed word (ASCII case-insensitive) are rejected, or
-//! stored with each occurrence masked, depending on `mode` in the config.
+//! Word filter: messages containing a listed word (ASCII case-insensitive, whole words only:
+//! "heck" does not match inside "checking") are rejected, or stored with each occurrence
+//! masked, depending on `mode` in the config.
 
 use decentd_plugin::{export_plugin, reject, rewrite, Action, PendingMessage, Plugin, Value};
 
@@ -9,8 +10,14 @@ pub struct WordFilter {
     reject: bool,
 }
 
+/// Whether a byte belongs to a word: letters, digits, `_`, and any byte of a non-ASCII
+/// character (so a listed word next to an accented letter is still inside a word).
+fn in_word(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || !byte.is_ascii()
+}
+
 impl WordFilter {
-    /// The text with every listed word masked, if any was found.
+    /// The text with every listed word masked, if any was found as a whole word.
     pub fn mask(&self, text: &str) -> Option<String> {
         let lower = text.to_ascii_lowercase();
         let mut masked = text.as_bytes().to_vec();
@@ -19,9 +26,15 @@ impl WordFilter {
             let mut from = 0;
             while let Some(at) = lower[from..].find(word.as_str()) {
                 let start = from + at;
-                masked[start..start + word.len()].fill(b'*');
-                from = start + word.len();
-                found = true;
+                let end = start + word.len();
+                let bytes = lower.as_bytes();
+                let whole = (start == 0 || !in_word(bytes[start - 1]))
+                    && (end == bytes.len() || !in_word(bytes[end]));
+                if whole {
+                    masked[start..end].fill(b'*');
+                    found = true;
+                }
+                from = start + 1;
             }
         }
         // Only ASCII bytes of ASCII words were replaced, so the text stays UTF-8.
@@ -66,5 +79,17 @@ mod tests {
         f.init(&decentd_plugin::json!({"words": ["darn"], "mode": "rewrite"}));
         assert_eq!(f.mask("Darn it, darn!").unwrap(), "**** it, ****!");
         assert!(f.mask("fine").is_none());
+    }
+
+    #[test]
+    fn matches_whole_words_only() {
+        let mut f = WordFilter::default();
+        f.init(&decentd_plugin::json!({"words": ["heck"], "mode": "rewrite"}));
+        assert!(f.mask("checking the heckle").is_none());
+        assert_eq!(
+            f.mask("heck, (heck) heck_no heck").unwrap(),
+            "****, (****) heck_no ****"
+        );
+        assert!(f.mask("héck heckö").is_none());
     }
 }
