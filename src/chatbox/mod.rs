@@ -750,8 +750,8 @@ pub async fn request(
     }
 }
 
-/// Sends a license's queued messages in order, each at its slot; failures are reported to the
-/// connection that sent the message (if it is still open).
+/// Sends a license's queued messages in order, each at its slot; the outcome (`message_sent`
+/// or the error) is reported to the connection that sent the message (if it is still open).
 async fn lane_worker(
     state: Arc<AppState>,
     lane: std::sync::Weak<Lane>,
@@ -772,9 +772,15 @@ async fn lane_worker(
         if !active {
             continue;
         }
-        if let Err(refused) = execute(&state, &job.identity, job.action).await {
-            let packet = error_packet(refused, job.id);
-            let _ = job.reply.try_send(packet.to_json().into());
-        }
+        // v2 client libraries resolve a `say` only on `message_sent`: a queued message is
+        // answered again, with the same id, once it is stored.
+        let packet = match execute(&state, &job.identity, job.action).await {
+            Ok(()) => ServerPacket::Success {
+                id: job.id,
+                reason: decentd_protocol::chatbox::SuccessReason::MessageSent,
+            },
+            Err(refused) => error_packet(refused, job.id),
+        };
+        let _ = job.reply.try_send(packet.to_json().into());
     }
 }
