@@ -276,7 +276,15 @@ impl AppState {
         let admin = self
             .perms()
             .has(Requester::User(id), None, Permission::ManageServer);
-        decentd_protocol::ChatUser::new(id.to_string(), username, self.plugins.is_bot(id), admin)
+        decentd_protocol::ChatUser::new(id, username, self.plugins.is_bot(id), admin)
+    }
+
+    /// The user a plugin or bot names: by the UUID of its user object, its ID, or its name.
+    pub fn user_named(&self, who: &str) -> Result<Option<UserRecord>, StoreError> {
+        match decentd_protocol::user_id_from_uuid(who) {
+            Some(id) => self.store.user(id),
+            None => self.store.user_by_id_or_name(who),
+        }
     }
 
     /// Whether a username was named with `--admin`.

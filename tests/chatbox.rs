@@ -299,7 +299,15 @@ async fn hello_players_join_and_leave() {
     assert_eq!(owner["type"], "ingame");
     assert_eq!(owner["name"], "ann");
     assert_eq!(owner["displayName"], "ann");
-    assert_eq!(owner["uuid"], w.ann.0.as_str());
+    // A hyphenated UUID derived from the Decent ID, which travels as `userID`.
+    let uuid = owner["uuid"].as_str().unwrap();
+    assert_eq!(uuid.len(), 36, "{uuid}");
+    assert_eq!(uuid.matches('-').count(), 4, "{uuid}");
+    assert_eq!(
+        decentd_protocol::user_id_from_uuid(uuid).map(|id| id.to_string()),
+        Some(w.ann.0.clone())
+    );
+    assert_eq!(owner["userID"], w.ann.0.as_str());
     assert_eq!(owner["group"], "default");
     assert_eq!(owner["bot"], false);
     assert_eq!(hello["capabilities"], json!(["read", "say"]));
@@ -317,7 +325,10 @@ async fn hello_players_join_and_leave() {
     let players = bot.expect("players").await;
     assert_eq!(players["players"].as_array().unwrap().len(), 1);
     assert_eq!(players["players"][0]["name"], "bob");
-    assert_eq!(players["players"][0]["uuid"], w.bob.0.as_str());
+    assert_eq!(
+        players["players"][0]["uuid"],
+        decentd_protocol::user_uuid(w.bob.0.parse().unwrap())
+    );
     // The admin's group is "admin".
     let admin_socket = s.events(Some(&w.admin)).await;
     let join = bot.expect("join").await;
@@ -385,7 +396,10 @@ async fn chat_events_follow_what_the_license_owner_may_read() {
     assert_eq!(chat["type"], "event");
     assert_eq!(chat["text"], "Hello world");
     assert_eq!(chat["rawText"], "Hello **world**");
-    assert_eq!(chat["renderedText"], json!({"text": "Hello **world**"}));
+    assert_eq!(
+        chat["renderedText"],
+        json!({"text": "Hello **world**", "extra": []})
+    );
     assert_eq!(chat["user"]["name"], "bob");
     assert_eq!(chat["user"]["type"], "ingame");
     assert_eq!(chat["edited"], false);
@@ -877,6 +891,14 @@ async fn say_defaults_to_the_configured_channel_and_tell_takes_user_ids() {
         (tell["text"].as_str(), tell["name"].as_str()),
         (Some("by id"), Some("ann"))
     );
+    // The UUID of bob's user object names him too.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let uuid = decentd_protocol::user_uuid(w.bob.0.parse().unwrap());
+    let answer = bot
+        .ask(json!({"type": "tell", "user": uuid, "text": "by uuid", "id": 3}))
+        .await;
+    assert_eq!(answer["reason"], "message_sent", "{answer}");
+    assert_eq!(bob_socket.expect("chatbox/tell").await["text"], "by uuid");
 }
 
 #[tokio::test]

@@ -501,9 +501,10 @@ pub fn plain_text(markdown: &str) -> String {
     out
 }
 
-/// The raw JSON text of a Decent text: one plain component.
+/// The raw JSON text of a Decent text: one plain component, with the `extra` array v2 clients
+/// read (empty: Decent text has no styled parts).
 pub fn rendered_text(text: &str) -> Value {
-    serde_json::json!({ "text": text })
+    serde_json::json!({ "text": text, "extra": [] })
 }
 
 #[cfg(test)]
@@ -603,7 +604,7 @@ mod tests {
         assert_eq!(CloseReason::ServerStopping.close_code(), 4000);
         let event = ServerPacket::Event(EventPacket {
             event: ChatEvent::Command {
-                user: crate::ChatUser::new("1", "ann", false, false),
+                user: crate::ChatUser::new(1, "ann", false, false),
                 command: "roll".into(),
                 args: vec!["2d6".into()],
                 owner_only: false,

@@ -44,8 +44,12 @@ pub struct ChatUser {
     /// The username.
     pub name: String,
     pub display_name: String,
-    /// The Decent user ID.
+    /// A hyphenated UUID derived reversibly from the Decent user ID (`user_uuid`); `tell`
+    /// accepts it back.
     pub uuid: String,
+    /// The Decent user ID (an extension field).
+    #[serde(rename = "userID", default)]
+    pub user_id: String,
     /// `"admin"` for users with manageServer, else `"default"`.
     #[serde(default = "default_group")]
     pub group: String,
@@ -71,13 +75,14 @@ fn default_group() -> String {
 
 impl ChatUser {
     /// The user object of a Decent user.
-    pub fn new(uuid: impl Into<String>, name: impl Into<String>, bot: bool, admin: bool) -> Self {
+    pub fn new(id: u64, name: impl Into<String>, bot: bool, admin: bool) -> Self {
         let name = name.into();
         Self {
             kind: "ingame".into(),
             display_name: name.clone(),
             name,
-            uuid: uuid.into(),
+            uuid: user_uuid(id),
+            user_id: id.to_string(),
             group: if admin { "admin" } else { "default" }.into(),
             pronouns: None,
             world: None,
@@ -87,6 +92,46 @@ impl ChatUser {
             supporter: 0,
         }
     }
+}
+
+/// The UUID chatbox clients see for a Decent user ID: a version-8 (custom) UUID holding the
+/// 64-bit ID, `hhhhhhhh-mmmm-8lll-8l00-000000000000` (ID bits 63–32, 31–16, 15–4, 3–0).
+pub fn user_uuid(id: u64) -> String {
+    format!(
+        "{:08x}-{:04x}-8{:03x}-8{:x}00-000000000000",
+        id >> 32,
+        (id >> 16) & 0xffff,
+        (id >> 4) & 0xfff,
+        id & 0xf
+    )
+}
+
+/// The Decent user ID inside a UUID made by `user_uuid`; None for any other text.
+pub fn user_id_from_uuid(uuid: &str) -> Option<u64> {
+    let b = uuid.as_bytes();
+    let shape = b.len() == 36
+        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+        && b[14] == b'8'
+        && b[19] == b'8'
+        && &uuid[21..23] == "00"
+        && &uuid[24..] == "000000000000";
+    if !shape {
+        return None;
+    }
+    let hex = format!(
+        "{}{}{}{}",
+        &uuid[0..8],
+        &uuid[9..13],
+        &uuid[15..18],
+        &uuid[20..21]
+    );
+    if !hex
+        .bytes()
+        .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    {
+        return None;
+    }
+    u64::from_str_radix(&hex, 16).ok()
 }
 
 /// A message about to be stored: a new post, or an edit of `messageID`.
@@ -254,6 +299,33 @@ pub fn schemas() -> Vec<(&'static str, Value)> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn user_uuids_are_hyphenated_and_give_the_id_back() {
+        for id in [
+            0u64,
+            1,
+            0x1234_5678_9abc_def0,
+            u64::MAX,
+            228_727_481_442_500_608,
+        ] {
+            let uuid = user_uuid(id);
+            assert_eq!(uuid.len(), 36);
+            assert_eq!(&uuid[14..15], "8", "version 8: {uuid}");
+            assert_eq!(user_id_from_uuid(&uuid), Some(id), "{uuid}");
+        }
+        assert_eq!(user_uuid(1), "00000000-0000-8000-8100-000000000000");
+        for other in [
+            "1",
+            "ann",
+            "00000000-0000-4000-8100-000000000000",
+            "",
+            "x".repeat(36).as_str(),
+        ] {
+            assert_eq!(user_id_from_uuid(other), None, "{other}");
+        }
+    }
+
     use super::*;
 
     #[test]
@@ -272,7 +344,7 @@ mod tests {
             command: "roll".into(),
             args: vec!["2d6".into()],
             owner_only: false,
-            user: ChatUser::new("1", "ann", false, false),
+            user: ChatUser::new(1, "ann", false, false),
             channel_id: "2".into(),
         });
         let json = serde_json::to_value(&input).unwrap();

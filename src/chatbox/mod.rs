@@ -590,11 +590,10 @@ fn say_channel(state: &AppState, owner: &UserRecord, named: Option<&str>) -> Res
     }
 }
 
-/// The online user a `tell` names (by ID or username).
+/// The online user a `tell` names (by the UUID of its user object, ID or username).
 fn tell_target(state: &AppState, user: &str) -> Result<u64, Refused> {
     state
-        .store
-        .user_by_id_or_name(user)
+        .user_named(user)
         .ok()
         .flatten()
         .map(|u| u.id)

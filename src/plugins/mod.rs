@@ -643,13 +643,7 @@ async fn perform(state: &AppState, plugin: &Plugin, actions: Vec<Action>, contex
             }
             Action::Tell {
                 user, text, mode, ..
-            } => match state
-                .store
-                .user_by_id_or_name(&user)
-                .ok()
-                .flatten()
-                .map(|u| u.id)
-            {
+            } => match state.user_named(&user).ok().flatten().map(|u| u.id) {
                 Some(id) => tell(
                     state,
                     plugin,
@@ -760,7 +754,7 @@ async fn worker(
             Job::Command(command) => {
                 let context = Context {
                     channel: command.channel_id.parse().ok(),
-                    invoker: command.user.uuid.parse().ok(),
+                    invoker: command.user.user_id.parse().ok(),
                     private: command.owner_only,
                 };
                 (PluginInput::Command(*command), context, "command")
