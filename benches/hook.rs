@@ -52,7 +52,7 @@ fn in_process(dir: &Path) {
             message: PendingMessage {
                 channel_id: "228066362263601152".into(),
                 message_id: None,
-                author: ChatUser::new("228066362281426944", "bench", false, false),
+                author: ChatUser::new(228_066_362_281_426_944, "bench", false, false),
                 text: texts[i % 2].into(),
             },
         };
