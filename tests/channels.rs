@@ -156,7 +156,7 @@ async fn channels_are_created_listed_renamed_and_deleted_with_every_refusal() {
 }
 
 #[tokio::test]
-async fn unreadable_channels_are_invisible_everywhere() {
+async fn unreadable_channels_are_listed_for_nobody_and_refused_with_not_allowed() {
     let (server, admin) = with_admin().await;
     let (reader_id, reader) = server.user("reader").await;
     let (other_id, other) = server.user("other").await;
@@ -176,6 +176,14 @@ async fn unreadable_channels_are_invisible_everywhere() {
         .await;
     assert_eq!(r.0, 200, "{}", r.1);
 
+    // Spec 2.4: a request lacking a permission is NOT_ALLOWED, readMessages included; the list
+    // leaves the channel out.
+    let not_allowed = |r: &(reqwest::StatusCode, Value)| {
+        assert_eq!(
+            assert_error(r, "NOT_ALLOWED")["missingPermission"],
+            "readMessages"
+        );
+    };
     for session in [None, Some(other.as_str())] {
         assert_eq!(
             server.get("/api/channels", session).await.1["channels"],
@@ -185,13 +193,18 @@ async fn unreadable_channels_are_invisible_everywhere() {
             format!("/api/channels/{secret}"),
             format!("/api/channels/{secret}/messages"),
             format!("/api/channels/{secret}/pins"),
-            format!("/api/channels/{secret}/role-permissions"),
             format!("/api/messages/{msg}"),
         ] {
-            assert_error(&server.get(&path, session).await, "NOT_FOUND");
+            not_allowed(&server.get(&path, session).await);
         }
+        // The overrides are documented as needing no permission.
+        let r = server
+            .get(&format!("/api/channels/{secret}/role-permissions"), session)
+            .await;
+        assert_eq!(r.0, 200, "{}", r.1);
+        assert_eq!(r.1["rolePermissions"]["_everyone"]["readMessages"], false);
     }
-    assert_error(
+    not_allowed(
         &server
             .post(
                 "/api/messages",
@@ -199,15 +212,20 @@ async fn unreadable_channels_are_invisible_everywhere() {
                 json!({"channelID": secret, "text": "hi"}),
             )
             .await,
-        "NOT_FOUND",
     );
-    assert_error(
+    not_allowed(
         &server
             .post(
                 &format!("/api/channels/{secret}/mark-read"),
                 Some(&other),
                 json!({}),
             )
+            .await,
+    );
+    // A channel that does not exist is still NOT_FOUND.
+    assert_error(
+        &server
+            .get("/api/channels/12345/messages", Some(&other))
             .await,
         "NOT_FOUND",
     );
@@ -251,7 +269,7 @@ async fn unreadable_channels_are_invisible_everywhere() {
                 Some(&other),
             )
             .await,
-        "NOT_FOUND",
+        "NOT_ALLOWED",
     );
     assert_error(
         &server

@@ -25,20 +25,32 @@ pub const UNREAD_CAP: usize = 200;
 /// Most messages one history request returns.
 pub const MAX_HISTORY: u64 = 50;
 
-/// The id of the channel a URL names, if it exists and the requester may read it; NOT_FOUND
-/// otherwise. Answered from the permission index alone (it knows every channel), so handlers
-/// that only need the id read nothing from storage.
+/// The id of the channel a URL names, if it exists (NOT_FOUND) and the requester may read it
+/// (NOT_ALLOWED with `missingPermission: readMessages`, spec 2.4). Answered from the permission
+/// index alone (it knows every channel), so handlers that only need the id read nothing from
+/// storage.
 pub fn visible_channel_id(state: &AppState, who: Requester, raw_id: &str) -> ApiResult<u64> {
+    let id = existing_channel_id(state, raw_id)?;
+    state.require_in(who, Some(id), Permission::ReadMessages)?;
+    Ok(id)
+}
+
+/// The id of the channel a URL names, if it exists; NOT_FOUND otherwise.
+fn existing_channel_id(state: &AppState, raw_id: &str) -> ApiResult<u64> {
     let id = path_id(raw_id, "channel")?;
-    if !state.can_read(who, id) {
+    if !state.perms().has_channel(id) {
         return Err(ApiError::not_found("channel"));
     }
     Ok(id)
 }
 
-/// The channel a URL names, if the requester may read it; NOT_FOUND otherwise.
+/// The channel a URL names, if the requester may read it (see `visible_channel_id`).
 pub fn visible_channel(state: &AppState, who: Requester, raw_id: &str) -> ApiResult<ChannelRecord> {
     let id = visible_channel_id(state, who, raw_id)?;
+    stored_channel(state, id)
+}
+
+fn stored_channel(state: &AppState, id: u64) -> ApiResult<ChannelRecord> {
     state
         .store
         .channel(id)?
@@ -296,10 +308,11 @@ fn overrides_json(overrides: &ChannelOverrides) -> Map<String, Value> {
 /// `GET /api/channels/:id/role-permissions`
 pub async fn get_role_permissions(
     state: web::Data<AppState>,
-    req: ApiRequest,
+    _req: ApiRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let channel = visible_channel(&state, req.requester(), &path)?;
+    // Documented as needing no permission: a channel's overrides are public.
+    let channel = stored_channel(&state, existing_channel_id(&state, &path)?)?;
     Ok(ok(
         json!({ "rolePermissions": overrides_json(&channel.overrides) }),
     ))

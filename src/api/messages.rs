@@ -112,16 +112,19 @@ fn emit_mentions(state: &AppState, users: &[u64], message: &MessageRecord, added
     }
 }
 
-/// The message a URL names, if the requester may read its channel; NOT_FOUND otherwise.
+/// The message a URL names (NOT_FOUND), if the requester may read its channel (NOT_ALLOWED
+/// with `missingPermission: readMessages`).
 fn visible_message(state: &AppState, who: Requester, raw_id: &str) -> ApiResult<MessageRecord> {
     let id = path_id(raw_id, "message")?;
     let message = state
         .store
         .message(id)?
         .ok_or_else(|| ApiError::not_found("message"))?;
-    if !state.can_read(who, message.channel_id) {
+    // A message of a deleted channel (still being purged) is gone.
+    if !state.perms().has_channel(message.channel_id) {
         return Err(ApiError::not_found("message"));
     }
+    state.require_in(who, Some(message.channel_id), Permission::ReadMessages)?;
     Ok(message)
 }
 
