@@ -83,8 +83,11 @@ impl TestServer {
             addr,
             data: data.to_owned(),
             _tmp: None,
+            // Idle connections are dropped before the server's 5 s keep-alive would close
+            // them, so a request never races the server closing its connection.
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(64)
+                .pool_idle_timeout(Duration::from_secs(2))
                 .build()
                 .unwrap(),
             logs,
