@@ -297,6 +297,11 @@ fn plugin_check_explains_what_is_wrong() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // A module that was never put where `module =` points is "not found", not "not valid".
+    std::fs::remove_file(dir.path().join("good").join("plugin.wat")).unwrap();
+    let (ok, text) = check(&dir.path().join("good"));
+    assert!(!ok, "{text}");
+    assert!(text.contains("not found"), "{text}");
 
     let cases = [
         (

@@ -158,6 +158,14 @@ impl Manifest {
             .map_err(|e| format!("{}: {e}", file.display()))?;
         let dir = file.parent().unwrap_or(Path::new(".")).to_owned();
         let module = dir.join(&manifest.module);
+        if !module.is_file() {
+            return Err(format!(
+                "{}: module {} not found: build the plugin and copy its .wasm there (see \
+                 `module =` in plugin.toml)",
+                file.display(),
+                module.display()
+            ));
+        }
         Ok((manifest, module))
     }
 
