@@ -171,6 +171,19 @@ async fn a_looping_plugin_hits_its_deadline() {
 async fn a_trapping_plugin_fails_only_its_call() {
     let w = misbehaving("unreachable", "", "").await;
     fails_open_then_disabled(&w, "unreachable").await;
+    // One line per failed call; the wasm backtrace is for debug logs only.
+    let logs = w.server.logs.lock().unwrap().clone();
+    let failed: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains("plugin call failed"))
+        .collect();
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    for line in failed {
+        assert!(
+            !line.contains("backtrace") && !line.contains("\\n"),
+            "{line}"
+        );
+    }
 }
 
 #[tokio::test]

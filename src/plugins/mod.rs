@@ -338,6 +338,14 @@ impl PluginHost {
     fn failed(&self, state: &AppState, plugin: &Plugin, what: &str, error: &CallError) {
         let in_a_row = plugin.stats.in_a_row.load(Ordering::Relaxed);
         tracing::warn!(plugin = plugin.name(), call = what, error = %error, in_a_row, "plugin call failed");
+        if let Some(backtrace) = error.backtrace() {
+            tracing::debug!(
+                plugin = plugin.name(),
+                call = what,
+                backtrace,
+                "plugin trap in full"
+            );
+        }
         if in_a_row >= plugin.manifest.limits.max_failures && plugin.enabled() {
             let reason = format!("failed {in_a_row} calls in a row; last: {error}");
             tracing::error!(plugin = plugin.name(), reason, "disabling plugin");

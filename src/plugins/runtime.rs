@@ -50,11 +50,23 @@ pub enum CallError {
     BadOutput(String),
 }
 
+impl CallError {
+    /// The whole text of a trap, with wasmtime's wasm backtrace (for debug logs); None when
+    /// there is nothing beyond the one-line summary.
+    pub fn backtrace(&self) -> Option<&str> {
+        match self {
+            CallError::Trap(e) if e.contains('\n') => Some(e),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for CallError {
+    /// One line: a trap's wasm backtrace is left to `backtrace`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CallError::Deadline => write!(f, "deadline exceeded"),
-            CallError::Trap(e) => write!(f, "trap: {e}"),
+            CallError::Trap(e) => write!(f, "trap: {}", e.lines().next().unwrap_or_default()),
             CallError::Instantiate(e) => write!(f, "cannot instantiate: {e}"),
             CallError::BadOutput(e) => write!(f, "bad answer: {e}"),
         }
@@ -169,7 +181,9 @@ fn ticks(deadline: Duration) -> u64 {
 fn classify(error: wasmtime::Error) -> CallError {
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => CallError::Deadline,
-        _ => CallError::Trap(format!("{error:#}")),
+        // The root cause ("wasm trap: ... unreachable ...") first, for the one-line log and
+        // the disabled reason; the whole error with its wasm backtrace after it.
+        _ => CallError::Trap(format!("{}\n{error:#}", error.root_cause())),
     }
 }
 
