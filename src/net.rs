@@ -287,26 +287,28 @@ impl AsyncWrite for TimedStream {
     }
 }
 
+/// A connected pair over loopback with small kernel buffers: (server side, client side). For
+/// the unit tests of code that writes to slow clients (here and in `ws::connection`).
+#[cfg(test)]
+pub(crate) async fn loopback_pair() -> (TcpStream, TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = tokio::net::TcpSocket::new_v4().unwrap();
+    client.set_recv_buffer_size(4096).unwrap();
+    let client = client
+        .connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    socket2::SockRef::from(&server)
+        .set_send_buffer_size(4096)
+        .unwrap();
+    (server, client)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
-
-    /// A connected pair over loopback with small kernel buffers: (server side, client side).
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpSocket::new_v4().unwrap();
-        client.set_recv_buffer_size(4096).unwrap();
-        let client = client
-            .connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        socket2::SockRef::from(&server)
-            .set_send_buffer_size(4096)
-            .unwrap();
-        (server, client)
-    }
 
     /// Writes to a client that never reads until the write fails; how long that took.
     async fn write_until_refused(stream: &mut TimedStream) -> (Duration, io::ErrorKind) {
@@ -322,8 +324,8 @@ mod tests {
     #[tokio::test]
     async fn a_write_that_waits_past_the_timeout_fails_and_the_budget_bounds_waiters() {
         let budget = StallBudget::new(1);
-        let (first, _first_client) = pair().await;
-        let (second, _second_client) = pair().await;
+        let (first, _first_client) = loopback_pair().await;
+        let (second, _second_client) = loopback_pair().await;
         let mut first = TimedStream::new(first, Duration::from_millis(300), budget.clone());
         let mut second = TimedStream::new(second, Duration::from_millis(300), budget.clone());
         // The first fills its buffers and waits; meanwhile the second has no slot left.

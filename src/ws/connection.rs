@@ -545,22 +545,6 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// A connected pair over loopback with small kernel buffers: (server side, client side).
-    async fn pair() -> (TcpStream, TcpStream) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpSocket::new_v4().unwrap();
-        client.set_recv_buffer_size(4096).unwrap();
-        let client = client
-            .connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        socket2::SockRef::from(&server)
-            .set_send_buffer_size(4096)
-            .unwrap();
-        (server, client)
-    }
-
     /// A masked client frame.
     fn client_frame(op: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
         let mut buf = BytesMut::new();
@@ -588,7 +572,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_go_out_whole_and_in_order_when_the_kernel_buffer_fills() {
-        let (server, mut client) = pair().await;
+        let (server, mut client) = crate::net::loopback_pair().await;
         let (socket, mut conn) = open(server, 10_000, 1024, Duration::from_secs(10));
         let frames = big_frames(500);
         let sent: Vec<Sent> = frames.iter().map(|f| socket.send(f)).collect();
@@ -606,7 +590,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_overflows_and_the_task_hears_of_it() {
-        let (server, _client) = pair().await;
+        let (server, _client) = crate::net::loopback_pair().await;
         let (socket, mut conn) = open(server, 4, 1024, Duration::from_secs(10));
         let results: Vec<Sent> = big_frames(2000).iter().map(|f| socket.send(f)).collect();
         let overflow = results
@@ -622,7 +606,7 @@ mod tests {
 
     #[tokio::test]
     async fn queued_frames_that_make_no_progress_stall() {
-        let (server, _client) = pair().await;
+        let (server, _client) = crate::net::loopback_pair().await;
         let (socket, mut conn) = open(server, 10_000, 1024, Duration::from_millis(200));
         for frame in big_frames(1000) {
             socket.send(&frame);
@@ -635,7 +619,7 @@ mod tests {
 
     #[tokio::test]
     async fn early_bytes_come_first_and_fragments_are_assembled() {
-        let (server, mut client) = pair().await;
+        let (server, mut client) = crate::net::loopback_pair().await;
         let early = client_frame(OpCode::Text, true, b"early");
         let mut conn = Connection::new(
             Socket::new(server, 16),
@@ -664,7 +648,7 @@ mod tests {
             .concat(),
             client_frame(OpCode::Text, true, &[0xff, 0xfe]),
         ] {
-            let (server, mut client) = pair().await;
+            let (server, mut client) = crate::net::loopback_pair().await;
             let mut conn = Connection::new(
                 Socket::new(server, 16),
                 BytesMut::new(),
@@ -679,7 +663,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_sends_what_is_queued_then_the_close_frame_and_ends_the_stream() {
-        let (server, mut client) = pair().await;
+        let (server, mut client) = crate::net::loopback_pair().await;
         let (_, conn) = open(server, 16, 1024, Duration::from_secs(5));
         conn.send_text("last");
         let closing = tokio::spawn(conn.close(Some(CloseReason {
@@ -694,7 +678,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_oversized_frame_ends_the_connection_at_its_header() {
-        let (server, mut client) = pair().await;
+        let (server, mut client) = crate::net::loopback_pair().await;
         let (_, mut conn) = open(server, 16, 1024, Duration::from_secs(5));
         // 2^40 bytes announced; only the header and a little payload ever arrive.
         let mut header = vec![0x82, 0x80 | 127];
@@ -711,7 +695,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_read_buffer_never_holds_more_than_one_largest_frame() {
-        let (server, mut client) = pair().await;
+        let (server, mut client) = crate::net::loopback_pair().await;
         let (_, mut conn) = open(server, 16, 1024, Duration::from_secs(5));
         // A frame of exactly the limit, sent whole: read in bounded pieces and decoded.
         client
@@ -725,7 +709,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_frame_takes_a_token_fragments_and_control_frames_included() {
-        let (server, mut client) = pair().await;
+        let (server, mut client) = crate::net::loopback_pair().await;
         let (_, mut conn) = open(server, 64, 1024, Duration::from_secs(5));
         let mut bytes = client_frame(OpCode::Text, false, b"x");
         for _ in 0..FRAME_BURST as usize {
