@@ -172,7 +172,7 @@ impl AppState {
     /// Opens storage, loads the permission index and applies `--admin`.
     pub fn open(config: ServerConfig) -> Result<Self, StartupError> {
         let store = Store::open(&config.data, config.cache_bytes)?
-            .with_min_free_space(&config.data, config.min_free_space);
+            .with_min_free_space(config.min_free_space);
         finish_purges(&store)?;
         let repaired = store.repair_message_index(4096)?;
         if repaired > 0 {

@@ -38,6 +38,11 @@ impl SpaceGuard {
         }
     }
 
+    /// A guard for the same directory with another reserve.
+    pub(super) fn with_reserve(&self, reserve: u64) -> Self {
+        Self::new(self.dir.clone(), reserve)
+    }
+
     /// Whether a write may go ahead: false while free space is below the reserve.
     pub(super) fn allows_writes(&self) -> bool {
         if self.reserve == 0 {

@@ -1,0 +1,240 @@
+//! Users and their sessions: the `users`, `usernames`, `sessions` and `user_sessions` trees,
+//! and deleting a user with everything that hangs off them (licenses in the same transaction,
+//! mentions and read state after it, finished at startup after a crash).
+
+use super::*;
+
+impl Store {
+    // ---- users ----
+
+    /// Inserts a new user, claiming its name (names are unique ignoring ASCII case).
+    pub fn insert_user(&self, user: &UserRecord) -> Result<(), InsertUserError> {
+        self.ensure_space()?;
+        let value = codec::encode(user)?;
+        let name = name_key(&user.username);
+        let id = user.id.to_be_bytes();
+        let r = (&self.users, &self.usernames).transaction(|(users, usernames)| {
+            if usernames.get(&name)?.is_some() {
+                return Err(abort(InsertUserError::NameTaken));
+            }
+            usernames.insert(name.as_slice(), &id)?;
+            users.insert(&id, value.as_slice())?;
+            Ok(())
+        });
+        r.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => InsertUserError::Store(e.into()),
+        })
+    }
+
+    pub fn user(&self, id: u64) -> Result<Option<UserRecord>> {
+        self.users
+            .get(id.to_be_bytes())?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    pub fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
+        match self.usernames.get(name_key(name))? {
+            Some(id) => self.user(id_from_key(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// The user an ID or a username names (an ID first), as plugins and bots address users.
+    pub fn user_by_id_or_name(&self, user: &str) -> Result<Option<UserRecord>> {
+        if let Ok(id) = user.parse::<u64>() {
+            if let Some(found) = self.user(id)? {
+                return Ok(Some(found));
+            }
+        }
+        self.user_by_name(user)
+    }
+
+    /// Every user, oldest first.
+    pub fn users(&self) -> Result<Vec<UserRecord>> {
+        self.users
+            .iter()
+            .values()
+            .map(|v| codec::decode(&v?))
+            .collect()
+    }
+
+    /// Changes a stored user atomically (the username must not change). Returns the updated
+    /// user, or `None` if there is no such user.
+    pub fn update_user(
+        &self,
+        id: u64,
+        change: impl Fn(&mut UserRecord),
+    ) -> Result<Option<UserRecord>> {
+        self.ensure_space()?;
+        update_record(
+            &self.users,
+            &id.to_be_bytes(),
+            |user: &mut Option<UserRecord>| {
+                if let Some(user) = user {
+                    change(user);
+                }
+            },
+        )
+    }
+
+    /// Deletes a user, their name and every session of theirs. Returns the deleted user.
+    /// Deletes a user: record, name, sessions and chatbox licenses in one transaction, with a
+    /// marker under which the rest (mention index, read state) is removed next; startup
+    /// finishes what a crash interrupted (`pending_user_purges`). The messages stay.
+    pub fn delete_user(&self, id: u64) -> Result<Option<UserRecord>> {
+        self.ensure_space()?;
+        let user = self.delete_user_record(id)?;
+        if user.is_some() {
+            self.purge_user(id)?;
+        }
+        Ok(user)
+    }
+
+    /// The transactional half of `delete_user`: everything but the leftovers, plus the marker.
+    pub(super) fn delete_user_record(&self, id: u64) -> Result<Option<UserRecord>> {
+        let Some(user) = self.user(id)? else {
+            return Ok(None);
+        };
+        let name = name_key(&user.username);
+        let sessions = self.session_keys_of(id)?;
+        let licenses: Vec<[u8; 8]> = self
+            .licenses_of(id)?
+            .iter()
+            .map(|l| l.id.to_be_bytes())
+            .collect();
+        let marker = user_purge_key(id);
+        flatten(
+            (
+                &self.users,
+                &self.usernames,
+                &self.sessions,
+                &self.user_sessions,
+                &self.licenses,
+                &self.meta,
+            )
+                .transaction(
+                    |(users, usernames, sessions_t, user_sessions, licenses_t, meta)| {
+                        users.remove(&id.to_be_bytes())?;
+                        usernames.remove(name.as_slice())?;
+                        for (link, key) in &sessions {
+                            user_sessions.remove(link.as_slice())?;
+                            sessions_t.remove(key.as_slice())?;
+                        }
+                        // The keys stay as tombstones: a bot using one hears its license
+                        // was revoked.
+                        for license in &licenses {
+                            licenses_t.remove(license)?;
+                        }
+                        meta.insert(marker.as_slice(), &[])?;
+                        Ok(())
+                    },
+                ),
+        )?;
+        Ok(Some(user))
+    }
+
+    /// Users whose deletion was interrupted before their leftovers were removed.
+    pub fn pending_user_purges(&self) -> Result<Vec<u64>> {
+        self.meta
+            .scan_prefix(USER_PURGE_PREFIX)
+            .keys()
+            .map(|k| Ok(id_from_key(&k?[USER_PURGE_PREFIX.len()..])))
+            .collect()
+    }
+
+    /// Removes a deleted user's mention index and read state, then the purge marker.
+    pub fn purge_user(&self, id: u64) -> Result<()> {
+        self.remove_prefix(&self.mentions, &id.to_be_bytes())?;
+        let mut read = sled::Batch::default();
+        for channel in self.channels.iter().keys() {
+            read.remove(&channels::pair_key(id_from_key(&channel?), id));
+        }
+        self.read_state.apply_batch(read)?;
+        self.meta.remove(user_purge_key(id))?;
+        Ok(())
+    }
+
+    // ---- sessions ----
+
+    pub fn insert_session(&self, key: &SessionKey, session: &SessionRecord) -> Result<()> {
+        self.ensure_space()?;
+        let value = codec::encode(session)?;
+        let link = user_session_key(session.user_id, session.handle);
+        flatten(
+            (&self.sessions, &self.user_sessions).transaction(|(sessions, user_sessions)| {
+                sessions.insert(key.as_slice(), value.as_slice())?;
+                user_sessions.insert(link.as_slice(), key.as_slice())?;
+                Ok(())
+            }),
+        )
+    }
+
+    pub fn session(&self, key: &SessionKey) -> Result<Option<SessionRecord>> {
+        self.sessions
+            .get(key)?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    /// (link key, session key) of every session of a user.
+    fn session_keys_of(&self, user_id: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.user_sessions
+            .scan_prefix(user_id.to_be_bytes())
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Every session of a user with its key, oldest first.
+    pub fn sessions_of(&self, user_id: u64) -> Result<Vec<(SessionKey, SessionRecord)>> {
+        let mut out = Vec::new();
+        for (_, key) in self.session_keys_of(user_id)? {
+            let Ok(key) = SessionKey::try_from(key.as_slice()) else {
+                continue;
+            };
+            if let Some(session) = self.session(&key)? {
+                out.push((key, session));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes one session. Returns whether it existed.
+    pub fn delete_session(&self, key: &SessionKey) -> Result<bool> {
+        self.ensure_space()?;
+        let Some(session) = self.session(key)? else {
+            return Ok(false);
+        };
+        let link = user_session_key(session.user_id, session.handle);
+        flatten(
+            (&self.sessions, &self.user_sessions).transaction(|(sessions, user_sessions)| {
+                sessions.remove(key.as_slice())?;
+                user_sessions.remove(link.as_slice())?;
+                Ok(())
+            }),
+        )?;
+        Ok(true)
+    }
+
+    /// Deletes every session that expired before `now_ms`. Returns how many.
+    pub fn purge_expired_sessions(&self, now_ms: u64) -> Result<usize> {
+        let mut expired = Vec::new();
+        for kv in self.sessions.iter() {
+            let (k, v) = kv?;
+            let session: SessionRecord = codec::decode(&v)?;
+            if session.expires_ms <= now_ms {
+                if let Ok(key) = SessionKey::try_from(k.as_ref()) {
+                    expired.push(key);
+                }
+            }
+        }
+        for key in &expired {
+            self.delete_session(key)?;
+        }
+        Ok(expired.len())
+    }
+}
