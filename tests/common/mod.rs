@@ -23,6 +23,18 @@ pub struct TestServer {
     pub logs: Arc<Mutex<Vec<String>>>,
 }
 
+/// Whether a request failed because its connection was reset before any answer.
+fn was_reset(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionReset;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// The binary under test.
 pub fn decentd() -> Command {
     Command::new(env!("CARGO_BIN_EXE_decentd"))
@@ -117,7 +129,21 @@ impl TestServer {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let res = req.send().await.expect("request");
+        let retry = req.try_clone();
+        let res = match req.send().await {
+            Ok(res) => res,
+            // A pooled keep-alive connection the server reset before taking the request:
+            // send once more on a fresh one (a request that was acted on would show up twice
+            // in what the test asserts, so this cannot hide a double action).
+            Err(e) if was_reset(&e) => {
+                let retry = retry.expect("a cloneable request");
+                retry
+                    .send()
+                    .await
+                    .expect("request (after a connection reset)")
+            }
+            Err(e) => panic!("request: {e:?}"),
+        };
         let status = res.status();
         let text = res.text().await.expect("body");
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
