@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::auth::ScryptCost;
+use crate::perms::ReadAccess;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_DATA: &str = "./decentd-data";
@@ -117,6 +118,11 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+    /// Who may read without a role, chosen at the first start: `spec` (nobody: the spec's
+    /// table), `members` (logged-in users), `public` (everyone, guests too). Afterwards it is
+    /// the `readAccess` server setting (PATCH /api/settings) [default: members].
+    #[arg(long, env = "DECENTD_READ_ACCESS", value_name = "PRESET")]
+    pub read_access: Option<ReadAccess>,
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "DECENTD_BODY_LIMIT", value_name = "BYTES")]
     pub body_limit: Option<usize>,
@@ -219,6 +225,7 @@ pub struct FileConfig {
     pub plugins: Option<PathBuf>,
     pub admins: Option<Vec<String>>,
     pub cors_origins: Option<Vec<String>>,
+    pub read_access: Option<ReadAccess>,
     pub body_limit: Option<usize>,
     pub upload_limit: Option<usize>,
     pub max_message_length: Option<usize>,
@@ -257,6 +264,8 @@ pub struct ServerConfig {
     pub admins: Vec<String>,
     /// Origins allowed by CORS; empty: any origin.
     pub cors_origins: Vec<String>,
+    /// The read-access preset for a data directory's first start (`None`: not given).
+    pub read_access: Option<ReadAccess>,
     pub body_limit: usize,
     pub upload_limit: usize,
     pub max_message_length: usize,
@@ -415,6 +424,7 @@ impl ServeArgs {
             data,
             admins,
             cors_origins,
+            read_access: self.read_access.or(file.read_access),
             body_limit,
             upload_limit,
             max_message_length,

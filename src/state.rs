@@ -9,7 +9,7 @@ use crate::config::ServerConfig;
 use crate::error::{ApiError, ApiResult};
 use crate::events::EventBus;
 use crate::ids::now_ms;
-use crate::perms::{Granted, Permission, PermissionIndex, Requester};
+use crate::perms::{Granted, Permission, PermissionIndex, ReadAccess, Requester};
 use crate::store::{Store, StoreError, UserRecord};
 
 /// Why the server could not start.
@@ -148,6 +148,30 @@ pub fn load_permission_index(store: &Store) -> Result<PermissionIndex, StoreErro
     Ok(index)
 }
 
+/// The read-access preset in force. A data directory's first start stores the flag's choice
+/// (`members` by default); data from before the setting existed keeps what it did then
+/// (`public`). Afterwards the stored setting rules, and a differing flag is only reported.
+fn settle_read_access(store: &Store, wanted: Option<ReadAccess>) -> Result<ReadAccess, StoreError> {
+    if let Some(stored) = store.read_access()? {
+        if let Some(flag) = wanted.filter(|w| *w != stored) {
+            tracing::warn!(
+                read_access = %stored,
+                ignored = %flag,
+                "--read-access only applies at a data directory's first start; change the readAccess setting with PATCH /api/settings"
+            );
+        }
+        return Ok(stored);
+    }
+    let access = if store.is_unused() {
+        wanted.unwrap_or_default()
+    } else {
+        ReadAccess::Public
+    };
+    store.set_read_access(access)?;
+    tracing::info!(read_access = %access, "read access of the internal roles set");
+    Ok(access)
+}
+
 /// Finishes removing the contents of channels whose deletion was interrupted.
 fn finish_purges(store: &Store) -> Result<(), StoreError> {
     for user in store.pending_user_purges()? {
@@ -198,8 +222,10 @@ impl AppState {
                 }
             }
         }
+        let access = settle_read_access(&store, config.read_access)?;
         store.flush()?;
-        let index = load_permission_index(&store)?;
+        let mut index = load_permission_index(&store)?;
+        index.set_read_access(access);
         let hasher = PasswordHasher::new(config.scrypt, config.hash_concurrency)?;
         let plugins =
             crate::plugins::PluginHost::new(config.plugins.clone(), &store.plugin_records()?);
@@ -290,5 +316,48 @@ impl AppState {
     /// Whether a username was named with `--admin`.
     pub fn is_admin_name(&self, username: &str) -> bool {
         self.admin_names.contains(&username.to_ascii_lowercase())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perms::ChannelOverrides;
+    use crate::store::ChannelRecord;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 20).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_first_start_takes_the_flag_or_members() {
+        let (_dir, store) = store();
+        assert_eq!(
+            settle_read_access(&store, None).unwrap(),
+            ReadAccess::Members
+        );
+        let (_dir, store) = self::store();
+        let chosen = settle_read_access(&store, Some(ReadAccess::Spec)).unwrap();
+        assert_eq!(chosen, ReadAccess::Spec);
+        assert_eq!(store.read_access().unwrap(), Some(ReadAccess::Spec));
+    }
+
+    #[test]
+    fn data_from_before_the_setting_stays_public_and_the_stored_choice_rules() {
+        let (_dir, store) = store();
+        let channel = ChannelRecord {
+            id: 10,
+            name: "general".into(),
+            overrides: ChannelOverrides::default(),
+        };
+        store.insert_channel(&channel).unwrap();
+        // No preset stored, but a community exists: it keeps what it had (public).
+        let kept = settle_read_access(&store, Some(ReadAccess::Spec)).unwrap();
+        assert_eq!(kept, ReadAccess::Public);
+        // Once stored, a differing flag changes nothing.
+        let again = settle_read_access(&store, Some(ReadAccess::Members)).unwrap();
+        assert_eq!(again, ReadAccess::Public);
     }
 }

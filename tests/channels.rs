@@ -66,7 +66,8 @@ async fn channels_are_created_listed_renamed_and_deleted_with_every_refusal() {
     let (_, one) = server.get(&format!("/api/channels/{general}"), None).await;
     assert_eq!(one, json!({"channel": {"id": general, "name": "general"}}));
 
-    // Names are unique ignoring case, unless the creator has allowNonUnique.
+    // Names are unique ignoring case, for everyone (allowNonUnique included: the admin
+    // holds every permission).
     let limited = server
         .create_role(
             &admin,
@@ -80,8 +81,33 @@ async fn channels_are_created_listed_renamed_and_deleted_with_every_refusal() {
             .await,
         "NAME_ALREADY_TAKEN",
     );
-    let twin = server.create_channel(&admin, "general").await;
+    assert_error(
+        &server
+            .post("/api/channels", Some(&admin), json!({"name": "General"}))
+            .await,
+        "NAME_ALREADY_TAKEN",
+    );
+    let twin = server.create_channel(&admin, "twin").await;
     assert_ne!(twin, general);
+    assert_error(
+        &server
+            .patch(
+                &format!("/api/channels/{twin}"),
+                Some(&admin),
+                json!({"name": "GENERAL"}),
+            )
+            .await,
+        "NAME_ALREADY_TAKEN",
+    );
+    // Renaming a channel to its own name in another case is not a clash.
+    let r = server
+        .patch(
+            &format!("/api/channels/{twin}"),
+            Some(&admin),
+            json!({"name": "Twin"}),
+        )
+        .await;
+    assert_eq!(r, (reqwest::StatusCode::OK, json!({})));
 
     // Rename.
     assert_error(

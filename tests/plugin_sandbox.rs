@@ -165,6 +165,58 @@ async fn fails_open_then_disabled(w: &World, error_part: &str) {
 async fn a_looping_plugin_hits_its_deadline() {
     let w = misbehaving("(loop $l (br $l)) (i64.const 0)", "", "").await;
     fails_open_then_disabled(&w, "deadline exceeded").await;
+    let stats = &w.plugin("bad").await["stats"];
+    assert_eq!(stats["deadlineHits"], 3, "{stats}");
+    assert!(stats["maxOverrunUs"].as_u64().is_some(), "{stats}");
+}
+
+/// The hook runs off the HTTP workers: with one worker, a request that arrives while a post
+/// waits for a hook spinning to its (longest) deadline is answered before that post.
+#[tokio::test]
+async fn a_spinning_hook_does_not_hold_up_other_requests() {
+    let manifest = format!(
+        "{HOOK}capabilities = [\"read-messages\", \"moderate\"]\n[limits]\nhook-ms = 1000\nmax-failures = 100\n"
+    );
+    let module = wat("", "", "(loop $l (br $l)) (i64.const 0)");
+    let w = World::spawn_with(
+        move |dir| install(dir, "spin", &manifest, &module),
+        &["--workers", "1"],
+    )
+    .await;
+    assert_eq!(w.plugin("spin").await["enabled"], true);
+    let post = tokio::spawn({
+        let (client, url, admin, channel) = (
+            w.server.client.clone(),
+            w.server.url("/api/messages"),
+            w.admin.clone(),
+            w.channel.clone(),
+        );
+        async move {
+            client
+                .post(url)
+                .header("X-Session-ID", admin)
+                .json(&json!({"channelID": channel, "text": "spin"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    // Let the post reach its hook, then ask something else of the one worker.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = Instant::now();
+    let (status, _) = w.server.get("/api", None).await;
+    assert_eq!(status, 200);
+    // Blocked behind the hook, the answer would take the rest of its second.
+    let waited = asked.elapsed();
+    assert!(
+        waited < Duration::from_millis(600),
+        "GET /api waited {waited:?} for another request's hook"
+    );
+    // Fail-open: the post goes through once the hook hits its deadline.
+    assert_eq!(post.await.unwrap(), 200);
+    let stats = &w.plugin("spin").await["stats"];
+    assert_eq!(stats["deadlineHits"], 1, "{stats}");
 }
 
 #[tokio::test]
@@ -391,4 +443,26 @@ async fn message_events_reach_subscribed_plugins_after_the_fact_but_not_their_ow
     );
     let plugin = w.plugin("echo").await;
     assert_eq!(plugin["stats"]["calls"], 3, "{plugin}");
+}
+
+/// `tell` carries the sender name the plugin chose; `mode` codes are stripped.
+#[tokio::test]
+async fn a_tell_carries_its_name_and_its_mode_is_applied() {
+    let answer = r#"{"actions":[{"type":"tell","user":"root","text":"&eyellow &lnews","name":"Whisper","mode":"format"}]}"#;
+    let w = world(|dir| {
+        install(
+            dir,
+            "whisper",
+            "commands = [\"psst\"]\ncapabilities = [\"commands\", \"tell\"]",
+            &wat("", answer, &answer_body(answer)),
+        );
+    })
+    .await;
+    let mut socket = w.server.events(Some(&w.admin)).await;
+    let (status, v) = w.post("\\psst").await;
+    assert_eq!(status, 200, "{v}");
+    let told = socket.expect("plugin/tell").await;
+    assert_eq!(told["plugin"], "whisper");
+    assert_eq!(told["name"], "Whisper");
+    assert_eq!(told["text"], "yellow news");
 }

@@ -280,7 +280,7 @@ async fn settings_are_public_and_changed_only_with_manage_server() {
     let (_, body) = server.get("/api/settings", None).await;
     assert_eq!(
         body["settings"],
-        json!({"name": "Ours", "iconURL": "https://x/i.png"})
+        json!({"name": "Ours", "iconURL": "https://x/i.png", "readAccess": "public"})
     );
     let html = server
         .client

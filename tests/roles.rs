@@ -656,3 +656,134 @@ async fn a_role_holding_permissions_you_lack_cannot_be_renamed_emptied_moved_or_
         200
     );
 }
+
+/// What `GET /api/roles/:id` says an internal role allows, as `readMessages`.
+async fn internal_reads(server: &TestServer, role: &str) -> Value {
+    let (status, body) = server.get(&format!("/api/roles/{role}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    body["role"]["permissions"]["readMessages"].clone()
+}
+
+/// Whether `session` (None: a guest) may read the channel's history.
+async fn can_read(server: &TestServer, session: Option<&str>, channel: &str) -> bool {
+    let r = server
+        .get(&format!("/api/channels/{channel}/messages"), session)
+        .await;
+    match r.0.as_u16() {
+        200 => true,
+        _ => {
+            assert_eq!(r.1["error"]["code"], "NOT_ALLOWED", "{}", r.1);
+            false
+        }
+    }
+}
+
+#[tokio::test]
+async fn read_access_presets_a_new_server_starts_as_members_and_manage_server_switches() {
+    let mut server = TestServer::spawn_with_defaults(&["--admin", "root"]).await;
+    let (_, admin) = server.user("root").await;
+    let (_, member) = server.user("member").await;
+    let channel = server.create_channel(&admin, "general").await;
+
+    // A new server: logged-in users read, guests do not.
+    let (_, settings) = server.get("/api/settings", None).await;
+    assert_eq!(settings["settings"]["readAccess"], "members");
+    assert_eq!(internal_reads(&server, "_user").await, true);
+    assert_eq!(internal_reads(&server, "_everyone").await, false);
+    assert!(can_read(&server, Some(&member), &channel).await);
+    assert!(!can_read(&server, None, &channel).await);
+    let (_, list) = server.get("/api/channels", None).await;
+    assert_eq!(list["channels"], json!([]));
+
+    // Only manageServer changes it, only to a known preset; a refusal changes nothing.
+    assert_error(
+        &server
+            .patch(
+                "/api/settings",
+                Some(&member),
+                json!({"readAccess": "public"}),
+            )
+            .await,
+        "NOT_ALLOWED",
+    );
+    let bad = assert_error(
+        &server
+            .patch(
+                "/api/settings",
+                Some(&admin),
+                json!({"readAccess": "open", "name": "X"}),
+            )
+            .await,
+        "INVALID_PARAMETER_TYPE",
+    );
+    assert_eq!(bad["parameter"], "readAccess");
+    let (_, settings) = server.get("/api/settings", None).await;
+    assert_eq!(settings["settings"]["readAccess"], "members");
+    assert_ne!(settings["settings"]["name"], "X");
+
+    // `spec`: exactly the spec's table; connected clients hear of it.
+    let mut socket = server.events(Some(&member)).await;
+    let r = server
+        .patch("/api/settings", Some(&admin), json!({"readAccess": "spec"}))
+        .await;
+    assert_eq!(r, (reqwest::StatusCode::OK, json!({})));
+    let update = socket.expect("server-settings/update").await;
+    assert_eq!(update["settings"]["readAccess"], "spec");
+    let role = socket.expect("role/update").await;
+    assert_eq!(role["role"]["id"], "_user");
+    assert_eq!(role["role"]["permissions"], json!({"sendMessages": true}));
+    assert_eq!(internal_reads(&server, "_user").await, Value::Null);
+    assert_eq!(internal_reads(&server, "_everyone").await, false);
+    assert!(!can_read(&server, Some(&member), &channel).await);
+    assert!(!can_read(&server, None, &channel).await);
+
+    // Channel overrides work the same under every preset.
+    let r = server
+        .patch(
+            &format!("/api/channels/{channel}/role-permissions"),
+            Some(&admin),
+            json!({"rolePermissions": {"_user": {"readMessages": true}}}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert!(can_read(&server, Some(&member), &channel).await);
+    assert!(!can_read(&server, None, &channel).await);
+
+    // `public`: guests read too.
+    let r = server
+        .patch(
+            "/api/settings",
+            Some(&admin),
+            json!({"readAccess": "public"}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(internal_reads(&server, "_everyone").await, true);
+    assert!(can_read(&server, None, &channel).await);
+
+    // The setting survives a restart; the first-start flag no longer changes it.
+    let data = server.data.clone();
+    assert!(server.signal_and_wait("TERM").success());
+    let server = TestServer::spawn_on(&data, &["--read-access", "spec"]).await;
+    let (_, settings) = server.get("/api/settings", None).await;
+    assert_eq!(settings["settings"]["readAccess"], "public");
+    assert!(can_read(&server, None, &channel).await);
+    let logs = server.logs.lock().unwrap().join("\n");
+    assert!(
+        logs.contains("only applies at a data directory's first start"),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn the_first_start_flag_chooses_the_preset() {
+    let server = TestServer::spawn_with(&["--read-access", "spec", "--admin", "root"]).await;
+    let (_, admin) = server.user("root").await;
+    let channel = server.create_channel(&admin, "general").await;
+    let (_, plain) = server.user("plain").await;
+    let (_, settings) = server.get("/api/settings", None).await;
+    assert_eq!(settings["settings"]["readAccess"], "spec");
+    assert!(!can_read(&server, Some(&plain), &channel).await);
+    // Holders of a role that allows reading still read.
+    assert!(can_read(&server, Some(&admin), &channel).await);
+}

@@ -38,7 +38,17 @@ impl Drop for Server {
 
 /// Starts `decentd serve` on port 0 with `args`; warnings and errors go to stderr.
 pub fn start_server(args: &[&str]) -> Server {
-    let tmp = tempfile::tempdir().expect("temp dir");
+    start_server_in(tempfile::tempdir().expect("temp dir"), args)
+}
+
+/// Stops `old` and starts the server again on its data directory with `args`.
+pub fn restart_server(mut old: Server, args: &[&str]) -> Server {
+    old.stop();
+    let tmp = std::mem::replace(&mut old._tmp, tempfile::tempdir().expect("temp dir"));
+    start_server_in(tmp, args)
+}
+
+fn start_server_in(tmp: tempfile::TempDir, args: &[&str]) -> Server {
     let data = tmp.path().join("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_decentd"))
         .arg("serve")
@@ -49,6 +59,8 @@ pub fn start_server(args: &[&str]) -> Server {
             "--log",
             "warn,decentd::startup=info,decentd::memory=debug",
         ])
+        // Guests read, as on the reference server: the benchmarks' listeners are guests.
+        .args(["--read-access", "public"])
         .args(args)
         .arg("--data")
         .arg(&data)

@@ -1,8 +1,9 @@
 //! Channels: listing, creation, renames, deletion, read state, history, role overrides and
 //! pins (API doc "Channels").
 //!
-//! A channel the requester may not read (readMessages in that channel) does not exist for
-//! them: every endpoint answers NOT_FOUND for it, exactly as for an unknown id.
+//! A channel the requester may not read (readMessages in that channel) is left out of the
+//! channel list; the endpoints that name it answer NOT_ALLOWED (spec 2.4), an unknown id
+//! NOT_FOUND. Channel names are unique ignoring case, for everyone.
 
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
@@ -120,7 +121,7 @@ pub async fn create(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Ht
         let mut index = state.perms_mut();
         state
             .store
-            .insert_channel(&channel, !granted.has(Permission::AllowNonUnique))
+            .insert_channel(&channel)
             .map_err(|e| channel_name_error(&name, e))?;
         index.set_channel_overrides(channel.id, ChannelOverrides::default());
     }
@@ -162,7 +163,7 @@ pub async fn rename(
     }
     let channel = state
         .store
-        .rename_channel(id, &name, !granted.has(Permission::AllowNonUnique))
+        .rename_channel(id, &name)
         .map_err(|e| channel_name_error(&name, e))?
         .ok_or_else(|| ApiError::not_found("channel"))?;
     state.store.durable().await?;

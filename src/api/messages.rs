@@ -162,7 +162,8 @@ pub async fn post(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Http
         let state = state.clone().into_inner();
         state
             .plugins
-            .before_store(&state, user, channel, None, text)?
+            .before_store(&state, user, channel, None, text)
+            .await?
     } else {
         text
     };
@@ -305,7 +306,8 @@ pub async fn edit(
         let (channel, id) = (message.channel_id, Some(message.id));
         state
             .plugins
-            .before_store(&state, &session.user, channel, id, text)?
+            .before_store(&state, &session.user, channel, id, text)
+            .await?
     } else {
         text
     };

@@ -5,10 +5,11 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::ok;
+use super::roles::{internal_json, RoleRef};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::Audience;
 use crate::params::ApiRequest;
-use crate::perms::Permission;
+use crate::perms::{Permission, ReadAccess};
 use crate::state::AppState;
 use crate::store::Settings;
 
@@ -19,17 +20,22 @@ pub const MAX_SERVER_NAME_LEN: usize = 100;
 /// Longest accepted icon URL.
 pub const MAX_ICON_URL_LEN: usize = 2048;
 
+/// The settings object: the spec's `name` and `iconURL`, and the extension key `readAccess`
+/// (the read-access preset of the internal roles).
 #[derive(Serialize)]
 struct SettingsView<'a> {
     name: &'a str,
     #[serde(rename = "iconURL")]
     icon_url: &'a str,
+    #[serde(rename = "readAccess")]
+    read_access: &'static str,
 }
 
-fn settings_view(s: &Settings) -> SettingsView<'_> {
+fn settings_view(s: &Settings, access: ReadAccess) -> SettingsView<'_> {
     SettingsView {
         name: &s.name,
         icon_url: &s.icon_url,
+        read_access: access.key(),
     }
 }
 
@@ -79,7 +85,8 @@ pub async fn index(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
 /// `GET /api/settings`
 pub async fn get_settings(state: web::Data<AppState>, _req: ApiRequest) -> ApiResult<HttpResponse> {
     let settings = state.store.settings()?;
-    Ok(ok(json!({ "settings": settings_view(&settings) })))
+    let access = state.perms().read_access();
+    Ok(ok(json!({ "settings": settings_view(&settings, access) })))
 }
 
 /// `PATCH /api/settings`
@@ -89,6 +96,13 @@ pub async fn patch_settings(
 ) -> ApiResult<HttpResponse> {
     let name = req.opt_string("name")?;
     let icon_url = req.opt_string("iconURL")?;
+    let read_access = req
+        .opt_string("readAccess")?
+        .map(|key| {
+            ReadAccess::parse(&key)
+                .ok_or_else(|| ApiError::invalid_type("readAccess", "one of spec, members, public"))
+        })
+        .transpose()?;
     state.require(req.requester(), Permission::ManageServer)?;
     if let Some(name) = &name {
         let len = name.trim().chars().count();
@@ -108,20 +122,44 @@ pub async fn patch_settings(
             "a string of at most 2048 characters",
         ));
     }
-    let settings = state.store.update_settings(|s| {
-        if let Some(name) = &name {
-            s.name = name.trim().to_owned();
-        }
-        if let Some(url) = &icon_url {
-            s.icon_url = url.clone();
-        }
-    })?;
+    // The stored preset and the index change together, under the index's write lock.
+    let (settings, access, before) = {
+        let mut index = state.perms_mut();
+        let before = index.read_access();
+        let settings = state.store.update_settings(
+            |s| {
+                if let Some(name) = &name {
+                    s.name = name.trim().to_owned();
+                }
+                if let Some(url) = &icon_url {
+                    s.icon_url = url.clone();
+                }
+            },
+            read_access,
+        )?;
+        let access = read_access.unwrap_or(before);
+        index.set_read_access(access);
+        (settings, access, before)
+    };
+    let access_changed = access != before;
     state.store.durable().await?;
+    if access_changed {
+        tracing::info!(read_access = %access, "read access of the internal roles changed");
+    }
     state.bus.emit(
         "server-settings/update",
-        json!({ "settings": settings_view(&settings) }),
+        json!({ "settings": settings_view(&settings, access) }),
         Audience::Everyone,
     );
+    if access_changed {
+        for role in [RoleRef::User, RoleRef::Everyone] {
+            state.bus.emit(
+                "role/update",
+                json!({ "role": internal_json(role, access) }),
+                Audience::Everyone,
+            );
+        }
+    }
     Ok(ok(json!({})))
 }
 

@@ -16,8 +16,8 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::Audience;
 use crate::params::ApiRequest;
 use crate::perms::{
-    Granted, Permission, PermissionIndex, PermissionObjectError, PermissionSet, Requester,
-    EVERYONE_PERMISSIONS, USER_PERMISSIONS,
+    Granted, Permission, PermissionIndex, PermissionObjectError, PermissionSet, ReadAccess,
+    Requester,
 };
 use crate::state::AppState;
 use crate::store::RoleRecord;
@@ -51,10 +51,11 @@ fn ordinary_json(role: &RoleRecord) -> Value {
     role_json(&role.id.to_string(), &role.name, &role.permissions)
 }
 
-fn internal_json(which: RoleRef) -> Value {
+/// An internal role with the server-wide permissions the read-access preset gives it.
+pub fn internal_json(which: RoleRef, access: ReadAccess) -> Value {
     match which {
-        RoleRef::User => role_json(USER_ROLE_ID, "User", &USER_PERMISSIONS),
-        _ => role_json(EVERYONE_ROLE_ID, "Everyone", &EVERYONE_PERMISSIONS),
+        RoleRef::User => role_json(USER_ROLE_ID, "User", &access.user()),
+        _ => role_json(EVERYONE_ROLE_ID, "Everyone", &access.everyone()),
     }
 }
 
@@ -145,15 +146,18 @@ fn require_below(index: &PermissionIndex, who: Requester, role: u64) -> ApiResul
 
 /// `GET /api/roles`: ordinary roles in priority order, then `_user` and `_everyone`.
 pub async fn list(state: web::Data<AppState>, _req: ApiRequest) -> ApiResult<HttpResponse> {
-    let order = state.perms().order().to_vec();
+    let (order, access) = {
+        let index = state.perms();
+        (index.order().to_vec(), index.read_access())
+    };
     let mut roles = Vec::with_capacity(order.len() + 2);
     for id in order {
         if let Some(role) = state.store.role(id)? {
             roles.push(ordinary_json(&role));
         }
     }
-    roles.push(internal_json(RoleRef::User));
-    roles.push(internal_json(RoleRef::Everyone));
+    roles.push(internal_json(RoleRef::User, access));
+    roles.push(internal_json(RoleRef::Everyone, access));
     Ok(ok(json!({ "roles": roles })))
 }
 
@@ -165,7 +169,7 @@ pub async fn get(
 ) -> ApiResult<HttpResponse> {
     let role = match parse_role_ref(&path)? {
         RoleRef::Ordinary(id) => ordinary_json(&find_role(&state, id)?),
-        internal => internal_json(internal),
+        internal => internal_json(internal, state.perms().read_access()),
     };
     Ok(ok(json!({ "role": role })))
 }

@@ -660,6 +660,7 @@ async fn execute(
                 state
                     .plugins
                     .before_store(state, &owner, channel, None, text)
+                    .await
                     .map_err(|e| (ErrorKind::UnknownError, Some(e.message)))?
             } else {
                 text

@@ -202,19 +202,78 @@ pub enum Requester {
     User(u64),
 }
 
-/// The fixed server-wide permissions of the internal `_everyone` role. The spec's table says
-/// "all false"; like the reference server we let everyone read messages, so that a fresh server
-/// is usable. Channel overrides can still take reading away. Written down in ARCHITECTURE.md.
-pub const EVERYONE_PERMISSIONS: PermissionSet = PermissionSet {
-    allow: Permission::ReadMessages.bit(),
-    deny: ALL_BITS & !Permission::ReadMessages.bit(),
-};
+/// Who may read without a role: the server-wide permissions of the internal roles `_everyone`
+/// and `_user`, a server setting (`readAccess` in `GET/PATCH /api/settings`, `--read-access`
+/// for the first start; README "Read access"). Channel overrides apply on top, the same way
+/// under every preset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadAccess {
+    /// Exactly the spec's table: `_everyone` all false, `_user` only `sendMessages`.
+    Spec,
+    /// Logged-in users also read (`_user`: `sendMessages`, `readMessages`); guests read
+    /// nothing. What a new server starts with.
+    #[default]
+    Members,
+    /// Everyone reads, guests included (`_everyone`: `readMessages`), as the reference
+    /// server does. What data directories from before this setting keep.
+    Public,
+}
 
-/// The fixed server-wide permissions of the internal `_user` role: `{ sendMessages: true }`.
-pub const USER_PERMISSIONS: PermissionSet = PermissionSet {
-    allow: Permission::SendMessages.bit(),
-    deny: 0,
-};
+impl ReadAccess {
+    pub const ALL: [ReadAccess; 3] = [ReadAccess::Spec, ReadAccess::Members, ReadAccess::Public];
+
+    pub const fn key(self) -> &'static str {
+        match self {
+            ReadAccess::Spec => "spec",
+            ReadAccess::Members => "members",
+            ReadAccess::Public => "public",
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.key() == key)
+    }
+
+    /// The server-wide permission object of `_everyone`: every key false, except
+    /// `readMessages` under `public`.
+    pub const fn everyone(self) -> PermissionSet {
+        let read = match self {
+            ReadAccess::Public => Permission::ReadMessages.bit(),
+            _ => 0,
+        };
+        PermissionSet {
+            allow: read,
+            deny: ALL_BITS & !read,
+        }
+    }
+
+    /// The server-wide permission object of `_user`: `sendMessages`, and `readMessages`
+    /// under `members`.
+    pub const fn user(self) -> PermissionSet {
+        let read = match self {
+            ReadAccess::Members => Permission::ReadMessages.bit(),
+            _ => 0,
+        };
+        PermissionSet {
+            allow: Permission::SendMessages.bit() | read,
+            deny: 0,
+        }
+    }
+}
+
+impl std::fmt::Display for ReadAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+impl std::str::FromStr for ReadAccess {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s).ok_or_else(|| format!("`{s}` is not one of spec, members, public"))
+    }
+}
 
 /// Hashes u64 ids with one multiplication (Fibonacci hashing). Ids are server-issued, not
 /// attacker-chosen keys, so a keyed hash buys nothing here and would cost most of a lookup.
@@ -272,6 +331,7 @@ pub struct PermissionIndex {
     user_ranks: IdMap<Vec<u32>>,
     channels: IdMap<ChannelOverrides>,
     ranked_channels: IdMap<RankedOverrides>,
+    read_access: ReadAccess,
 }
 
 impl PermissionIndex {
@@ -397,6 +457,15 @@ impl PermissionIndex {
     }
 
     /// Sets a channel's overrides (an empty `ChannelOverrides` removes them in effect).
+    /// The preset in force for the internal roles.
+    pub fn read_access(&self) -> ReadAccess {
+        self.read_access
+    }
+
+    pub fn set_read_access(&mut self, access: ReadAccess) {
+        self.read_access = access;
+    }
+
     pub fn set_channel_overrides(&mut self, channel: u64, overrides: ChannelOverrides) {
         let ranked = self.rank_channel(&overrides);
         self.ranked_channels.insert(channel, ranked);
@@ -482,9 +551,9 @@ impl PermissionIndex {
             }
         }
         if is_user {
-            c.apply(&USER_PERMISSIONS);
+            c.apply(&self.read_access.user());
         }
-        c.apply(&EVERYONE_PERMISSIONS);
+        c.apply(&self.read_access.everyone());
         c
     }
 
@@ -541,13 +610,27 @@ mod tests {
     }
 
     #[test]
-    fn guests_get_only_everyone_and_users_get_send() {
-        let index = PermissionIndex::default();
-        let guest = index.resolve(Requester::Guest, None);
-        let user = index.resolve(Requester::User(1), None);
-        assert!(guest.has(Permission::ReadMessages) && !guest.has(Permission::SendMessages));
-        assert!(user.has(Permission::SendMessages));
-        assert!(!user.has(Permission::ManageServer));
+    fn each_read_access_preset_gives_the_internal_roles_their_table() {
+        let mut index = PermissionIndex::default();
+        let reads = |index: &PermissionIndex, who| index.has(who, None, Permission::ReadMessages);
+        // (preset, guest reads, user reads)
+        for (access, guest, user) in [
+            (ReadAccess::Spec, false, false),
+            (ReadAccess::Members, false, true),
+            (ReadAccess::Public, true, true),
+        ] {
+            index.set_read_access(access);
+            assert_eq!(reads(&index, Requester::Guest), guest, "{access}");
+            assert_eq!(reads(&index, Requester::User(1)), user, "{access}");
+            let granted = index.resolve(Requester::User(1), None);
+            assert!(granted.has(Permission::SendMessages));
+            assert!(!granted.has(Permission::ManageServer));
+            assert!(!index.has(Requester::Guest, None, Permission::SendMessages));
+        }
+        assert_eq!(
+            PermissionIndex::default().read_access(),
+            ReadAccess::Members
+        );
     }
 
     #[test]
@@ -685,7 +768,7 @@ mod cascade_property {
     }
 
     /// The ordered list `r` of spec 2.5 for a user (or guest), in a channel or not.
-    fn spec_list(w: &World, user: bool, in_channel: bool) -> Vec<Object> {
+    fn spec_list(w: &World, access: ReadAccess, user: bool, in_channel: bool) -> Vec<Object> {
         let mine: Vec<u64> = w
             .order
             .iter()
@@ -709,9 +792,9 @@ mod cascade_property {
             r.push(object(&set));
         }
         if user {
-            r.push(object(&USER_PERMISSIONS));
+            r.push(object(&access.user()));
         }
-        r.push(object(&EVERYONE_PERMISSIONS));
+        r.push(object(&access.everyone()));
         r
     }
 
@@ -724,14 +807,17 @@ mod cascade_property {
                 [(100, w.user_roles.clone())],
             );
             index.set_channel_overrides(7, w.channel.clone());
-            for (who, user) in [(Requester::User(100), true), (Requester::Guest, false)] {
-                for (channel, in_channel) in [(None, false), (Some(7), true)] {
-                    let list = spec_list(&w, user, in_channel);
-                    let granted = index.resolve(who, channel);
-                    for p in Permission::ALL {
-                        let expected = spec_resolve(p.key(), &list);
-                        prop_assert_eq!(granted.has(p), expected, "{} {:?} {:?}", p.key(), who, channel);
-                        prop_assert_eq!(index.has(who, channel, p), expected);
+            for access in ReadAccess::ALL {
+                index.set_read_access(access);
+                for (who, user) in [(Requester::User(100), true), (Requester::Guest, false)] {
+                    for (channel, in_channel) in [(None, false), (Some(7), true)] {
+                        let list = spec_list(&w, access, user, in_channel);
+                        let granted = index.resolve(who, channel);
+                        for p in Permission::ALL {
+                            let expected = spec_resolve(p.key(), &list);
+                            prop_assert_eq!(granted.has(p), expected, "{} {:?} {:?} {}", p.key(), who, channel, access);
+                            prop_assert_eq!(index.has(who, channel, p), expected);
+                        }
                     }
                 }
             }

@@ -2,14 +2,17 @@
 //!
 //! Every directory under the plugins directory with a `plugin.toml` is a plugin. Loading one
 //! checks the manifest and module, makes sure its bot user exists, and starts its worker: a
-//! task that feeds it subscribed events and its commands in order, one call at a time, on the
-//! blocking pool. The pre-store hook runs inside the posting request (a few ms at most), in
-//! plugin name order, each plugin seeing the previous one's rewrite. Every action a plugin
+//! task that feeds it subscribed events and its commands in order, one call at a time. The
+//! pre-store hook runs as part of the posting request (the request waits for it; at most
+//! `hook-ms` per plugin), in plugin name order, each plugin seeing the previous one's
+//! rewrite. Every plugin call runs on the low-priority plugin threads (`pool`), never on an
+//! HTTP worker, so a plugin spinning to its deadline slows only the requests that wait for it. Every action a plugin
 //! answers is checked against its capabilities; refused actions are logged and counted. A
 //! failed call (trap, deadline, memory cap, bad answer) fails only itself; after
 //! `max-failures` in a row the plugin is disabled.
 
 pub mod manifest;
+pub mod pool;
 pub mod runtime;
 
 use serde::Serialize;
@@ -30,7 +33,11 @@ use crate::store::{InsertUserError, PluginRecord, UserRecord};
 use decentd_protocol::chatbox::CommandText;
 use decentd_protocol::{to_decent_text, Action, CommandEvent, PendingMessage, PluginInput, EVENTS};
 use manifest::{Capability, Manifest};
+use pool::{CallPool, PoolError};
 use runtime::{CallError, Instances, Runtime};
+
+/// Plugin calls waiting for a plugin thread before more are refused as busy.
+const CALL_QUEUE: usize = 1024;
 
 /// Work for a plugin's worker.
 #[derive(Debug)]
@@ -47,6 +54,9 @@ pub struct Stats {
     failures: AtomicU64,
     refused_actions: AtomicU64,
     dropped_events: AtomicU64,
+    /// Calls stopped at their deadline, and the most any of them ran past it (µs).
+    deadline_hits: AtomicU64,
+    max_overrun_us: AtomicU64,
     #[serde(skip)]
     in_a_row: AtomicU32,
 }
@@ -103,12 +113,18 @@ impl Plugin {
     ) -> Result<Vec<Action>, CallError> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let bytes = serde_json::to_vec(input).map_err(|e| CallError::Trap(e.to_string()))?;
+        let started = std::time::Instant::now();
         match self.instances.call(&bytes, deadline) {
             Ok(output) => {
                 self.stats.in_a_row.store(0, Ordering::Relaxed);
                 Ok(output.actions)
             }
             Err(e) => {
+                if e == CallError::Deadline {
+                    let over = started.elapsed().saturating_sub(deadline).as_micros() as u64;
+                    self.stats.deadline_hits.fetch_add(1, Ordering::Relaxed);
+                    self.stats.max_overrun_us.fetch_max(over, Ordering::Relaxed);
+                }
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 self.stats.in_a_row.fetch_add(1, Ordering::Relaxed);
                 Err(e)
@@ -157,6 +173,8 @@ pub struct PluginHost {
     commands: RwLock<HashMap<String, Arc<Plugin>>>,
     /// Users that plugins post as.
     bots: RwLock<HashSet<u64>>,
+    /// The threads plugin calls run on, started with the first call.
+    pool: std::sync::OnceLock<CallPool>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -187,6 +205,31 @@ impl PluginHost {
             hooked: RwLock::default(),
             commands: RwLock::default(),
             bots: RwLock::new(records.iter().map(|(_, r)| r.bot_user).collect()),
+            pool: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Runs one call of `plugin` on a plugin thread; the caller awaits it without blocking.
+    /// A full queue or a panic is a failed call like any other.
+    async fn call_off_thread(
+        &self,
+        plugin: &Arc<Plugin>,
+        input: PluginInput,
+        deadline: std::time::Duration,
+    ) -> Result<Vec<Action>, CallError> {
+        let pool = self.pool.get_or_init(|| {
+            // Two per core: calls waiting on a deadline do not hold back the others.
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get() * 2);
+            CallPool::start(threads, CALL_QUEUE).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "cannot start the plugin threads");
+                CallPool::start(0, 0).expect("no threads to start")
+            })
+        });
+        let callee = plugin.clone();
+        match pool.run(move || callee.call(&input, deadline)).await {
+            Ok(result) => result,
+            Err(PoolError::Busy) => Err(CallError::Busy),
+            Err(PoolError::Panicked) => Err(CallError::Trap("the host panicked".into())),
         }
     }
 
@@ -277,7 +320,16 @@ impl PluginHost {
             .clone()
             .ok_or("the WASM runtime could not start (see the startup log)")?;
         let (manifest, module_path) = Manifest::load(path)?;
-        let module = runtime.compile(&manifest, &module_path)?;
+        // Compiling takes up to a few hundred ms of CPU: not on a worker.
+        let (manifest, module) = {
+            let runtime = runtime.clone();
+            tokio::task::spawn_blocking(move || {
+                let module = runtime.compile(&manifest, &module_path)?;
+                Ok::<_, String>((manifest, module))
+            })
+            .await
+            .map_err(|e| format!("compiling the module panicked: {e}"))??
+        };
         let record = ensure_bot(state, &manifest.name).await?;
         let kv = manifest
             .has(Capability::Kv)
@@ -376,8 +428,9 @@ impl PluginHost {
     }
 
     /// Runs the pre-store hook over a message about to be stored: the text to store (maybe
-    /// rewritten), or REJECTED_BY_PLUGIN naming the plugin and its reason.
-    pub fn before_store(
+    /// rewritten), or REJECTED_BY_PLUGIN naming the plugin and its reason. The calls run on
+    /// the plugin threads; the caller only awaits them.
+    pub async fn before_store(
         &self,
         state: &Arc<AppState>,
         author: &UserRecord,
@@ -400,8 +453,21 @@ impl PluginHost {
                     text: text.clone(),
                 },
             };
-            let actions = match plugin.call(&input, plugin.manifest.limits.hook_deadline()) {
+            let deadline = plugin.manifest.limits.hook_deadline();
+            let actions = match self.call_off_thread(&plugin, input, deadline).await {
                 Ok(actions) => actions,
+                // Never store a message the hook did not see.
+                Err(CallError::Busy) => {
+                    tracing::warn!(
+                        plugin = plugin.name(),
+                        "pre-store hook not run: the plugin threads are busy"
+                    );
+                    return Err(ApiError::new(
+                        ErrorCode::Failed,
+                        "the server's plugins are busy; try again",
+                    )
+                    .status(actix_web::http::StatusCode::SERVICE_UNAVAILABLE));
+                }
                 Err(e) => {
                     self.failed(state, &plugin, "message/before-store", &e);
                     if plugin.manifest.limits.fail_closed {
@@ -624,12 +690,15 @@ fn perform_soon(
 async fn perform(state: &AppState, plugin: &Plugin, actions: Vec<Action>, context: Context) {
     for action in actions {
         let result = match action {
-            Action::Say { text, mode, .. } if context.private => match context.invoker {
+            Action::Say {
+                text, mode, name, ..
+            } if context.private => match context.invoker {
                 Some(user) => tell(
                     state,
                     plugin,
                     user,
                     &to_decent_text(mode, &text),
+                    name.as_deref(),
                     context.channel,
                 ),
                 None => Ok(()),
@@ -650,13 +719,17 @@ async fn perform(state: &AppState, plugin: &Plugin, actions: Vec<Action>, contex
                 .await
             }
             Action::Tell {
-                user, text, mode, ..
+                user,
+                text,
+                mode,
+                name,
             } => match state.user_named(&user).ok().flatten().map(|u| u.id) {
                 Some(id) => tell(
                     state,
                     plugin,
                     id,
                     &to_decent_text(mode, &text),
+                    name.as_deref(),
                     context.channel,
                 ),
                 None => Err(format!("no user {user:?}")),
@@ -670,18 +743,21 @@ async fn perform(state: &AppState, plugin: &Plugin, actions: Vec<Action>, contex
     }
 }
 
-/// A private message to one user's sockets: the `plugin/tell` WebSocket event.
+/// A private message to one user's sockets: the `plugin/tell` WebSocket event, with the
+/// sender `name` the plugin chose (`null`: none).
 fn tell(
     state: &AppState,
     plugin: &Plugin,
     user: u64,
     text: &str,
+    name: Option<&str>,
     channel: Option<u64>,
 ) -> Result<(), String> {
     state.bus.emit(
         "plugin/tell",
         json!({
             "plugin": plugin.name(),
+            "name": name,
             "text": text,
             "channelID": channel.map(|c| c.to_string()),
         }),
@@ -769,16 +845,23 @@ async fn worker(
             }
         };
         let deadline = plugin.manifest.limits.event_deadline();
-        let callee = plugin.clone();
-        let result = tokio::task::spawn_blocking(move || callee.call(&input, deadline)).await;
-        let actions = match result {
-            Ok(Ok(actions)) => actions,
-            Ok(Err(e)) => {
-                state.plugins.failed(&state, &plugin, what, &e);
+        let actions = match state
+            .plugins
+            .call_off_thread(&plugin, input, deadline)
+            .await
+        {
+            Ok(actions) => actions,
+            Err(CallError::Busy) => {
+                plugin.stats.dropped_events.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    plugin = plugin.name(),
+                    call = what,
+                    "plugin call dropped: the plugin threads are busy"
+                );
                 continue;
             }
             Err(e) => {
-                tracing::error!(plugin = plugin.name(), error = %e, "plugin call panicked");
+                state.plugins.failed(&state, &plugin, what, &e);
                 continue;
             }
         };

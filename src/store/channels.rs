@@ -131,16 +131,13 @@ impl Store {
         Ok(false)
     }
 
-    /// Stores a new channel. With `unique`, a channel of the same name (ignoring case) is
-    /// refused.
-    pub fn insert_channel(
-        &self,
-        channel: &ChannelRecord,
-        unique: bool,
-    ) -> Result<(), ChannelNameError> {
+    /// Stores a new channel. A channel of the same name (ignoring case) is refused: channel
+    /// names are unique whatever the requester's permissions (README, "Where decentd departs
+    /// from the spec").
+    pub fn insert_channel(&self, channel: &ChannelRecord) -> Result<(), ChannelNameError> {
         self.ensure_space()?;
         let _names = self.channel_names.lock().unwrap_or_else(|e| e.into_inner());
-        if unique && self.channel_name_taken(&channel.name, None)? {
+        if self.channel_name_taken(&channel.name, None)? {
             return Err(ChannelNameError::Taken);
         }
         self.channels
@@ -149,16 +146,16 @@ impl Store {
         Ok(())
     }
 
-    /// Renames a channel. Returns the updated channel, or `None` if there is none.
+    /// Renames a channel, refusing a name another channel has (ignoring case). Returns the
+    /// updated channel, or `None` if there is none.
     pub fn rename_channel(
         &self,
         id: u64,
         name: &str,
-        unique: bool,
     ) -> Result<Option<ChannelRecord>, ChannelNameError> {
         self.ensure_space()?;
         let _names = self.channel_names.lock().unwrap_or_else(|e| e.into_inner());
-        if unique && self.channel_name_taken(name, Some(id))? {
+        if self.channel_name_taken(name, Some(id))? {
             return Err(ChannelNameError::Taken);
         }
         Ok(super::update_record(
@@ -616,7 +613,7 @@ mod tests {
             name: "c".into(),
             overrides: ChannelOverrides::default(),
         };
-        store.insert_channel(&channel, true).unwrap();
+        store.insert_channel(&channel).unwrap();
         store
     }
 

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::ids::IdGenerator;
-use crate::perms::PermissionSet;
+use crate::perms::{PermissionSet, ReadAccess};
 use commit::GroupCommit;
 use space::SpaceGuard;
 
@@ -118,6 +118,8 @@ pub enum InsertUserError {
 const META_SETTINGS: &[u8] = b"settings";
 const META_ROLE_ORDER: &[u8] = b"role_order";
 const META_ADMIN_ROLE: &[u8] = b"admin_role";
+/// The read-access preset of the internal roles, as its key (`spec`, `members`, `public`).
+const META_READ_ACCESS: &[u8] = b"read_access";
 /// `meta` keys marking a deleted user whose leftovers are still being removed.
 const USER_PURGE_PREFIX: &[u8] = b"userpurge/";
 
@@ -328,13 +330,48 @@ impl Store {
         }
     }
 
-    /// Changes the settings atomically and returns the new settings.
-    pub fn update_settings(&self, change: impl Fn(&mut Settings)) -> Result<Settings> {
+    /// Changes the settings, and the read-access preset if `access` is given, in one
+    /// transaction; returns the new settings.
+    pub fn update_settings(
+        &self,
+        change: impl Fn(&mut Settings),
+        access: Option<ReadAccess>,
+    ) -> Result<Settings> {
         self.ensure_space()?;
-        let updated = update_record(&self.meta, META_SETTINGS, |s: &mut Option<Settings>| {
-            change(s.get_or_insert_with(Settings::default));
-        })?;
-        Ok(updated.unwrap_or_default())
+        flatten(self.meta.transaction(|meta| {
+            let mut settings: Settings = match meta.get(META_SETTINGS)? {
+                Some(v) => codec::decode(&v).map_err(abort)?,
+                None => Settings::default(),
+            };
+            change(&mut settings);
+            meta.insert(META_SETTINGS, codec::encode(&settings).map_err(abort)?)?;
+            if let Some(access) = access {
+                meta.insert(META_READ_ACCESS, access.key().as_bytes())?;
+            }
+            Ok(settings)
+        }))
+    }
+
+    /// The stored read-access preset; `None` for data from before the setting existed (and
+    /// for a data directory that has never started).
+    pub fn read_access(&self) -> Result<Option<ReadAccess>> {
+        Ok(self
+            .meta
+            .get(META_READ_ACCESS)?
+            .and_then(|v| std::str::from_utf8(&v).ok().and_then(ReadAccess::parse)))
+    }
+
+    pub fn set_read_access(&self, access: ReadAccess) -> Result<()> {
+        self.ensure_space()?;
+        self.meta
+            .insert(META_READ_ACCESS, access.key().as_bytes())?;
+        Ok(())
+    }
+
+    /// Whether the database holds no user and no channel yet: a community that has not
+    /// started, whose first-start settings may still be chosen.
+    pub fn is_unused(&self) -> bool {
+        self.users.is_empty() && self.channels.is_empty()
     }
 
     // ---- roles ----

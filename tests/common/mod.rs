@@ -59,12 +59,35 @@ impl TestServer {
     }
 
     /// A server on an existing data directory (for restarts).
+    ///
+    /// Test servers start with `--read-access public` (guests read, as on the reference
+    /// server, which most suites rely on) unless `args` choose a preset.
     pub async fn spawn_on(data: &Path, args: &[&str]) -> Self {
+        let public = !args.contains(&"--read-access");
+        Self::launch(data, args, public).await
+    }
+
+    /// A fresh server with extra arguments and otherwise the binary's own defaults (no
+    /// `--read-access public`).
+    pub async fn spawn_with_defaults(args: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut server = Self::launch(&tmp.path().join("data"), args, false).await;
+        server._tmp = Some(tmp);
+        server
+    }
+
+    async fn launch(data: &Path, args: &[&str], public: bool) -> Self {
+        let preset: &[&str] = if public {
+            &["--read-access", "public"]
+        } else {
+            &[]
+        };
         let mut child = decentd()
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(FAST_ARGS)
+            .args(preset)
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -452,10 +475,17 @@ pub struct PluginWorld {
 
 impl PluginWorld {
     pub async fn spawn(setup: impl FnOnce(&Path)) -> Self {
+        Self::spawn_with(setup, &[]).await
+    }
+
+    /// `spawn` with extra `decentd serve` arguments.
+    pub async fn spawn_with(setup: impl FnOnce(&Path), args: &[&str]) -> Self {
         let plugins = tempfile::tempdir().unwrap();
         setup(plugins.path());
         let dir = plugins.path().to_str().unwrap().to_owned();
-        let server = TestServer::spawn_with(&["--plugins", &dir, "--admin", "root"]).await;
+        let mut all = vec!["--plugins", &dir, "--admin", "root"];
+        all.extend_from_slice(args);
+        let server = TestServer::spawn_with(&all).await;
         server.register("root", "password1").await;
         let admin = server.login("root", "password1").await;
         let channel = server.create_channel(&admin, "general").await;
