@@ -39,8 +39,8 @@ const TICK: Duration = Duration::from_millis(1);
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallError {
-    /// The deadline passed (epoch interruption).
-    Deadline,
+    /// The deadline passed (epoch interruption); the call was stopped `overrun_us` after it.
+    Deadline { overrun_us: u64 },
     /// A trap: unreachable, out-of-bounds access, a refused memory growth, a bad pointer
     /// handed to a host function, ...
     Trap(String),
@@ -68,7 +68,7 @@ impl std::fmt::Display for CallError {
     /// One line: a trap's wasm backtrace is left to `backtrace`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallError::Deadline => write!(f, "deadline exceeded"),
+            CallError::Deadline { .. } => write!(f, "deadline exceeded"),
             CallError::Trap(e) => write!(f, "trap: {}", e.lines().next().unwrap_or_default()),
             CallError::Instantiate(e) => write!(f, "cannot instantiate: {e}"),
             CallError::BadOutput(e) => write!(f, "bad answer: {e}"),
@@ -88,7 +88,28 @@ pub struct Ctx {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<Ctx>,
+    clock: Arc<EpochClock>,
     ticker: OnceLock<()>,
+}
+
+/// The epoch as wall-clock time: epoch `e` is due `e` ticks after `start`. The ticker raises
+/// `epoch` (and then the engine's) as time passes, so a deadline can be turned into the first
+/// epoch at or after it, whatever the sleeps' drift.
+struct EpochClock {
+    start: std::time::Instant,
+    /// Ticks counted so far. Raised before the engine's epoch, so the engine is never ahead
+    /// of it: a deadline computed from it may fire a moment late, never early.
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+impl EpochClock {
+    /// Ticks from now to the first tick at or after `deadline` from now.
+    fn ticks_until(&self, deadline: Duration) -> u64 {
+        let due = self.start.elapsed() + deadline;
+        let target = due.as_micros().div_ceil(TICK.as_micros()) as u64;
+        let now = self.epoch.load(std::sync::atomic::Ordering::Acquire);
+        target.saturating_sub(now).max(1)
+    }
 }
 
 impl Runtime {
@@ -101,6 +122,10 @@ impl Runtime {
         Ok(Self {
             engine,
             linker,
+            clock: Arc::new(EpochClock {
+                start: std::time::Instant::now(),
+                epoch: Default::default(),
+            }),
             ticker: OnceLock::new(),
         })
     }
@@ -108,21 +133,26 @@ impl Runtime {
     /// Starts the epoch ticker (once, on the first plugin loaded).
     fn start_ticker(&self) {
         self.ticker.get_or_init(|| {
-            let engine = self.engine.clone();
+            let (engine, clock) = (self.engine.clone(), self.clock.clone());
             std::thread::Builder::new()
                 .name("plugin-epoch".into())
                 .spawn(move || {
-                    // The epoch follows the clock, not the count of sleeps: a sleep lasts
-                    // longer than asked (by ~5-10% at 1 ms), and a count of sleeps would let
-                    // a 1 s deadline run for 1.1 s. Missed ticks are made up at once.
-                    let start = std::time::Instant::now();
-                    let mut epoch: u128 = 0;
+                    // The epoch follows the clock, not the count of sleeps: each wake-up is
+                    // aimed at the next tick's due time (a plain 1 ms sleep lasts ~1.06 ms and
+                    // would let a 1 s deadline run for 1.06 s), with the kernel's timer slack
+                    // (50 µs by default) cut to 1 µs. Missed ticks are made up at once.
+                    let _ =
+                        rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1_000));
                     loop {
-                        std::thread::sleep(TICK);
-                        let due = start.elapsed().as_micros() / TICK.as_micros();
-                        while epoch < due {
+                        let next = clock.epoch.load(std::sync::atomic::Ordering::Relaxed) + 1;
+                        let at = clock.start + TICK * next as u32;
+                        std::thread::sleep(at.saturating_duration_since(std::time::Instant::now()));
+                        let due = (clock.start.elapsed().as_micros() / TICK.as_micros()) as u64;
+                        while clock.epoch.load(std::sync::atomic::Ordering::Relaxed) < due {
+                            clock
+                                .epoch
+                                .fetch_add(1, std::sync::atomic::Ordering::Release);
                             engine.increment_epoch();
-                            epoch += 1;
                         }
                     }
                 })
@@ -188,14 +218,10 @@ pub struct Instances {
     idle: Mutex<Vec<Live>>,
 }
 
-fn ticks(deadline: Duration) -> u64 {
-    // +1: the next tick may come at once.
-    (deadline.as_micros() / TICK.as_micros()).max(1) as u64 + 1
-}
-
 fn classify(error: wasmtime::Error) -> CallError {
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => CallError::Deadline,
+        // The caller knows when the deadline was (`past_deadline`).
+        Some(Trap::Interrupt) => CallError::Deadline { overrun_us: 0 },
         // The root cause ("wasm trap: ... unreachable ...") first, for the one-line log and
         // the disabled reason; the whole error with its wasm backtrace after it.
         _ => CallError::Trap(format!("{}\n{error:#}", error.root_cause())),
@@ -221,13 +247,12 @@ impl Instances {
             },
         );
         store.limiter(|ctx| &mut ctx.limits);
-        store.set_epoch_deadline(ticks(self.init_deadline));
+        store.set_epoch_deadline(self.runtime.clock.ticks_until(self.init_deadline));
         let instance: Instance = self
             .runtime
             .linker
             .instantiate(&mut store, &self.module)
             .map_err(|e| match classify(e) {
-                CallError::Deadline => CallError::Deadline,
                 CallError::Trap(e) => CallError::Instantiate(e),
                 other => other,
             })?;
@@ -248,7 +273,7 @@ impl Instances {
             handle,
         };
         let init = self.init.clone();
-        invoke(&mut live, &init, self.init_deadline)?;
+        invoke(&self.runtime.clock, &mut live, &init, self.init_deadline)?;
         Ok(live)
     }
 
@@ -259,7 +284,7 @@ impl Instances {
             Some(live) => live,
             None => self.instantiate()?,
         };
-        let output = invoke(&mut live, input, deadline)?;
+        let output = invoke(&self.runtime.clock, &mut live, input, deadline)?;
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < POOL {
             idle.push(live);
@@ -269,8 +294,28 @@ impl Instances {
 }
 
 /// Hands `input` to `decentd_handle` and parses the answer.
-fn invoke(live: &mut Live, input: &[u8], deadline: Duration) -> Result<PluginOutput, CallError> {
-    live.store.set_epoch_deadline(ticks(deadline));
+fn invoke(
+    clock: &EpochClock,
+    live: &mut Live,
+    input: &[u8],
+    deadline: Duration,
+) -> Result<PluginOutput, CallError> {
+    let started = std::time::Instant::now();
+    live.store.set_epoch_deadline(clock.ticks_until(deadline));
+    call_guest(live, input).map_err(|e| past_deadline(e, started, deadline))
+}
+
+/// A deadline error with how long after the deadline the call was stopped.
+fn past_deadline(error: CallError, started: std::time::Instant, deadline: Duration) -> CallError {
+    match error {
+        CallError::Deadline { .. } => CallError::Deadline {
+            overrun_us: started.elapsed().saturating_sub(deadline).as_micros() as u64,
+        },
+        other => other,
+    }
+}
+
+fn call_guest(live: &mut Live, input: &[u8]) -> Result<PluginOutput, CallError> {
     let len = i32::try_from(input.len()).map_err(|_| CallError::Trap("input too large".into()))?;
     let ptr = live.alloc.call(&mut live.store, len).map_err(classify)?;
     live.memory
