@@ -20,4 +20,5 @@ pub mod plugins;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod web;
 pub mod ws;

@@ -17,17 +17,17 @@ async fn api_info_and_index_describe_the_instance() {
         assert!(body["decentVersion"].as_str().unwrap().starts_with("1."));
         assert_eq!(body["useSecureProtocol"], false);
     }
-    let res = server.client.get(server.url("/")).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
-    assert!(res
-        .text()
+    let res = server
+        .client
+        .get(server.url("/"))
+        .header("Accept", "application/json")
+        .send()
         .await
-        .unwrap()
-        .contains("Unnamed Decent chat server"));
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let details: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(details["name"], "Unnamed Decent chat server");
+    assert_eq!(details["implementation"], "decentd");
 }
 
 #[tokio::test]
@@ -282,16 +282,17 @@ async fn settings_are_public_and_changed_only_with_manage_server() {
         body["settings"],
         json!({"name": "Ours", "iconURL": "https://x/i.png", "readAccess": "public"})
     );
-    let html = server
+    let details: serde_json::Value = server
         .client
         .get(server.url("/"))
+        .header("Accept", "application/json")
         .send()
         .await
         .unwrap()
-        .text()
+        .json()
         .await
         .unwrap();
-    assert!(html.contains("Ours"));
+    assert_eq!(details["name"], "Ours");
 }
 
 #[tokio::test]

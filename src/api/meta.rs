@@ -1,6 +1,6 @@
 //! Instance details (`GET /`, `GET /api`) and server settings.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
 
@@ -49,37 +49,23 @@ pub async fn api_info(state: web::Data<AppState>, _req: ApiRequest) -> HttpRespo
     }))
 }
 
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
+/// `GET /`: the web client for browsers; instance details as JSON for clients that ask for
+/// `application/json` (spec 2.2: "a web-based client or instance details").
+pub async fn index(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
+    if !crate::web::wants_json(&req) {
+        return Ok(crate::web::index(&req));
     }
-    out
-}
-
-/// `GET /`: instance details for people and clients (a web client replaces this later).
-pub async fn index(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let settings = state.store.settings()?;
-    let name = escape_html(&settings.name);
-    let body = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name}</title></head>\n\
-         <body><h1>{name}</h1>\n<p>A <a href=\"https://github.com/decent-chat/spec\">Decent</a> chat server \
-         (decentd {version}, Decent {decent}).</p>\n\
-         <p>Connect a Decent client to this address. HTTP API: <code>/api</code>; WebSocket: <code>/</code>.</p>\n\
-         </body></html>\n",
-        version = env!("CARGO_PKG_VERSION"),
-        decent = DECENT_VERSION,
-    );
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(body))
+    Ok(ok(json!({
+        "name": settings.name,
+        "iconURL": settings.icon_url,
+        "implementation": "decentd",
+        "implementationVersion": env!("CARGO_PKG_VERSION"),
+        "decentVersion": DECENT_VERSION,
+        "useSecureProtocol": state.config.secure,
+        "api": "/api",
+        "websocket": "/",
+    })))
 }
 
 /// `GET /api/settings`

@@ -42,6 +42,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .route(web::get().to(meta::index)),
     )
+    // The embedded web client's files.
+    .service(web::resource("/app/{path:.*}").route(web::get().to(crate::web::file)))
     // The chatbox bot gateway (extension): `/v2/guest`, `/v2/:licenseKey`, and a closing
     // packet for any other /v2 path.
     .service(

@@ -1,0 +1,92 @@
+//! The embedded web client as HTTP serves it: the page for browsers, instance details for JSON
+//! clients, compressed files with validators, and a Content-Security-Policy without inline
+//! script. What the client does in a browser is tested by `tests/browser/`.
+
+mod common;
+
+use common::TestServer;
+use reqwest::header;
+
+#[tokio::test]
+async fn a_browser_gets_the_client_and_a_json_client_gets_instance_details() {
+    let server = TestServer::spawn().await;
+    let page = server
+        .client
+        .get(server.url("/"))
+        .header(header::ACCEPT, "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let csp = page.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script type="module" src="/app/js/main.js"></script>"#));
+    assert!(!html.contains("<script>"), "no inline script");
+
+    let details: serde_json::Value = server
+        .client
+        .get(server.url("/"))
+        .header(header::ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(details["implementation"], "decentd");
+    assert_eq!(details["api"], "/api");
+}
+
+#[tokio::test]
+async fn files_are_gzipped_and_revalidated_with_etags() {
+    let server = TestServer::spawn().await;
+    // A client without automatic decompression sees the encoding.
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let url = server.url("/app/js/main.js");
+    let gz = raw
+        .get(&url)
+        .header(header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.status(), 200);
+    assert_eq!(gz.headers()[header::CONTENT_ENCODING], "gzip");
+    assert!(gz.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let etag = gz.headers()[header::ETAG].to_str().unwrap().to_owned();
+    let zipped = gz.bytes().await.unwrap().len();
+    let plain = raw.get(&url).send().await.unwrap();
+    assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+    assert!(plain.bytes().await.unwrap().len() > zipped * 2);
+
+    let again = raw
+        .get(&url)
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    let missing = raw.get(server.url("/app/js/nope.js")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let escape = raw
+        .get(server.url("/app/../Cargo.toml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(escape.status(), 404);
+}

@@ -1,0 +1,846 @@
+// @ts-check
+/**
+ * The decentd web client: one page, plain ES modules, served from the binary.
+ *
+ * State lives in `state`; views are rebuilt from it with `h()` (dom.js), never from HTML
+ * strings. The WebSocket (socket.js) feeds events in; after a reconnect the open channel is
+ * backfilled with `after=` paging from the newest message shown.
+ */
+import * as api from './api.js';
+import { h, replace, formatTime, safeUrl } from './dom.js';
+import { render, mentions } from './markdown.js';
+import { EventSocket } from './socket.js';
+
+/** Most messages kept in the DOM; older ones are dropped and fetched again when scrolled to. */
+const WINDOW = 300;
+/** One history page. */
+const PAGE = 50;
+
+/**
+ * @typedef {{id: string, channelID: string, type: string, text: string, authorID: string | null,
+ *   authorUsername: string | null, authorAvatarURL: string | null, dateCreated: number,
+ *   dateEdited: number | null, pinned: boolean, mentionedUserIDs: string[],
+ *   chatbox?: {name: string}}} Message
+ * @typedef {{id: string, name: string, unreadMessageCount?: number,
+ *   oldestUnreadMessageID?: string | null}} Channel
+ * @typedef {{id: string, username: string, avatarURL: string, flair: string | null,
+ *   online: boolean, bot?: boolean, roleIDs: string[], email?: string | null}} User
+ */
+
+const state = {
+  /** @type {User | null} */
+  me: null,
+  serverName: 'decentd',
+  /** @type {Channel[]} */
+  channels: [],
+  /** @type {Map<string, User>} */
+  users: new Map(),
+  /** @type {Map<string, string>} shortcode → image URL */
+  emotes: new Map(),
+  /** @type {Map<string, {name: string}>} */
+  roles: new Map(),
+  /** @type {Message[]} mentions of me, newest first */
+  mentions: [],
+  /** @type {string | null} */
+  channelId: null,
+  /** @type {Message[]} the loaded window of the open channel, oldest first */
+  messages: [],
+  /** Whether older / newer messages than the window exist. */
+  hasOlder: false,
+  hasNewer: false,
+  loading: false,
+  /** @type {'connecting' | 'open' | 'closed'} */
+  connection: 'connecting',
+  /** @type {string | null} message being edited */
+  editing: null,
+  notify: localStorage.getItem('decentd.notify') === 'on',
+};
+
+/** @type {EventSocket} */
+let socket;
+const app = /** @type {HTMLElement} */ (document.getElementById('app'));
+
+const renderContext = () => ({
+  userName: (/** @type {string} */ id) => state.users.get(id)?.username ?? null,
+  emoteUrl: (/** @type {string} */ code) => state.emotes.get(code) ?? null,
+  me: state.me?.id ?? null,
+});
+
+/** IDs are time-ordered integers too large for numbers. */
+const idLess = (/** @type {string} */ a, /** @type {string} */ b) => BigInt(a) < BigInt(b);
+
+// ---------------------------------------------------------------- status line
+
+/** @param {string} text @param {'error' | 'info'} [kind] */
+function toast(text, kind = 'error') {
+  const box = document.getElementById('toast');
+  if (!box) return;
+  const item = h('div', { class: `toast ${kind}`, role: kind === 'error' ? 'alert' : 'status' }, text);
+  box.appendChild(item);
+  setTimeout(() => item.remove(), 6000);
+}
+
+/** @param {unknown} e */
+function showError(e) {
+  toast(e instanceof api.ApiError ? `${e.message} (${e.code})` : String(e));
+}
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  socket = new EventSocket(() => api.session.get(), onEvent, onConnection);
+  try {
+    const settings = await api.get('/api/settings');
+    state.serverName = settings.settings.name;
+    document.title = state.serverName;
+  } catch (e) {
+    showError(e);
+  }
+  if (api.session.get()) {
+    try {
+      const { user } = await api.get(`/api/sessions/${api.session.get()}`);
+      state.me = user;
+    } catch (e) {
+      if (e instanceof api.ApiError && e.code !== 'NETWORK') api.session.set(null);
+    }
+  }
+  if (!state.me) {
+    showLogin();
+    return;
+  }
+  await enterChat();
+}
+
+// ---------------------------------------------------------------- login
+
+/** @param {string} [notice] */
+function showLogin(notice) {
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  const username = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true });
+  const password = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  /** @param {'login' | 'register'} mode */
+  const submit = async (mode) => {
+    const name = /** @type {HTMLInputElement} */ (username).value.trim();
+    const pass = /** @type {HTMLInputElement} */ (password).value;
+    try {
+      if (mode === 'register') await api.post('/api/users', { username: name, password: pass });
+      const { sessionID } = await api.post('/api/sessions', { username: name, password: pass });
+      api.session.set(sessionID);
+      const { user } = await api.get(`/api/sessions/${sessionID}`);
+      state.me = user;
+      await enterChat();
+    } catch (e) {
+      replace(error, e instanceof api.ApiError ? e.message : String(e));
+    }
+  };
+  const form = h('form', {
+    class: 'login', 'aria-labelledby': 'login-title',
+    onsubmit: (e) => { e.preventDefault(); submit('login'); },
+  },
+  h('h1', { id: 'login-title' }, state.serverName),
+  notice ? h('p', {}, notice) : null,
+  h('label', { for: 'username' }, 'Username'), username,
+  h('label', { for: 'password' }, 'Password'), password,
+  error,
+  h('div', { class: 'row' },
+    h('button', { type: 'submit' }, 'Log in'),
+    h('button', { type: 'button', class: 'secondary', onclick: () => submit('register') }, 'Register')),
+  h('p', { class: 'fine' }, 'Guests can read public servers without an account.'),
+  h('button', { type: 'button', class: 'link', onclick: () => enterChat() }, 'Continue as guest'));
+  replace(app, form);
+  /** @type {HTMLInputElement} */ (username).focus();
+}
+
+async function logout() {
+  const id = api.session.get();
+  if (id) await api.del(`/api/sessions/${id}`).catch(() => {});
+  api.session.set(null);
+  state.me = null;
+  socket.stop();
+  showLogin('You are logged out.');
+}
+
+// ---------------------------------------------------------------- chat shell
+
+async function enterChat() {
+  replace(app,
+    h('div', { class: 'shell' },
+      h('header', { class: 'top' },
+        h('button', { class: 'icon menu', 'aria-label': 'Channels', onclick: () => document.body.classList.toggle('show-nav') }, '☰'),
+        h('h1', { class: 'server-name' }, state.serverName),
+        h('span', { id: 'connection', class: 'connection', role: 'status' }, 'connecting…'),
+        h('button', { class: 'secondary', onclick: () => togglePanel('mentions') }, 'Mentions'),
+        h('button', { class: 'secondary', onclick: () => togglePanel('pins') }, 'Pins'),
+        h('button', { class: 'secondary', onclick: () => togglePanel('users') }, 'People'),
+        state.me
+          ? h('button', { class: 'secondary', onclick: () => togglePanel('account') }, state.me.username)
+          : h('button', { onclick: () => showLogin() }, 'Log in'),
+      ),
+      h('nav', { id: 'channels', 'aria-label': 'Channels' }),
+      h('main', { id: 'chat' },
+        h('h2', { id: 'channel-title', class: 'channel-title' }, ''),
+        h('ol', { id: 'messages', class: 'messages', 'aria-label': 'Messages', tabindex: '0' }),
+        composer()),
+      h('aside', { id: 'panel', 'aria-label': 'Side panel', hidden: true }),
+    ),
+    h('div', { id: 'toast', class: 'toasts' }));
+  const list = /** @type {HTMLElement} */ (document.getElementById('messages'));
+  list.addEventListener('scroll', onScroll, { passive: true });
+  await loadAll();
+  socket.start();
+  const first = state.channels[0];
+  if (first) await openChannel(location.hash.slice(1) || first.id);
+}
+
+async function loadAll() {
+  const tasks = [
+    api.get('/api/channels').then((r) => { state.channels = r.channels; }),
+    api.get('/api/users').then((r) => { for (const u of r.users) state.users.set(u.id, u); }),
+    api.get('/api/emotes').then((r) => { for (const e of r.emotes) state.emotes.set(e.shortcode, e.imageURL); }),
+    api.get('/api/roles').then((r) => { for (const role of r.roles) state.roles.set(role.id, role); }),
+  ];
+  if (state.me) {
+    tasks.push(api.get(`/api/users/${state.me.id}/mentions?limit=50`).then((r) => { state.mentions = r.mentions; }));
+  }
+  await Promise.all(tasks.map((t) => t.catch(showError)));
+  drawChannels();
+}
+
+/**
+ * @param {'connecting' | 'open' | 'closed'} connection
+ * @param {boolean} reconnected
+ */
+async function onConnection(connection, reconnected) {
+  state.connection = connection;
+  const el = document.getElementById('connection');
+  if (el) {
+    el.textContent = { connecting: 'connecting…', open: 'connected', closed: 'offline — reconnecting' }[connection];
+    el.dataset.state = connection;
+  }
+  if (reconnected) {
+    await loadAll();
+    await backfill();
+  }
+}
+
+// ---------------------------------------------------------------- channels
+
+function drawChannels() {
+  const nav = document.getElementById('channels');
+  if (!nav) return;
+  replace(nav, h('ul', {}, state.channels.map((c) => {
+    const unread = c.unreadMessageCount ?? 0;
+    const mentionCount = mentionsIn(c);
+    const current = c.id === state.channelId;
+    return h('li', {},
+      h('a', {
+        href: `#${c.id}`, class: unread ? 'channel unread' : 'channel', 'aria-current': current ? 'page' : null,
+        onclick: (e) => { e.preventDefault(); openChannel(c.id); },
+      }, `# ${c.name}`,
+      mentionCount ? h('span', { class: 'badge mention-badge', 'aria-label': `${mentionCount} mentions` }, `@${mentionCount}`) : null,
+      unread ? h('span', { class: 'badge', 'aria-label': `${unread} unread` }, unread >= 200 ? '200+' : String(unread)) : null));
+  })));
+}
+
+/** Unread mentions of me in a channel. @param {Channel} c */
+function mentionsIn(c) {
+  const oldest = c.oldestUnreadMessageID;
+  if (!oldest) return 0;
+  return state.mentions.filter((m) => m.channelID === c.id && !idLess(m.id, oldest)).length;
+}
+
+/** @param {string} id */
+async function openChannel(id) {
+  const channel = state.channels.find((c) => c.id === id) ?? state.channels[0];
+  if (!channel) return;
+  state.channelId = channel.id;
+  state.editing = null;
+  history.replaceState(null, '', `#${channel.id}`);
+  document.body.classList.remove('show-nav');
+  const title = document.getElementById('channel-title');
+  if (title) title.textContent = `# ${channel.name}`;
+  drawChannels();
+  state.messages = [];
+  const firstUnread = channel.oldestUnreadMessageID ?? null;
+  try {
+    const { messages } = await api.get(`/api/channels/${channel.id}/messages?limit=${PAGE}`);
+    if (state.channelId !== channel.id) return;
+    state.messages = messages;
+    state.hasOlder = messages.length === PAGE;
+    state.hasNewer = false;
+    // Page back to the first unread message (at most 200 are counted unread).
+    while (firstUnread && state.hasOlder && state.messages.length < 250
+      && !state.messages.some((m) => m.id === firstUnread)) {
+      await loadOlder(false);
+    }
+    drawMessages();
+    const target = firstUnread && document.getElementById(`m-${firstUnread}`);
+    if (target) {
+      target.scrollIntoView({ block: 'center' });
+      target.classList.add('first-unread');
+    } else {
+      scrollToBottom();
+    }
+    markRead();
+  } catch (e) {
+    replace(/** @type {HTMLElement} */ (document.getElementById('messages')),
+      h('li', { class: 'notice' }, e instanceof api.ApiError ? e.message : String(e)));
+  }
+}
+
+async function markRead() {
+  const channel = state.channels.find((c) => c.id === state.channelId);
+  if (!state.me || !channel || !channel.unreadMessageCount || state.hasNewer || document.hidden) return;
+  try {
+    await api.post(`/api/channels/${channel.id}/mark-read`);
+    channel.unreadMessageCount = 0;
+    channel.oldestUnreadMessageID = null;
+    drawChannels();
+  } catch (e) {
+    showError(e);
+  }
+}
+
+// ---------------------------------------------------------------- history
+
+/** @param {boolean} [draw] */
+async function loadOlder(draw = true) {
+  if (state.loading || !state.hasOlder || !state.messages.length) return;
+  state.loading = true;
+  const channel = state.channelId;
+  try {
+    const oldest = state.messages[0].id;
+    const { messages } = await api.get(`/api/channels/${channel}/messages?before=${oldest}&limit=${PAGE}`);
+    if (channel !== state.channelId) return;
+    state.hasOlder = messages.length === PAGE;
+    state.messages = [...messages, ...state.messages];
+    if (state.messages.length > WINDOW) {
+      state.messages = state.messages.slice(0, WINDOW);
+      state.hasNewer = true;
+    }
+    if (draw) keepScroll(() => drawMessages(), 'top');
+  } finally {
+    state.loading = false;
+  }
+}
+
+async function loadNewer() {
+  if (state.loading || !state.hasNewer || !state.messages.length) return;
+  state.loading = true;
+  const channel = state.channelId;
+  try {
+    const newest = state.messages[state.messages.length - 1].id;
+    const { messages } = await api.get(`/api/channels/${channel}/messages?after=${newest}&limit=${PAGE}`);
+    if (channel !== state.channelId) return;
+    state.hasNewer = messages.length === PAGE;
+    state.messages = [...state.messages, ...messages];
+    if (state.messages.length > WINDOW) {
+      state.messages = state.messages.slice(state.messages.length - WINDOW);
+      state.hasOlder = true;
+    }
+    keepScroll(() => drawMessages(), 'bottom');
+    if (!state.hasNewer) markRead();
+  } finally {
+    state.loading = false;
+  }
+}
+
+/** After a reconnect: everything after the newest message shown, page by page. */
+async function backfill() {
+  if (!state.channelId || state.hasNewer || !state.messages.length) {
+    if (state.channelId && !state.messages.length) await openChannel(state.channelId);
+    return;
+  }
+  const atBottom = isAtBottom();
+  const channel = state.channelId;
+  for (let page = 0; page < 20; page++) {
+    const newest = state.messages[state.messages.length - 1].id;
+    const { messages } = await api.get(`/api/channels/${channel}/messages?after=${newest}&limit=${PAGE}`);
+    if (channel !== state.channelId) return;
+    const known = new Set(state.messages.map((m) => m.id));
+    state.messages.push(...messages.filter((/** @type {Message} */ m) => !known.has(m.id)));
+    if (messages.length < PAGE) break;
+  }
+  if (state.messages.length > WINDOW) {
+    state.messages = state.messages.slice(state.messages.length - WINDOW);
+    state.hasOlder = true;
+  }
+  drawMessages();
+  if (atBottom) scrollToBottom();
+}
+
+function onScroll() {
+  const list = /** @type {HTMLElement} */ (document.getElementById('messages'));
+  if (list.scrollTop < 300) loadOlder();
+  if (list.scrollHeight - list.scrollTop - list.clientHeight < 300) {
+    if (state.hasNewer) loadNewer();
+    else markRead();
+  }
+}
+
+function isAtBottom() {
+  const list = document.getElementById('messages');
+  return !list || list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+}
+
+function scrollToBottom() {
+  const list = document.getElementById('messages');
+  if (list) list.scrollTop = list.scrollHeight;
+}
+
+/**
+ * Redraws while keeping the message at the given edge where it was on screen.
+ * @param {() => void} draw
+ * @param {'top' | 'bottom'} edge
+ */
+function keepScroll(draw, edge) {
+  const list = /** @type {HTMLElement} */ (document.getElementById('messages'));
+  const anchor = edge === 'top' ? list.querySelector('li.message') : list.querySelector('li.message:last-of-type');
+  const id = anchor?.id;
+  const offset = anchor ? anchor.getBoundingClientRect().top : 0;
+  draw();
+  const again = id && document.getElementById(id);
+  if (again) list.scrollTop += again.getBoundingClientRect().top - offset;
+}
+
+// ---------------------------------------------------------------- messages
+
+function drawMessages() {
+  const list = document.getElementById('messages');
+  if (!list) return;
+  replace(list,
+    state.hasOlder ? h('li', { class: 'notice' }, 'Loading older messages…') : null,
+    !state.hasOlder && state.channelId ? h('li', { class: 'notice' }, 'This is the start of the channel.') : null,
+    state.messages.map(messageNode));
+}
+
+/** @param {Message} m */
+function messageNode(m) {
+  const mine = state.me && m.authorID === state.me.id;
+  const author = m.authorID ? state.users.get(m.authorID) : null;
+  const name = m.chatbox?.name ?? author?.username ?? m.authorUsername ?? 'system';
+  const body = h('div', { class: 'text' }, render(m.text, renderContext()));
+  const classes = ['message', m.type === 'system' ? 'system' : '',
+    mentions(m.text, state.me?.id ?? null) ? 'mentions-me' : ''].filter(Boolean).join(' ');
+  const li = h('li', { id: `m-${m.id}`, class: classes },
+    h('div', { class: 'meta' },
+      h('button', { class: 'author link', onclick: () => m.authorID && showUser(m.authorID) }, name),
+      m.chatbox ? h('span', { class: 'tag' }, `bot of ${m.authorUsername}`) : null,
+      author?.bot ? h('span', { class: 'tag' }, 'plugin') : null,
+      h('time', { datetime: new Date(m.dateCreated * 1000).toISOString() }, formatTime(m.dateCreated)),
+      m.dateEdited ? h('span', { class: 'edited' }, '(edited)') : null,
+      m.pinned ? h('span', { class: 'tag' }, 'pinned') : null),
+    state.editing === m.id ? editor(m) : body,
+    h('div', { class: 'actions' },
+      mine ? h('button', { class: 'link', onclick: () => startEdit(m.id) }, 'Edit') : null,
+      mine ? h('button', { class: 'link', onclick: () => deleteMessage(m) }, 'Delete') : null,
+      state.me ? h('button', { class: 'link', onclick: () => togglePin(m) }, m.pinned ? 'Unpin' : 'Pin') : null));
+  return li;
+}
+
+/** @param {Message} m */
+function editor(m) {
+  const area = /** @type {HTMLTextAreaElement} */ (h('textarea', { class: 'edit', 'aria-label': 'Edit message', rows: 2 }));
+  area.value = m.text;
+  const save = async () => {
+    try {
+      await api.patch(`/api/messages/${m.id}`, { text: area.value });
+      state.editing = null;
+      drawMessages();
+    } catch (e) {
+      showError(e);
+    }
+  };
+  area.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); save(); }
+    if (e.key === 'Escape') { state.editing = null; drawMessages(); focusComposer(); }
+  });
+  setTimeout(() => area.focus());
+  return h('div', { class: 'editor' }, area, h('p', { class: 'fine' }, 'Enter to save, Escape to cancel'));
+}
+
+/** @param {string} id */
+function startEdit(id) {
+  state.editing = id;
+  keepScroll(drawMessages, 'bottom');
+}
+
+/** @param {Message} m */
+async function deleteMessage(m) {
+  if (!confirm('Delete this message?')) return;
+  try {
+    await api.del(`/api/messages/${m.id}`);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+/** @param {Message} m */
+async function togglePin(m) {
+  try {
+    if (m.pinned) await api.del(`/api/channels/${m.channelID}/pins/${m.id}`);
+    else await api.post(`/api/channels/${m.channelID}/pins`, { messageID: m.id });
+  } catch (e) {
+    showError(e);
+  }
+}
+
+// ---------------------------------------------------------------- composer
+
+function composer() {
+  const input = /** @type {HTMLTextAreaElement} */ (h('textarea', {
+    id: 'composer', rows: 1, 'aria-label': 'Message', placeholder: 'Message',
+  }));
+  const suggestions = h('ul', { id: 'suggestions', class: 'suggestions', role: 'listbox', hidden: true });
+  const progress = h('progress', { id: 'upload-progress', max: 1, value: 0, hidden: true, 'aria-label': 'Upload progress' });
+  const file = /** @type {HTMLInputElement} */ (h('input', { type: 'file', accept: 'image/*', hidden: true, 'aria-label': 'Image file' }));
+  file.addEventListener('change', () => { if (file.files?.[0]) upload(file.files[0]); file.value = ''; });
+  input.addEventListener('keydown', (e) => {
+    if (!suggestions.hidden && (e.key === 'Enter' || e.key === 'Tab')) {
+      const first = suggestions.querySelector('button');
+      if (first) { e.preventDefault(); first.click(); return; }
+    }
+    if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); send(); }
+    if (e.key === 'ArrowUp' && !input.value && state.me) {
+      const last = [...state.messages].reverse().find((m) => m.authorID === state.me?.id);
+      if (last) { e.preventDefault(); startEdit(last.id); }
+    }
+    if (e.key === 'Escape') suggestions.hidden = true;
+  });
+  input.addEventListener('input', () => suggest(input, suggestions));
+  input.addEventListener('paste', (e) => {
+    const item = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith('image/'));
+    if (item) { e.preventDefault(); upload(item); }
+  });
+  const form = h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); send(); } },
+    suggestions,
+    h('button', { type: 'button', class: 'icon', 'aria-label': 'Upload an image', onclick: () => file.click() }, '＋'),
+    file, input,
+    h('button', { type: 'button', class: 'icon', 'aria-label': 'Emotes', onclick: () => togglePanel('emotes') }, '☺'),
+    h('button', { type: 'submit' }, 'Send'),
+    progress);
+  form.addEventListener('dragover', (e) => e.preventDefault());
+  form.addEventListener('drop', (e) => {
+    const dropped = [...(/** @type {DragEvent} */ (e).dataTransfer?.files ?? [])].find((f) => f.type.startsWith('image/'));
+    if (dropped) { e.preventDefault(); upload(dropped); }
+  });
+  return form;
+}
+
+function focusComposer() {
+  document.getElementById('composer')?.focus();
+}
+
+async function send() {
+  const input = /** @type {HTMLTextAreaElement} */ (document.getElementById('composer'));
+  const text = input.value;
+  if (!text.trim() || !state.channelId) return;
+  if (!state.me) { toast('Log in to send messages.'); return; }
+  try {
+    const answer = await api.post('/api/messages', { channelID: state.channelId, text });
+    input.value = '';
+    if (answer.reply) privateNote(answer.command ?? 'server', answer.reply);
+    if (state.hasNewer) await openChannel(state.channelId);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+/** @param {File | Blob} fileToSend */
+async function upload(fileToSend) {
+  const progress = /** @type {HTMLProgressElement} */ (document.getElementById('upload-progress'));
+  progress.hidden = false;
+  try {
+    const path = await api.uploadImage(fileToSend, (f) => { progress.value = f; });
+    const input = /** @type {HTMLTextAreaElement} */ (document.getElementById('composer'));
+    input.value += `${input.value ? ' ' : ''}![image](${new URL(path, location.href).href})`;
+    input.focus();
+  } catch (e) {
+    showError(e);
+  } finally {
+    progress.hidden = true;
+    progress.value = 0;
+  }
+}
+
+/**
+ * `@` autocomplete: users whose name starts with what follows the `@`.
+ * @param {HTMLTextAreaElement} input
+ * @param {HTMLElement} box
+ */
+function suggest(input, box) {
+  const before = input.value.slice(0, input.selectionStart ?? input.value.length);
+  const match = /(^|\s)@([\w-]{0,32})$/.exec(before);
+  if (!match) { box.hidden = true; return; }
+  const prefix = match[2].toLowerCase();
+  const found = [...state.users.values()].filter((u) => u.username.toLowerCase().startsWith(prefix)).slice(0, 8);
+  if (!found.length) { box.hidden = true; return; }
+  replace(box, found.map((u) => h('li', { role: 'option' }, h('button', {
+    type: 'button',
+    onclick: () => {
+      const start = before.length - match[2].length - 1;
+      input.value = `${input.value.slice(0, start)}<@${u.id}> ${input.value.slice(before.length)}`;
+      box.hidden = true;
+      input.focus();
+    },
+  }, `@${u.username}`))));
+  box.hidden = false;
+}
+
+/**
+ * A private answer (plugin/tell, chatbox/tell, a \chatbox reply), shown only here.
+ * @param {string} from
+ * @param {string} text
+ */
+function privateNote(from, text) {
+  const list = document.getElementById('messages');
+  if (!list) return;
+  const atBottom = isAtBottom();
+  list.appendChild(h('li', { class: 'message private', role: 'note' },
+    h('div', { class: 'meta' }, h('strong', {}, from), h('span', { class: 'tag' }, 'only you can see this')),
+    h('div', { class: 'text' }, render(text, renderContext()))));
+  if (atBottom) scrollToBottom();
+}
+
+// ---------------------------------------------------------------- panels
+
+/** @type {string | null} */
+let openPanel = null;
+
+/** @param {string} name */
+function togglePanel(name) {
+  const panel = /** @type {HTMLElement} */ (document.getElementById('panel'));
+  if (openPanel === name) {
+    openPanel = null;
+    panel.hidden = true;
+    return;
+  }
+  openPanel = name;
+  panel.hidden = false;
+  drawPanel();
+}
+
+async function drawPanel() {
+  const panel = document.getElementById('panel');
+  if (!panel || !openPanel) return;
+  const close = h('button', { class: 'icon close', 'aria-label': 'Close panel', onclick: () => togglePanel(/** @type {string} */ (openPanel)) }, '×');
+  if (openPanel === 'users') {
+    const sorted = [...state.users.values()].sort((a, b) => Number(b.online) - Number(a.online) || a.username.localeCompare(b.username));
+    replace(panel, close, h('h2', {}, 'People'), h('ul', { class: 'user-list' }, sorted.map((u) =>
+      h('li', {}, h('button', { class: 'link', onclick: () => showUser(u.id) },
+        h('span', { class: u.online ? 'dot online' : 'dot', 'aria-label': u.online ? 'online' : 'offline' }),
+        u.username)))));
+  } else if (openPanel === 'pins') {
+    replace(panel, close, h('h2', {}, 'Pinned'), h('p', {}, 'Loading…'));
+    try {
+      const { pins } = await api.get(`/api/channels/${state.channelId}/pins`);
+      replace(panel, close, h('h2', {}, 'Pinned'),
+        pins.length ? h('ol', { class: 'messages compact' }, pins.map(messageNode)) : h('p', {}, 'No pinned messages.'));
+    } catch (e) {
+      replace(panel, close, h('h2', {}, 'Pinned'), h('p', {}, String(e instanceof Error ? e.message : e)));
+    }
+  } else if (openPanel === 'mentions') {
+    replace(panel, close, h('h2', {}, 'Mentions'),
+      state.mentions.length
+        ? h('ol', { class: 'messages compact' }, state.mentions.map((m) => h('li', { class: 'message' },
+          h('div', { class: 'meta' }, h('a', { href: `#${m.channelID}`, onclick: (e) => { e.preventDefault(); openChannel(m.channelID); } },
+            `# ${state.channels.find((c) => c.id === m.channelID)?.name ?? 'channel'}`), ` ${m.authorUsername ?? ''} `,
+          h('time', {}, formatTime(m.dateCreated))),
+          h('div', { class: 'text' }, render(m.text, renderContext())))))
+        : h('p', {}, state.me ? 'Nobody has mentioned you yet.' : 'Log in to see your mentions.'));
+  } else if (openPanel === 'emotes') {
+    replace(panel, close, h('h2', {}, 'Emotes'),
+      state.emotes.size
+        ? h('ul', { class: 'emote-grid' }, [...state.emotes].map(([code, url]) => h('li', {},
+          h('button', { class: 'icon', 'aria-label': `:${code}:`, title: `:${code}:`, onclick: () => insert(`:${code}:`) },
+            h('img', { src: safeUrl(url) ?? '', alt: '' })))))
+        : h('p', {}, 'This server has no emotes yet.'));
+  } else if (openPanel === 'account') {
+    replace(panel, close, accountPanel());
+  }
+}
+
+/** @param {string} text */
+function insert(text) {
+  const input = /** @type {HTMLTextAreaElement} */ (document.getElementById('composer'));
+  input.value += text;
+  input.focus();
+}
+
+function accountPanel() {
+  const me = /** @type {User} */ (state.me);
+  const email = h('input', { id: 'acc-email', type: 'email', value: me.email ?? '', autocomplete: 'email' });
+  const flair = h('input', { id: 'acc-flair', value: me.flair ?? '', maxlength: 50 });
+  const oldPass = h('input', { id: 'acc-old', type: 'password', autocomplete: 'current-password' });
+  const newPass = h('input', { id: 'acc-new', type: 'password', autocomplete: 'new-password' });
+  const value = (/** @type {HTMLElement} */ el) => /** @type {HTMLInputElement} */ (el).value;
+  const save = async () => {
+    /** @type {Record<string, unknown>} */
+    const body = { email: value(email) || null, flair: value(flair) || null };
+    if (value(newPass)) body.password = { old: value(oldPass), new: value(newPass) };
+    try {
+      await api.patch(`/api/users/${me.id}`, body);
+      toast('Saved.', 'info');
+    } catch (e) {
+      showError(e);
+    }
+  };
+  const notifications = h('input', { id: 'acc-notify', type: 'checkbox', checked: state.notify });
+  notifications.addEventListener('change', async () => {
+    const on = /** @type {HTMLInputElement} */ (notifications).checked;
+    if (on && 'Notification' in window && Notification.permission !== 'granted') {
+      await Notification.requestPermission();
+    }
+    state.notify = on;
+    localStorage.setItem('decentd.notify', on ? 'on' : 'off');
+  });
+  return h('form', { class: 'account', onsubmit: (e) => { e.preventDefault(); save(); } },
+    h('h2', {}, 'Account'),
+    h('label', { for: 'acc-email' }, 'Email (for your avatar)'), email,
+    h('label', { for: 'acc-flair' }, 'Flair'), flair,
+    h('label', { for: 'acc-old' }, 'Current password'), oldPass,
+    h('label', { for: 'acc-new' }, 'New password'), newPass,
+    h('label', { class: 'check' }, notifications, ' Desktop notifications for mentions'),
+    h('div', { class: 'row' }, h('button', { type: 'submit' }, 'Save'),
+      h('button', { type: 'button', class: 'secondary', onclick: logout }, 'Log out')));
+}
+
+/** @param {string} id */
+async function showUser(id) {
+  const panel = /** @type {HTMLElement} */ (document.getElementById('panel'));
+  openPanel = 'user';
+  panel.hidden = false;
+  try {
+    const { user } = await api.get(`/api/users/${id}`);
+    const avatar = safeUrl(user.avatarURL);
+    replace(panel,
+      h('button', { class: 'icon close', 'aria-label': 'Close panel', onclick: () => togglePanel('user') }, '×'),
+      h('div', { class: 'card' },
+        avatar ? h('img', { class: 'avatar', src: avatar, alt: '' }) : null,
+        h('h2', {}, user.username),
+        user.flair ? h('p', { class: 'flair' }, user.flair) : null,
+        h('p', {}, user.online ? 'online' : 'offline'),
+        h('ul', { class: 'roles', 'aria-label': 'Roles' },
+          user.roleIDs.map((/** @type {string} */ r) => h('li', {}, state.roles.get(r)?.name ?? r)))));
+  } catch (e) {
+    showError(e);
+  }
+}
+
+// ---------------------------------------------------------------- events
+
+/** @param {{evt: string, data: any}} event */
+function onEvent({ evt, data }) {
+  switch (evt) {
+    case 'message/new': return onNewMessage(data.message);
+    case 'message/edit':
+    case 'channel/pins/add':
+    case 'channel/pins/remove': return replaceMessage(data.message ?? null, data);
+    case 'message/delete': {
+      state.messages = state.messages.filter((m) => m.id !== data.messageID);
+      document.getElementById(`m-${data.messageID}`)?.remove();
+      return;
+    }
+    case 'channel/new': state.channels.push(data.channel); return drawChannels();
+    case 'channel/update': {
+      const i = state.channels.findIndex((c) => c.id === data.channel.id);
+      if (i >= 0) state.channels[i] = { ...state.channels[i], ...data.channel };
+      return drawChannels();
+    }
+    case 'channel/delete': {
+      state.channels = state.channels.filter((c) => c.id !== data.channelID);
+      drawChannels();
+      if (state.channelId === data.channelID && state.channels[0]) openChannel(state.channels[0].id);
+      return;
+    }
+    case 'user/new':
+    case 'user/update': state.users.set(data.user.id, data.user); return;
+    case 'user/delete': state.users.delete(data.userID); return;
+    case 'user/online':
+    case 'user/offline': {
+      const u = state.users.get(data.userID);
+      if (u) u.online = evt === 'user/online';
+      if (openPanel === 'users') drawPanel();
+      return;
+    }
+    case 'user/mentions/add': {
+      state.mentions.unshift(data.message);
+      drawChannels();
+      if (state.notify && document.hidden && 'Notification' in window && Notification.permission === 'granted') {
+        new Notification(`${data.message.authorUsername} mentioned you`, { body: data.message.text.slice(0, 200) });
+      }
+      return;
+    }
+    case 'user/mentions/remove':
+      state.mentions = state.mentions.filter((m) => m.id !== data.messageID);
+      return drawChannels();
+    case 'emote/new': state.emotes.set(data.emote.shortcode, data.emote.imageURL); return;
+    case 'emote/delete': state.emotes.delete(data.shortcode); return;
+    case 'role/new':
+    case 'role/update': state.roles.set(data.role.id, data.role); return;
+    case 'server-settings/update': {
+      state.serverName = data.settings.name;
+      document.title = state.serverName;
+      const el = document.querySelector('.server-name');
+      if (el) el.textContent = state.serverName;
+      return;
+    }
+    case 'plugin/tell': return privateNote(data.name ?? data.plugin, data.text);
+    case 'chatbox/tell': return privateNote(data.name, data.text);
+    default:
+  }
+}
+
+/** @param {Message} m */
+function onNewMessage(m) {
+  if (m.channelID !== state.channelId) {
+    const c = state.channels.find((ch) => ch.id === m.channelID);
+    if (c && m.authorID !== state.me?.id) {
+      c.unreadMessageCount = (c.unreadMessageCount ?? 0) + 1;
+      c.oldestUnreadMessageID ??= m.id;
+      drawChannels();
+    }
+    return;
+  }
+  if (state.hasNewer || state.messages.some((x) => x.id === m.id)) return;
+  const atBottom = isAtBottom();
+  state.messages.push(m);
+  const list = document.getElementById('messages');
+  list?.appendChild(messageNode(m));
+  if (state.messages.length > WINDOW) {
+    const dropped = state.messages.shift();
+    if (dropped) document.getElementById(`m-${dropped.id}`)?.remove();
+    state.hasOlder = true;
+  }
+  if (atBottom || m.authorID === state.me?.id) scrollToBottom();
+  if (atBottom && !document.hidden) {
+    const c = state.channels.find((ch) => ch.id === m.channelID);
+    if (c && m.authorID !== state.me?.id) {
+      c.unreadMessageCount = 1;
+      markRead();
+    }
+  }
+}
+
+/**
+ * An edited or (un)pinned message replaces its copy.
+ * @param {Message | null} m
+ * @param {any} data
+ */
+function replaceMessage(m, data) {
+  if (!m) return;
+  const i = state.messages.findIndex((x) => x.id === m.id);
+  if (i < 0) return;
+  state.messages[i] = { ...state.messages[i], ...m };
+  const old = document.getElementById(`m-${m.id}`);
+  old?.replaceWith(messageNode(state.messages[i]));
+  if (openPanel === 'pins' && data) drawPanel();
+}
+
+document.addEventListener('visibilitychange', () => { if (!document.hidden && isAtBottom()) markRead(); });
+window.addEventListener('hashchange', () => {
+  const id = location.hash.slice(1);
+  if (id && id !== state.channelId && state.me !== undefined) openChannel(id);
+});
+
+start();
