@@ -212,14 +212,3 @@ pub async fn cancel_restart(
     }
     Ok(ok(json!({})))
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn html_is_escaped() {
-        assert_eq!(
-            super::escape_html("<a href='x'>&\""),
-            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
-        );
-    }
-}
