@@ -514,7 +514,7 @@ function composer() {
   });
   const form = h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); send(); } },
     suggestions,
-    h('button', { type: 'button', class: 'icon', 'aria-label': 'Upload an image', onclick: () => file.click() }, '＋'),
+    h('button', { type: 'button', class: 'icon', 'aria-label': 'Upload an image', onclick: () => file.click() }, '+'),
     file, input,
     h('button', { type: 'button', class: 'icon', 'aria-label': 'Emotes', onclick: () => togglePanel('emotes') }, '☺'),
     h('button', { type: 'submit' }, 'Send'),

@@ -1,0 +1,127 @@
+// The one place browser tests start things: the real decentd binary on a free port with its
+// own data directory, and headless Chromium (Debian's) driven by playwright-core.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+const BINARY = process.env.DECENTD_BIN ?? join(ROOT, 'target/debug/decentd');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+/** A free loopback port (so that a restarted server can take the same one). */
+export function freePort() {
+  return new Promise((ok, fail) => {
+    const probe = createServer();
+    probe.on('error', fail);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = /** @type {import('node:net').AddressInfo} */ (probe.address());
+      probe.close(() => ok(port));
+    });
+  });
+}
+
+export class Server {
+  /** @param {string[]} args */
+  static async start(args = []) {
+    const server = new Server(await freePort(), mkdtempSync(join(tmpdir(), 'decentd-browser-')), args);
+    await server.launch();
+    return server;
+  }
+
+  /** @param {number} port @param {string} dir @param {string[]} args */
+  constructor(port, dir, args) {
+    this.port = port;
+    this.dir = dir;
+    this.args = args;
+    this.url = `http://127.0.0.1:${port}`;
+    /** @type {string[]} */
+    this.logs = [];
+  }
+
+  async launch() {
+    this.child = spawn(BINARY, ['serve', '--listen', `127.0.0.1:${this.port}`, '--data', join(this.dir, 'data'),
+      '--scrypt-log-n', '4', '--log-format', 'json', ...this.args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    await new Promise((ok, fail) => {
+      let buffered = '';
+      const timer = setTimeout(() => fail(new Error(`decentd did not start:\n${this.logs.join('\n')}`)), 30000);
+      this.child?.stderr?.on('data', (chunk) => {
+        buffered += chunk;
+        const lines = buffered.split('\n');
+        buffered = lines.pop() ?? '';
+        for (const line of lines) {
+          this.logs.push(line);
+          if (line.includes('"listening"')) { clearTimeout(timer); ok(undefined); }
+        }
+      });
+      this.child?.on('exit', (code) => fail(new Error(`decentd exited (${code}):\n${this.logs.join('\n')}`)));
+    });
+  }
+
+  /** Stops the server (SIGTERM) and waits for it. */
+  async stop() {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((ok) => child.once('exit', ok));
+    child.kill('SIGTERM');
+    await exited;
+  }
+
+  async restart() {
+    await this.stop();
+    await this.launch();
+  }
+
+  async close() {
+    await this.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Calls the API.
+   * @param {string} method @param {string} path @param {unknown} [body] @param {string} [session]
+   */
+  async api(method, path, body, session) {
+    /** @type {Record<string, string>} */
+    const headers = { 'Content-Type': 'application/json' };
+    if (session) headers['X-Session-ID'] = session;
+    const res = await fetch(this.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    return res.json();
+  }
+
+  /** Registers and logs in a user; their session ID. @param {string} name */
+  async user(name, password = 'password1') {
+    await this.api('POST', '/api/users', { username: name, password });
+    const { sessionID } = await this.api('POST', '/api/sessions', { username: name, password });
+    return /** @type {string} */ (sessionID);
+  }
+}
+
+export async function browser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+}
+
+/**
+ * A page logged in through the login form.
+ * @param {import('playwright-core').Browser} b @param {Server} server @param {string} name
+ * @param {import('playwright-core').BrowserContextOptions} [options]
+ */
+export async function loggedIn(b, server, name, options = {}) {
+  const context = await b.newContext(options);
+  const page = await context.newPage();
+  /** @type {string[]} */
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(server.url);
+  await page.getByLabel('Username').fill(name);
+  await page.getByLabel('Password').fill('password1');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('status').filter({ hasText: 'connected' }).waitFor();
+  return { context, page, errors };
+}
