@@ -96,6 +96,17 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
             })
         })?;
         tracing::info!(addr = %addr, "listening");
+        let token = state
+            .setup_token
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(token) = token {
+            tracing::warn!(
+                link = %format!("http://{addr}/#setup={token}"),
+                "no administrator yet: open this link in a browser to create the administrator account (it works once; a restart makes a new one)"
+            );
+        }
     }
     let server = server.run();
     let handle = server.handle();

@@ -116,6 +116,9 @@ pub struct AppState {
     admin_names: HashSet<String>,
     /// The Admin role, when any `--admin` name is configured.
     pub admin_role: Option<u64>,
+    /// The first-run setup token: set at startup when no user holds the Admin role and no
+    /// `--admin` is configured; registering with it creates the administrator. Used once.
+    pub setup_token: std::sync::Mutex<Option<String>>,
     /// WASM plugins.
     pub plugins: crate::plugins::PluginHost,
     /// Chatbox bot connections, rate limits and the announced restart.
@@ -222,6 +225,10 @@ impl AppState {
                 }
             }
         }
+        let mut setup_token = None;
+        if config.admins.is_empty() && !store.has_admin()? {
+            setup_token = Some(hex::encode(crate::auth::random_bytes::<16>()));
+        }
         let access = settle_read_access(&store, config.read_access)?;
         store.flush()?;
         let mut index = load_permission_index(&store)?;
@@ -242,6 +249,7 @@ impl AppState {
                 .map(|n| n.to_ascii_lowercase())
                 .collect(),
             admin_role,
+            setup_token: std::sync::Mutex::new(setup_token),
             plugins,
             chatbox: crate::chatbox::Gateway::default(),
             shutdown: tokio::sync::watch::Sender::new(false),

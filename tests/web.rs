@@ -90,3 +90,70 @@ async fn files_are_gzipped_and_revalidated_with_etags() {
         .unwrap();
     assert_eq!(escape.status(), 404);
 }
+
+/// The setup link in the log, if the server logs one (right after "listening").
+async fn setup_token(server: &TestServer) -> Option<String> {
+    for _ in 0..20 {
+        let logs = server.logs.lock().unwrap().join("\n");
+        if let Some(at) = logs.find("/#setup=") {
+            let at = at + "/#setup=".len();
+            return Some(logs[at..at + 32].to_owned());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn the_first_run_setup_link_creates_the_administrator_once() {
+    let server = TestServer::spawn().await;
+    let token = setup_token(&server).await.expect("a setup link is logged");
+    assert!(token.chars().all(|c| c.is_ascii_hexdigit()), "{token}");
+
+    // A wrong token creates nothing.
+    let wrong = server
+        .post(
+            "/api/users",
+            None,
+            serde_json::json!({"username": "mallory", "password": "password1", "setupToken": "0".repeat(32)}),
+        )
+        .await;
+    common::assert_error(&wrong, "NOT_ALLOWED");
+    let (_, available) = server.get("/api/username-available/mallory", None).await;
+    assert_eq!(available["available"], true);
+
+    let made = server
+        .post(
+            "/api/users",
+            None,
+            serde_json::json!({"username": "owner", "password": "password1", "setupToken": token}),
+        )
+        .await;
+    assert_eq!(made.0, 200, "{}", made.1);
+    let session = server.login("owner", "password1").await;
+    // The administrator holds the Admin role: they can create a channel.
+    let r = server
+        .post(
+            "/api/channels",
+            Some(&session),
+            serde_json::json!({"name": "general"}),
+        )
+        .await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    let (_, roles) = server.get("/api/roles", None).await;
+    assert_eq!(roles["roles"][0]["name"], "Admin");
+
+    // Used: the link works once.
+    let again = server
+        .post(
+            "/api/users",
+            None,
+            serde_json::json!({"username": "second", "password": "password1", "setupToken": token}),
+        )
+        .await;
+    common::assert_error(&again, "NOT_ALLOWED");
+
+    // With an administrator (or --admin), no link is logged.
+    let configured = TestServer::spawn_with(&["--admin", "root"]).await;
+    assert_eq!(setup_token(&configured).await, None);
+}

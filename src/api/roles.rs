@@ -47,7 +47,7 @@ fn role_json(id: &str, name: &str, permissions: &PermissionSet) -> Value {
     json!({ "id": id, "name": name, "permissions": permissions.to_json() })
 }
 
-fn ordinary_json(role: &RoleRecord) -> Value {
+pub fn ordinary_json(role: &RoleRecord) -> Value {
     role_json(&role.id.to_string(), &role.name, &role.permissions)
 }
 

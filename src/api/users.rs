@@ -79,8 +79,15 @@ pub async fn list(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Http
 pub async fn register(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<HttpResponse> {
     let username = req.string("username")?;
     let password = req.string("password")?;
+    let setup_token = req.opt_string("setupToken")?;
     validate_name(&username)?;
     validate_password(&password)?;
+    // Extension: the first-run setup link makes this user the administrator. The token is
+    // taken now, so two registrations cannot both use it, and put back if this one fails.
+    let setup = match setup_token {
+        Some(given) => Some(SetupClaim::take(&state, &given)?),
+        None => None,
+    };
     let taken = || {
         ApiError::new(
             ErrorCode::NameAlreadyTaken,
@@ -108,8 +115,18 @@ pub async fn register(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<
     if let (true, Some(admin)) = (state.is_admin_name(&username), state.admin_role) {
         user.role_ids.push(admin);
     }
+    let mut new_role = None;
     {
         let mut perms = state.perms_mut();
+        if setup.is_some() {
+            // The Admin role, created (at the top of the order) if this is its first holder.
+            let role = state.store.ensure_admin_role()?;
+            if perms.role(role.id).is_none() {
+                perms.insert_role(role.id, role.permissions, 0);
+                new_role = Some(role.clone());
+            }
+            user.role_ids.push(role.id);
+        }
         state.store.insert_user(&user).map_err(|e| match e {
             InsertUserError::NameTaken => taken(),
             InsertUserError::Store(e) => e.into(),
@@ -117,12 +134,63 @@ pub async fn register(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<
         perms.set_user_roles(user.id, user.role_ids.clone());
     }
     state.store.durable().await?;
+    if let Some(claim) = setup {
+        claim.used();
+        tracing::info!(user = %user.username, "administrator created through the setup link");
+    }
+    if let Some(role) = new_role {
+        state.bus.emit(
+            "role/new",
+            json!({ "role": super::roles::ordinary_json(&role) }),
+            Audience::Everyone,
+        );
+    }
     tracing::info!(user = %user.username, id = user.id, "user registered");
     let view = user_view(&state, &user, None);
     state
         .bus
         .emit("user/new", json!({ "user": view }), Audience::Everyone);
     Ok(ok(json!({ "user": view })))
+}
+
+/// A setup token taken for one registration: given back unless `used`.
+struct SetupClaim<'a> {
+    state: &'a AppState,
+    token: Option<String>,
+}
+
+impl<'a> SetupClaim<'a> {
+    fn take(state: &'a AppState, given: &str) -> ApiResult<Self> {
+        let mut slot = state.setup_token.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_deref() {
+            Some(token) if crate::auth::same_secret(token.as_bytes(), given.as_bytes()) => {
+                Ok(Self {
+                    state,
+                    token: slot.take(),
+                })
+            }
+            _ => Err(ApiError::new(
+                ErrorCode::NotAllowed,
+                "this setup link is not valid (it works once, and a restart makes a new one)",
+            )),
+        }
+    }
+
+    fn used(mut self) {
+        self.token = None;
+    }
+}
+
+impl Drop for SetupClaim<'_> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            *self
+                .state
+                .setup_token
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(token);
+        }
+    }
 }
 
 /// `GET /api/users/:id`

@@ -393,6 +393,18 @@ impl Store {
         }
     }
 
+    /// Whether any user holds the Admin role.
+    pub fn has_admin(&self) -> Result<bool> {
+        let Some(id) = self.meta.get(META_ADMIN_ROLE)? else {
+            return Ok(false);
+        };
+        let Ok(bytes) = <[u8; 8]>::try_from(id.as_ref()) else {
+            return Ok(false);
+        };
+        let role = u64::from_be_bytes(bytes);
+        Ok(self.users()?.iter().any(|u| u.role_ids.contains(&role)))
+    }
+
     /// The Admin role (every permission), created at the top of the role order if missing.
     pub fn ensure_admin_role(&self) -> Result<RoleRecord> {
         if let Some(id) = self.meta.get(META_ADMIN_ROLE)? {

@@ -104,11 +104,51 @@ async function start() {
       if (e instanceof api.ApiError && e.code !== 'NETWORK') api.session.set(null);
     }
   }
+  const setup = /^#setup=([0-9a-f]{32})$/.exec(location.hash);
+  if (setup && !state.me) {
+    showSetup(setup[1]);
+    return;
+  }
   if (!state.me) {
     showLogin();
     return;
   }
   await enterChat();
+}
+
+/**
+ * First run: the setup link from the server's log creates the administrator account.
+ * @param {string} token
+ */
+function showSetup(token) {
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  const username = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true });
+  const password = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'new-password', required: true });
+  const submit = async () => {
+    const name = /** @type {HTMLInputElement} */ (username).value.trim();
+    const pass = /** @type {HTMLInputElement} */ (password).value;
+    try {
+      await api.post('/api/users', { username: name, password: pass, setupToken: token });
+      const { sessionID } = await api.post('/api/sessions', { username: name, password: pass });
+      api.session.set(sessionID);
+      state.me = (await api.get(`/api/sessions/${sessionID}`)).user;
+      history.replaceState(null, '', location.pathname);
+      await enterChat();
+    } catch (e) {
+      replace(error, e instanceof api.ApiError ? e.message : String(e));
+    }
+  };
+  replace(app, h('form', {
+    class: 'login', 'aria-labelledby': 'setup-title',
+    onsubmit: (e) => { e.preventDefault(); submit(); },
+  },
+  h('h1', { id: 'setup-title' }, 'Create the administrator account'),
+  h('p', {}, 'This server has no administrator yet. The account you create here gets the Admin role; the link works once.'),
+  h('label', { for: 'username' }, 'Username'), username,
+  h('label', { for: 'password' }, 'Password (at least 6 characters)'), password,
+  error,
+  h('button', { type: 'submit' }, 'Create and log in')));
+  /** @type {HTMLInputElement} */ (username).focus();
 }
 
 // ---------------------------------------------------------------- login
@@ -189,7 +229,8 @@ async function enterChat() {
   await loadAll();
   socket.start();
   const first = state.channels[0];
-  if (first) await openChannel(location.hash.slice(1) || first.id);
+  const wanted = location.hash.slice(1);
+  if (first) await openChannel(/^\d+$/.test(wanted) ? wanted : first.id);
 }
 
 async function loadAll() {
@@ -840,7 +881,7 @@ function replaceMessage(m, data) {
 document.addEventListener('visibilitychange', () => { if (!document.hidden && isAtBottom()) markRead(); });
 window.addEventListener('hashchange', () => {
   const id = location.hash.slice(1);
-  if (id && id !== state.channelId && state.me !== undefined) openChannel(id);
+  if (id && !id.startsWith('setup=') && id !== state.channelId && document.getElementById('messages')) openChannel(id);
 });
 
 start();
