@@ -578,9 +578,9 @@ async function send() {
   if (!text.trim() || !state.channelId) return;
   if (!state.me) { toast('Log in to send messages.'); return; }
   try {
-    const answer = await api.post('/api/messages', { channelID: state.channelId, text });
+    // A command's private answer arrives as a `plugin/tell` event, shown by `onEvent`.
+    await api.post('/api/messages', { channelID: state.channelId, text });
     input.value = '';
-    if (answer.reply) privateNote(answer.command ?? 'server', answer.reply);
     if (state.hasNewer) await openChannel(state.channelId);
   } catch (e) {
     showError(e);
@@ -775,8 +775,11 @@ function onEvent({ evt, data }) {
   switch (evt) {
     case 'message/new': return onNewMessage(data.message);
     case 'message/edit':
-    case 'channel/pins/add':
-    case 'channel/pins/remove': return replaceMessage(data.message ?? null, data);
+    case 'channel/pins/add': return replaceMessage(data.message);
+    case 'channel/pins/remove': {
+      const known = state.messages.find((m) => m.id === data.messageID);
+      return replaceMessage(known ? { ...known, pinned: false } : null);
+    }
     case 'message/delete': {
       state.messages = state.messages.filter((m) => m.id !== data.messageID);
       document.getElementById(`m-${data.messageID}`)?.remove();
@@ -866,16 +869,15 @@ function onNewMessage(m) {
 /**
  * An edited or (un)pinned message replaces its copy.
  * @param {Message | null} m
- * @param {any} data
  */
-function replaceMessage(m, data) {
+function replaceMessage(m) {
   if (!m) return;
   const i = state.messages.findIndex((x) => x.id === m.id);
   if (i < 0) return;
   state.messages[i] = { ...state.messages[i], ...m };
   const old = document.getElementById(`m-${m.id}`);
   old?.replaceWith(messageNode(state.messages[i]));
-  if (openPanel === 'pins' && data) drawPanel();
+  if (openPanel === 'pins') drawPanel();
 }
 
 document.addEventListener('visibilitychange', () => { if (!document.hidden && isAtBottom()) markRead(); });

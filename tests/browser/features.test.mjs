@@ -1,0 +1,137 @@
+// Each feature of the web client's chat, in headless Chromium against the real binary:
+// unread and mention badges, opening at the first unread message, images by button with
+// inline display, emotes and the picker, pins, the mentions panel, user cards, account
+// settings, and private answers to chat commands.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Server, browser, loggedIn } from './harness.mjs';
+
+/** @type {Server} */
+let server;
+/** @type {import('playwright-core').Browser} */
+let chromium;
+let admin = '';
+let general = '';
+let random = '';
+let bobId = '';
+
+/** A 1×1 PNG. */
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
+
+before(async () => {
+  server = await Server.start(['--admin', 'alice', '--read-access', 'members']);
+  admin = await server.user('alice');
+  await server.user('bob');
+  bobId = (await server.api('GET', '/api/users')).users.find((/** @type {any} */ u) => u.username === 'bob').id;
+  general = (await server.api('POST', '/api/channels', { name: 'general' }, admin)).channelID;
+  random = (await server.api('POST', '/api/channels', { name: 'random' }, admin)).channelID;
+  chromium = await browser();
+});
+
+after(async () => {
+  await chromium?.close();
+  await server?.close();
+});
+
+/** @param {import('playwright-core').Page} page */
+const composer = (page) => page.getByRole('textbox', { name: 'Message', exact: true });
+
+test('unread counts, mention badges, and opening a channel at its first unread message', async () => {
+  const { page, context } = await loggedIn(chromium, server, 'bob');
+  await page.getByRole('heading', { name: '# general' }).waitFor();
+  for (const text of ['first unread', 'second', `hey <@${bobId}>`]) {
+    await server.api('POST', '/api/messages', { channelID: random, text }, admin);
+  }
+  const link = page.getByRole('link', { name: /# random/ });
+  await link.getByLabel('3 unread').waitFor();
+  await link.getByLabel('1 mentions').waitFor();
+  await link.click();
+  await page.locator('#messages li.first-unread', { hasText: 'first unread' }).waitFor();
+  // Read now: the badges go.
+  await link.getByLabel('3 unread').waitFor({ state: 'detached' });
+  const { channels } = await server.api('GET', '/api/channels', undefined, await server.user('bob'));
+  assert.equal(channels.find((/** @type {any} */ c) => c.id === random).unreadMessageCount, 0);
+  // The mentions panel lists the mention.
+  await page.getByRole('button', { name: 'Mentions' }).click();
+  await page.locator('#panel li', { hasText: 'hey' }).waitFor();
+  await context.close();
+});
+
+test('images by button with progress, shown inline; emotes and the picker', async () => {
+  const { page, context, errors } = await loggedIn(chromium, server, 'alice');
+  await page.getByLabel('Image file').setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: PNG });
+  await page.waitForFunction(() => /** @type {HTMLTextAreaElement} */ (document.getElementById('composer')).value.includes('/uploads/'));
+  const text = await composer(page).inputValue();
+  const url = /\((http[^)]+)\)/.exec(text)?.[1];
+  assert.ok(url, text);
+  await composer(page).press('Enter');
+  const image = page.locator(`#messages img.inline-image[src="${url}"]`);
+  await image.waitFor();
+  assert.ok(await image.evaluate((img) => /** @type {HTMLImageElement} */ (img).naturalWidth === 1));
+
+  const emote = await server.api('POST', '/api/emotes', { shortcode: 'dot', imageURL: url }, admin);
+  assert.ok(!emote.error, JSON.stringify(emote));
+  await page.reload();
+  await page.getByRole('status').filter({ hasText: 'connected' }).waitFor();
+  await page.getByRole('button', { name: 'Emotes' }).click();
+  await page.getByRole('button', { name: ':dot:' }).click();
+  assert.equal(await composer(page).inputValue(), ':dot:');
+  await composer(page).press('Enter');
+  await page.locator('#messages img.emote[alt=":dot:"]').waitFor();
+  assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('pins, user cards, account settings, and private answers to commands', async () => {
+  const a = await loggedIn(chromium, server, 'alice');
+  const b = await loggedIn(chromium, server, 'bob');
+  await composer(a.page).fill('pin me');
+  await composer(a.page).press('Enter');
+  const message = a.page.locator('#messages li.message', { hasText: 'pin me' });
+  await message.hover();
+  await message.getByRole('button', { name: 'Pin', exact: true }).click();
+  await b.page.locator('#messages li.message', { hasText: 'pin me' }).getByText('pinned').waitFor();
+  await b.page.getByRole('button', { name: 'Pins' }).click();
+  await b.page.locator('#panel li', { hasText: 'pin me' }).waitFor();
+  await message.hover();
+  await message.getByRole('button', { name: 'Unpin' }).click();
+  await b.page.locator('#messages li.message', { hasText: 'pin me' }).getByText('pinned').waitFor({ state: 'detached' });
+
+  // Account settings: a flair, then seen on the user card.
+  await b.page.getByRole('button', { name: 'bob' }).click();
+  await b.page.getByLabel('Flair').fill('weather nerd');
+  await b.page.getByRole('button', { name: 'Save' }).click();
+  await b.page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
+  await composer(b.page).fill('with flair');
+  await composer(b.page).press('Enter');
+  await a.page.locator('#messages li.message', { hasText: 'with flair' }).getByRole('button', { name: 'bob' }).click();
+  await a.page.locator('#panel .flair', { hasText: 'weather nerd' }).waitFor();
+  await a.page.getByRole('button', { name: 'alice' }).first().waitFor();
+
+  // A command's answer is private: shown to its sender only, marked as such.
+  await composer(b.page).fill('\\chatbox');
+  await composer(b.page).press('Enter');
+  const note = b.page.locator('#messages li.private', { hasText: 'Usage' });
+  await note.waitFor();
+  await note.getByText('only you can see this').waitFor();
+  await a.page.waitForTimeout(300);
+  assert.equal(await a.page.locator('#messages li.private').count(), 0);
+  assert.deepEqual([...a.errors, ...b.errors], []);
+  await a.context.close();
+  await b.context.close();
+});
+
+test('keyboard alone: the message actions are reachable with Tab', async () => {
+  const { page, context } = await loggedIn(chromium, server, 'alice');
+  await composer(page).fill('keyboard');
+  await composer(page).press('Enter');
+  const message = page.locator('#messages li.message', { hasText: 'keyboard' });
+  await message.waitFor();
+  const edit = message.getByRole('button', { name: 'Edit' });
+  await edit.focus();
+  assert.equal(await edit.evaluate((el) => getComputedStyle(/** @type {HTMLElement} */ (el.parentElement)).opacity), '1');
+  await page.keyboard.press('Enter');
+  await page.getByLabel('Edit message').waitFor();
+  await page.keyboard.press('Escape');
+  await context.close();
+});
