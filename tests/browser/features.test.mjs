@@ -82,6 +82,25 @@ test('images by button with progress, shown inline; emotes and the picker', asyn
   await context.close();
 });
 
+test('images by paste and by drag-and-drop', async () => {
+  const { page, context } = await loggedIn(chromium, server, 'alice');
+  for (const how of ['paste', 'drop']) {
+    await composer(page).fill('');
+    await page.evaluate(({ bytes, how }) => {
+      const file = new File([new Uint8Array(bytes)], 'dot.png', { type: 'image/png' });
+      const data = new DataTransfer();
+      data.items.add(file);
+      const target = /** @type {HTMLElement} */ (document.getElementById('composer'));
+      const event = how === 'paste'
+        ? new ClipboardEvent('paste', { clipboardData: data, bubbles: true, cancelable: true })
+        : new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true });
+      target.dispatchEvent(event);
+    }, { bytes: [...PNG], how });
+    await page.waitForFunction(() => /** @type {HTMLTextAreaElement} */ (document.getElementById('composer')).value.includes('/uploads/'));
+  }
+  await context.close();
+});
+
 test('pins, user cards, account settings, and private answers to commands', async () => {
   const a = await loggedIn(chromium, server, 'alice');
   const b = await loggedIn(chromium, server, 'bob');
@@ -119,6 +138,64 @@ test('pins, user cards, account settings, and private answers to commands', asyn
   assert.deepEqual([...a.errors, ...b.errors], []);
   await a.context.close();
   await b.context.close();
+});
+
+test('a chatbox bot\'s message shows the bot\'s name', async () => {
+  const { page, context } = await loggedIn(chromium, server, 'bob');
+  const { key } = await server.api('POST', '/api/licenses', { capabilities: ['read', 'say'] }, admin);
+  assert.ok(key);
+  // The bot speaks the chatbox protocol from a blank page (no CSP there).
+  const bot = await context.newPage();
+  const answer = await bot.evaluate(async ({ url }) => {
+    const ws = new WebSocket(url);
+    const packets = /** @type {any[]} */ ([]);
+    ws.onmessage = (e) => packets.push(JSON.parse(e.data));
+    await new Promise((ok) => { ws.onopen = ok; });
+    ws.send(JSON.stringify({ type: 'say', text: 'beep from the bot', name: 'Herald', channel: 'general', id: 7 }));
+    for (let i = 0; i < 100 && !packets.some((p) => p.id === 7 && p.type !== 'message_queued'); i++) {
+      await new Promise((ok) => setTimeout(ok, 50));
+    }
+    ws.close();
+    return packets.filter((p) => p.id === 7);
+  }, { url: `${server.url.replace('http', 'ws')}/v2/${key}` });
+  assert.ok(answer.some((p) => p.type === 'success' || p.type === 'message_sent'), JSON.stringify(answer));
+  const message = page.locator('#messages li.message', { hasText: 'beep from the bot' });
+  await message.getByRole('button', { name: 'Herald' }).waitFor();
+  await message.getByText('bot of alice').waitFor();
+  await context.close();
+});
+
+test('the people list shows who is online; opt-in desktop notifications for mentions', async () => {
+  const context = await chromium.newContext();
+  // A recording Notification, and a page that can be told it is hidden.
+  await context.addInitScript(() => {
+    const w = /** @type {any} */ (window);
+    w.__notes = [];
+    w.Notification = class {
+      static permission = 'granted';
+      static requestPermission() { return Promise.resolve('granted'); }
+      /** @param {string} title @param {{body?: string}} options */
+      constructor(title, options) { w.__notes.push({ title, body: options?.body }); }
+    };
+    Object.defineProperty(document, 'hidden', { get: () => Boolean(w.__hidden) });
+  });
+  const page = await context.newPage();
+  await page.goto(server.url);
+  await page.getByLabel('Username').fill('bob');
+  await page.getByLabel('Password').fill('password1');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('status').filter({ hasText: 'connected' }).waitFor();
+  await page.getByRole('button', { name: 'People' }).click();
+  await page.locator('#panel li', { hasText: 'bob' }).getByLabel('online').waitFor();
+
+  await page.getByRole('button', { name: 'bob', exact: true }).click();
+  await page.getByLabel('Desktop notifications for mentions').check();
+  await page.evaluate(() => { /** @type {any} */ (window).__hidden = true; });
+  await server.api('POST', '/api/messages', { channelID: general, text: `<@${bobId}> ping` }, admin);
+  await page.waitForFunction(() => /** @type {any} */ (window).__notes.length > 0);
+  const notes = await page.evaluate(() => /** @type {any} */ (window).__notes);
+  assert.equal(notes[0].title, 'alice mentioned you');
+  await context.close();
 });
 
 test('keyboard alone: the message actions are reachable with Tab', async () => {
