@@ -96,6 +96,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
             })
         })?;
         tracing::info!(addr = %addr, "listening");
+        // Compresses the embedded web client now rather than in the first visitor's request.
+        let gzipped_bytes = crate::web::gzipped_size();
+        tracing::debug!(gzipped_bytes, "web client ready");
         let token = state
             .setup_token
             .lock()

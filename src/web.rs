@@ -90,8 +90,8 @@ fn assets() -> &'static [Asset] {
     })
 }
 
-/// The total gzipped size of the client, in bytes (reported by `decentd serve` at debug level
-/// and checked by the browser tests).
+/// The total gzipped size of the client, in bytes (compressing it if not done yet; logged at
+/// startup at debug level).
 pub fn gzipped_size() -> usize {
     assets().iter().map(|a| a.gzip.len()).sum()
 }

@@ -4,7 +4,14 @@
 // settings, and private answers to chat commands.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Server, browser, loggedIn } from './harness.mjs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Server, browser, loggedIn, ROOT } from './harness.mjs';
+
+/** The dice example plugin (built by plugins/build.sh, the test command's first step). */
+const plugins = mkdtempSync(join(tmpdir(), 'decentd-plugins-'));
+cpSync(join(ROOT, 'plugins/dist/dice'), join(plugins, 'dice'), { recursive: true });
 
 /** @type {Server} */
 let server;
@@ -19,7 +26,7 @@ let bobId = '';
 const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
 
 before(async () => {
-  server = await Server.start(['--admin', 'alice', '--read-access', 'members']);
+  server = await Server.start(['--admin', 'alice', '--read-access', 'members', '--plugins', plugins]);
   admin = await server.user('alice');
   await server.user('bob');
   bobId = (await server.api('GET', '/api/users')).users.find((/** @type {any} */ u) => u.username === 'bob').id;
@@ -31,6 +38,7 @@ before(async () => {
 after(async () => {
   await chromium?.close();
   await server?.close();
+  rmSync(plugins, { recursive: true, force: true });
 });
 
 /** @param {import('playwright-core').Page} page */
@@ -195,6 +203,19 @@ test('the people list shows who is online; opt-in desktop notifications for ment
   await page.waitForFunction(() => /** @type {any} */ (window).__notes.length > 0);
   const notes = await page.evaluate(() => /** @type {any} */ (window).__notes);
   assert.equal(notes[0].title, 'alice mentioned you');
+  await context.close();
+});
+
+test('a plugin command from the message box: \\roll 2d6', async () => {
+  const { page, context, errors } = await loggedIn(chromium, server, 'bob');
+  await composer(page).fill('\\roll 2d6');
+  await composer(page).press('Enter');
+  const answer = page.locator('#messages li.message', { hasText: 'rolled 2d6' });
+  await answer.waitFor();
+  await answer.getByRole('button', { name: 'dice' }).waitFor();
+  await answer.getByText('plugin', { exact: true }).waitFor();
+  assert.equal(await composer(page).inputValue(), '');
+  assert.deepEqual(errors, []);
   await context.close();
 });
 
