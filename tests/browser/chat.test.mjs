@@ -163,7 +163,7 @@ test('accessibility: axe reports no serious or critical violation, in both theme
     const { page, context: chat } = await loggedIn(chromium, server, 'bob', { colorScheme });
     await page.locator('#messages li.message').first().waitFor();
     assert.deepEqual(await axe(page), [], `chat, ${colorScheme}`);
-    for (const panel of ['People', 'Pins', 'Mentions', 'bob']) {
+    for (const panel of ['People', 'Pins', 'Mentions', 'Account: bob']) {
       await page.getByRole('button', { name: panel, exact: true }).click();
       await page.locator('#panel h2').waitFor();
       assert.deepEqual(await axe(page), [], `${panel} panel, ${colorScheme}`);

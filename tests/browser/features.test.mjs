@@ -125,7 +125,7 @@ test('pins, user cards, account settings, and private answers to commands', asyn
   await b.page.locator('#messages li.message', { hasText: 'pin me' }).getByText('pinned').waitFor({ state: 'detached' });
 
   // Account settings: a flair, then seen on the user card.
-  await b.page.getByRole('button', { name: 'bob' }).click();
+  await b.page.getByRole('button', { name: 'Account: bob' }).click();
   await b.page.getByLabel('Flair').fill('weather nerd');
   await b.page.getByRole('button', { name: 'Save' }).click();
   await b.page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
@@ -133,7 +133,6 @@ test('pins, user cards, account settings, and private answers to commands', asyn
   await composer(b.page).press('Enter');
   await a.page.locator('#messages li.message', { hasText: 'with flair' }).getByRole('button', { name: 'bob' }).click();
   await a.page.locator('#panel .flair', { hasText: 'weather nerd' }).waitFor();
-  await a.page.getByRole('button', { name: 'alice' }).first().waitFor();
 
   // A command's answer is private: shown to its sender only, marked as such.
   await composer(b.page).fill('\\chatbox');
@@ -196,7 +195,7 @@ test('the people list shows who is online; opt-in desktop notifications for ment
   await page.getByRole('button', { name: 'People' }).click();
   await page.locator('#panel li', { hasText: 'bob' }).getByLabel('online').waitFor();
 
-  await page.getByRole('button', { name: 'bob', exact: true }).click();
+  await page.getByRole('button', { name: 'Account: bob' }).click();
   await page.getByLabel('Desktop notifications for mentions').check();
   await page.evaluate(() => { /** @type {any} */ (window).__hidden = true; });
   await server.api('POST', '/api/messages', { channelID: general, text: `<@${bobId}> ping` }, admin);
@@ -216,6 +215,27 @@ test('a plugin command from the message box: \\roll 2d6', async () => {
   await answer.getByText('plugin', { exact: true }).waitFor();
   assert.equal(await composer(page).inputValue(), '');
   assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test('a new password, log out, and log in with it', async () => {
+  await server.user('carol');
+  const { page, context } = await loggedIn(chromium, server, 'carol');
+  await page.getByRole('button', { name: 'Account: carol' }).click();
+  await page.getByLabel('Current password').fill('password1');
+  await page.getByLabel('New password').fill('another-secret');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('status').filter({ hasText: 'Saved.' }).waitFor();
+  const session = await page.evaluate(() => localStorage.getItem('decentd.session'));
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.getByText('You are logged out.').waitFor();
+  assert.equal(await page.evaluate(() => localStorage.getItem('decentd.session')), null);
+  const gone = await server.api('GET', `/api/sessions/${session}`);
+  assert.equal(gone.error?.code, 'INVALID_SESSION_ID');
+  await page.getByLabel('Username').fill('carol');
+  await page.getByLabel('Password').fill('another-secret');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('status').filter({ hasText: 'connected' }).waitFor();
   await context.close();
 });
 

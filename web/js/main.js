@@ -213,7 +213,7 @@ async function enterChat() {
         h('button', { class: 'secondary', onclick: () => togglePanel('pins') }, 'Pins'),
         h('button', { class: 'secondary', onclick: () => togglePanel('users') }, 'People'),
         state.me
-          ? h('button', { class: 'secondary', onclick: () => togglePanel('account') }, state.me.username)
+          ? h('button', { class: 'secondary', 'aria-label': `Account: ${state.me.username}`, onclick: () => togglePanel('account') }, state.me.username)
           : h('button', { onclick: () => showLogin() }, 'Log in'),
       ),
       h('nav', { id: 'channels', 'aria-label': 'Channels' }),

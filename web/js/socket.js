@@ -10,6 +10,9 @@
  * @typedef {{evt: string, data: any}} DecentEvent
  */
 
+/** Longest silence before a socket is taken for dead: the spec's longest ping interval + 5 s. */
+const SILENCE_MS = 35000;
+
 export class EventSocket {
   /**
    * @param {() => string | null} sessionId the session to announce in `pongdata`
@@ -27,6 +30,15 @@ export class EventSocket {
     this.stopped = false;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.timer = undefined;
+    this.lastHeard = Date.now();
+    // A dropped network can leave a socket that never closes: the server sends `pingdata` at
+    // least every 30 s (spec 3.2), so silence for longer means the connection is gone.
+    setInterval(() => {
+      if (this.ws?.readyState === WebSocket.OPEN && Date.now() - this.lastHeard > SILENCE_MS) {
+        this.ws.close(4000, 'no pingdata');
+        this.dropped(this.ws);
+      }
+    }, 5000);
   }
 
   start() {
@@ -57,6 +69,7 @@ export class EventSocket {
     const ws = new WebSocket(url);
     this.ws = ws;
     ws.onopen = () => {
+      this.lastHeard = Date.now();
       const reconnected = this.everOpened;
       this.everOpened = true;
       this.attempt = 0;
@@ -64,6 +77,7 @@ export class EventSocket {
       this.onState('open', reconnected);
     };
     ws.onmessage = (e) => {
+      this.lastHeard = Date.now();
       let event;
       try {
         event = JSON.parse(e.data);
@@ -76,15 +90,21 @@ export class EventSocket {
       }
       this.onEvent(event);
     };
-    ws.onclose = () => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      this.onState('closed', false);
-      if (this.stopped) return;
-      // 0.5 s, 1 s, 2 s ... up to 15 s, each ±30%.
-      const base = Math.min(15000, 500 * 2 ** this.attempt);
-      this.attempt += 1;
-      this.timer = setTimeout(() => this.connect(), base * (0.7 + Math.random() * 0.6));
-    };
+    ws.onclose = () => this.dropped(ws);
+  }
+
+  /**
+   * A socket ended (closed, or taken for dead): reconnect after a backoff.
+   * @param {WebSocket} ws
+   */
+  dropped(ws) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.onState('closed', false);
+    if (this.stopped) return;
+    // 0.5 s, 1 s, 2 s ... up to 15 s, each ±30%.
+    const base = Math.min(15000, 500 * 2 ** this.attempt);
+    this.attempt += 1;
+    this.timer = setTimeout(() => this.connect(), base * (0.7 + Math.random() * 0.6));
   }
 }
