@@ -19,43 +19,32 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'
     style-src 'self'; img-src 'self' https: http: data: blob:; connect-src 'self' ws: wss:; \
     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// The client's files: URL path under `/app/`, content type, bytes.
+const HTML: &str = "text/html; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// One embedded file: its path under `web/` (and `/app/`), its content type, its bytes.
+macro_rules! embed {
+    ($path:literal, $content_type:expr) => {
+        (
+            $path,
+            $content_type,
+            include_bytes!(concat!("../web/", $path)),
+        )
+    };
+}
+
+/// The client's files: URL path under `/app/`, content type, bytes. A unit test checks that
+/// every file under `web/` is listed.
 const FILES: &[(&str, &str, &[u8])] = &[
-    (
-        "index.html",
-        "text/html; charset=utf-8",
-        include_bytes!("../web/index.html"),
-    ),
-    (
-        "app.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../web/app.css"),
-    ),
-    (
-        "js/main.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../web/js/main.js"),
-    ),
-    (
-        "js/api.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../web/js/api.js"),
-    ),
-    (
-        "js/dom.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../web/js/dom.js"),
-    ),
-    (
-        "js/markdown.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../web/js/markdown.js"),
-    ),
-    (
-        "js/socket.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../web/js/socket.js"),
-    ),
+    embed!("index.html", HTML),
+    embed!("app.css", CSS),
+    embed!("js/main.js", JS),
+    embed!("js/admin.js", JS),
+    embed!("js/api.js", JS),
+    embed!("js/dom.js", JS),
+    embed!("js/markdown.js", JS),
+    embed!("js/socket.js", JS),
 ];
 
 /// One file, ready to serve.
@@ -187,6 +176,29 @@ mod tests {
             assert!(!asset.plain.is_empty(), "{}", asset.path);
             assert!(asset.gzip.len() < asset.plain.len(), "{}", asset.path);
         }
+    }
+
+    #[test]
+    fn every_file_of_the_client_is_embedded() {
+        let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+        let mut on_disk = Vec::new();
+        for dir in ["", "js"] {
+            for entry in std::fs::read_dir(web.join(dir)).unwrap() {
+                let entry = entry.unwrap();
+                let name = entry.file_name().into_string().unwrap();
+                if entry.file_type().unwrap().is_file() && name != "jsconfig.json" {
+                    on_disk.push(if dir.is_empty() {
+                        name
+                    } else {
+                        format!("{dir}/{name}")
+                    });
+                }
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<String> = FILES.iter().map(|f| f.0.to_owned()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
     }
 
     #[test]

@@ -56,22 +56,29 @@ pub async fn create(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Ht
     Ok(ok(json!({ "license": view(&state, &license), "key": key })))
 }
 
-/// `GET /api/licenses`
+/// `GET /api/licenses`: the caller's licenses; with `userID`, that user's, and with
+/// `all=true`, everyone's (both need manageServer for other users).
 pub async fn list(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<HttpResponse> {
     let session = req.logged_in()?;
-    let owner = match req.opt_string("userID")? {
-        Some(raw) if raw != session.user.id.to_string() => {
-            state.require(req.requester(), Permission::ManageServer)?;
-            path_id(&raw, "user")?
-        }
-        _ => session.user.id,
+    let all = match req.opt_string("all")?.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid_type("all", "\"true\" or \"false\"")),
     };
-    let licenses: Vec<Value> = state
-        .store
-        .licenses_of(owner)?
-        .iter()
-        .map(|l| view(&state, l))
-        .collect();
+    let records = if all {
+        state.require(req.requester(), Permission::ManageServer)?;
+        state.store.all_licenses()?
+    } else {
+        let owner = match req.opt_string("userID")? {
+            Some(raw) if raw != session.user.id.to_string() => {
+                state.require(req.requester(), Permission::ManageServer)?;
+                path_id(&raw, "user")?
+            }
+            _ => session.user.id,
+        };
+        state.store.licenses_of(owner)?
+    };
+    let licenses: Vec<Value> = records.iter().map(|l| view(&state, l)).collect();
     Ok(ok(json!({ "licenses": licenses })))
 }
 

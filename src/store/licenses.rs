@@ -68,11 +68,20 @@ impl Store {
 
     /// Every license of a user, oldest first.
     pub fn licenses_of(&self, owner: u64) -> Result<Vec<LicenseRecord>> {
+        self.licenses_where(|l| l.owner == owner)
+    }
+
+    /// Every license, oldest first.
+    pub fn all_licenses(&self) -> Result<Vec<LicenseRecord>> {
+        self.licenses_where(|_| true)
+    }
+
+    fn licenses_where(&self, keep: impl Fn(&LicenseRecord) -> bool) -> Result<Vec<LicenseRecord>> {
         let mut out = Vec::new();
         for kv in self.licenses.iter() {
             let (_, v) = kv?;
             let license: LicenseRecord = codec::decode(&v)?;
-            if license.owner == owner {
+            if keep(&license) {
                 out.push(license);
             }
         }

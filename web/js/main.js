@@ -10,6 +10,7 @@ import * as api from './api.js';
 import { h, replace, formatTime, safeUrl } from './dom.js';
 import { render, mentions } from './markdown.js';
 import { EventSocket } from './socket.js';
+import { drawAdmin, adminBusy } from './admin.js';
 
 /** Most messages kept in the DOM; older ones are dropped and fetched again when scrolled to. */
 const WINDOW = 300;
@@ -39,6 +40,9 @@ const state = {
   emotes: new Map(),
   /** @type {Map<string, {name: string}>} */
   roles: new Map(),
+  /** @type {Record<string, boolean>} what I may do server-wide */
+  granted: {},
+  adminOpen: false,
   /** @type {Message[]} mentions of me, newest first */
   mentions: [],
   /** @type {string | null} */
@@ -212,11 +216,13 @@ async function enterChat() {
         h('button', { class: 'secondary', onclick: () => togglePanel('mentions') }, 'Mentions'),
         h('button', { class: 'secondary', onclick: () => togglePanel('pins') }, 'Pins'),
         h('button', { class: 'secondary', onclick: () => togglePanel('users') }, 'People'),
+        state.me ? h('button', { class: 'secondary', id: 'admin-button', 'aria-pressed': 'false', onclick: toggleAdmin }, 'Server') : null,
         state.me
           ? h('button', { class: 'secondary', 'aria-label': `Account: ${state.me.username}`, onclick: () => togglePanel('account') }, state.me.username)
           : h('button', { onclick: () => showLogin() }, 'Log in'),
       ),
       h('nav', { id: 'channels', 'aria-label': 'Channels' }),
+      h('section', { id: 'admin', class: 'admin', 'aria-label': 'Server administration', hidden: true }),
       h('main', { id: 'chat' },
         h('h2', { id: 'channel-title', class: 'channel-title' }, ''),
         h('ol', { id: 'messages', class: 'messages', 'aria-label': 'Messages', tabindex: '0' }),
@@ -242,6 +248,7 @@ async function loadAll() {
   ];
   if (state.me) {
     tasks.push(api.get(`/api/users/${state.me.id}/mentions?limit=50`).then((r) => { state.mentions = r.mentions; }));
+    tasks.push(loadGranted());
   }
   await Promise.all(tasks.map((t) => t.catch(showError)));
   drawChannels();
@@ -262,6 +269,64 @@ async function onConnection(connection, reconnected) {
     await loadAll();
     await backfill();
   }
+}
+
+// ---------------------------------------------------------------- administration
+
+async function loadGranted() {
+  if (!state.me) return;
+  state.granted = (await api.get(`/api/users/${state.me.id}/permissions`)).permissions;
+}
+
+function toggleAdmin() {
+  state.adminOpen = !state.adminOpen;
+  const admin = /** @type {HTMLElement} */ (document.getElementById('admin'));
+  const chat = /** @type {HTMLElement} */ (document.getElementById('chat'));
+  admin.hidden = !state.adminOpen;
+  chat.hidden = state.adminOpen;
+  document.getElementById('admin-button')?.setAttribute('aria-pressed', String(state.adminOpen));
+  if (state.adminOpen) redrawAdmin();
+}
+
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let adminTimer;
+
+/** Whether the admin view redraws once its field loses focus. */
+let adminRedrawWaiting = false;
+
+/** Redraws the admin view soon (events come in bursts), with fresh permissions. */
+function redrawAdmin() {
+  if (!state.adminOpen) return;
+  clearTimeout(adminTimer);
+  adminTimer = setTimeout(drawAdminNow, 50);
+}
+
+/**
+ * Redraws the admin view now, unless one of its fields has focus: then the redraw waits for
+ * the field to lose it, so that live events never wipe what someone is typing.
+ */
+async function drawAdminNow() {
+  await loadGranted().catch(showError);
+  const admin = document.getElementById('admin');
+  // An open editing form is redrawn when it is saved or cancelled.
+  if (!admin || !state.adminOpen || adminBusy()) return;
+  const active = document.activeElement;
+  if (active && admin.contains(active) && active.matches('input, textarea, select')) {
+    if (!adminRedrawWaiting) {
+      adminRedrawWaiting = true;
+      active.addEventListener('blur', () => { adminRedrawWaiting = false; redrawAdmin(); }, { once: true });
+    }
+    return;
+  }
+  await drawAdmin(admin, {
+    me: state.me,
+    granted: state.granted,
+    channels: state.channels,
+    users: state.users,
+    emotes: state.emotes,
+    serverName: state.serverName,
+    toast,
+  });
 }
 
 // ---------------------------------------------------------------- channels
@@ -770,8 +835,18 @@ async function showUser(id) {
 
 // ---------------------------------------------------------------- events
 
+/** Events that change what the admin view shows. */
+const ADMIN_EVENTS = new Set(['role/new', 'role/update', 'role/delete', 'channel/new', 'channel/update', 'channel/delete',
+  'user/new', 'user/update', 'user/delete', 'emote/new', 'emote/delete', 'server-settings/update']);
+
 /** @param {{evt: string, data: any}} event */
-function onEvent({ evt, data }) {
+function onEvent(event) {
+  handle(event);
+  if (ADMIN_EVENTS.has(event.evt)) redrawAdmin();
+}
+
+/** @param {{evt: string, data: any}} event */
+function handle({ evt, data }) {
   switch (evt) {
     case 'message/new': return onNewMessage(data.message);
     case 'message/edit':
@@ -822,6 +897,7 @@ function onEvent({ evt, data }) {
     case 'emote/delete': state.emotes.delete(data.shortcode); return;
     case 'role/new':
     case 'role/update': state.roles.set(data.role.id, data.role); return;
+    case 'role/delete': state.roles.delete(data.roleID); return;
     case 'server-settings/update': {
       state.serverName = data.settings.name;
       document.title = state.serverName;
