@@ -150,6 +150,17 @@ async fn fails_open_then_disabled(w: &World, error_part: &str) {
     assert_eq!(plugin["enabled"], false, "{plugin}");
     assert_eq!(plugin["stats"]["failures"], 3, "{plugin}");
     let reason = plugin["disabledReason"].as_str().unwrap();
+    assert_eq!(
+        plugin["lastError"]["call"], "message/before-store",
+        "{plugin}"
+    );
+    assert!(
+        plugin["lastError"]["error"]
+            .as_str()
+            .unwrap()
+            .contains(error_part),
+        "{plugin}"
+    );
     assert!(reason.contains(error_part), "{reason}");
     // Disabled: no more calls.
     w.post("after").await;

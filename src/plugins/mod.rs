@@ -69,6 +69,8 @@ pub struct Plugin {
     pub bot_user: u64,
     enabled: AtomicBool,
     disabled_reason: Mutex<Option<String>>,
+    /// The latest failed call: what it was, the error, and when (Unix ms). Since (re)load.
+    last_error: Mutex<Option<(String, String, u64)>>,
     stats: Stats,
     queue: mpsc::Sender<Job>,
 }
@@ -92,6 +94,9 @@ impl Plugin {
             "description": m.description,
             "enabled": self.enabled(),
             "disabledReason": *self.disabled_reason.lock().unwrap_or_else(|e| e.into_inner()),
+            "lastError": self.last_error.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(
+                |(call, error, at)| json!({ "call": call, "error": error, "date": crate::ids::unix_seconds(*at) }),
+            ),
             "hooks": m.hooks,
             "events": m.events,
             "commands": m.commands,
@@ -343,6 +348,7 @@ impl PluginHost {
             bot_user: record.bot_user,
             enabled: AtomicBool::new(record.enabled),
             disabled_reason: Mutex::new(record.disabled_reason),
+            last_error: Mutex::new(None),
             stats: Stats::default(),
             queue,
             manifest,
@@ -390,6 +396,8 @@ impl PluginHost {
     /// Logs a failed call and disables a plugin that keeps failing.
     fn failed(&self, state: &AppState, plugin: &Plugin, what: &str, error: &CallError) {
         let in_a_row = plugin.stats.in_a_row.load(Ordering::Relaxed);
+        *plugin.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((what.to_owned(), error.to_string(), now_ms()));
         tracing::warn!(plugin = plugin.name(), call = what, error = %error, in_a_row, "plugin call failed");
         if let Some(backtrace) = error.backtrace() {
             tracing::debug!(

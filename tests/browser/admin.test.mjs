@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Server, browser, loggedIn, ROOT } from './harness.mjs';
+import { Server, browser, loggedIn, axe, ROOT } from './harness.mjs';
 
 const plugins = mkdtempSync(join(tmpdir(), 'decentd-plugins-'));
 cpSync(join(ROOT, 'plugins/dist/dice'), join(plugins, 'dice'), { recursive: true });
@@ -117,6 +117,14 @@ test('roles: create with tri-state permissions, reorder by keyboard, give on a u
   await a.page.waitForFunction(() => document.querySelector('.role-list li:nth-child(2) .role-name')?.textContent === 'Helpers');
   const mods = (await server.api('GET', '/api/roles')).roles.find((/** @type {any} */ r) => r.name === 'Mods');
   assert.deepEqual(mods.permissions, { manageChannels: true, deleteMessages: false });
+  // Rename through the editor; inherit takes a key out.
+  await a.page.getByRole('button', { name: 'Edit Helpers' }).click();
+  await a.page.getByLabel('Role name').fill('Greeters');
+  await a.page.getByLabel('deleteMessages: inherit').check();
+  await a.page.getByRole('button', { name: 'Save role' }).click();
+  await a.page.locator('.role-name', { hasText: 'Greeters' }).waitFor();
+  const greeters = (await server.api('GET', '/api/roles')).roles.find((/** @type {any} */ r) => r.name === 'Greeters');
+  assert.deepEqual(greeters.permissions, { manageChannels: true });
 
   // Give Mods to bob: his page offers Channels at once (user/update reaches him).
   await open(a.page, 'Users');
@@ -130,10 +138,25 @@ test('roles: create with tri-state permissions, reorder by keyboard, give on a u
   await a.page.getByRole('button', { name: 'Take Mods from bob' }).click();
   await b.page.getByRole('tab', { name: 'Channels' }).waitFor({ state: 'detached' });
 
+  // The same on bob's user card in the chat; bob's card shows no such controls to bob.
+  await a.page.getByRole('button', { name: 'Server' }).click();
+  await a.page.getByRole('button', { name: 'People' }).click();
+  await a.page.locator('#panel').getByRole('button', { name: 'bob' }).click();
+  const card = a.page.locator('#panel');
+  await card.getByLabel('Role to give bob').selectOption({ label: 'Mods' });
+  await card.getByRole('button', { name: 'Give role to bob' }).click();
+  await card.getByRole('button', { name: 'Take Mods from bob' }).click();
+  await card.getByRole('button', { name: 'Give role to bob' }).waitFor();
+  await b.page.getByRole('button', { name: 'Server' }).click();
+  await b.page.getByRole('button', { name: 'People' }).click();
+  await b.page.locator('#panel').getByRole('button', { name: 'alice' }).click();
+  await b.page.locator('#panel h2', { hasText: 'alice' }).waitFor();
+  assert.equal(await b.page.locator('#panel').getByRole('button', { name: /^Give role|^Take / }).count(), 0);
+
   await open(a.page, 'Roles');
-  a.page.once('dialog', (d) => { assert.match(d.message(), /Helpers/); d.accept(); });
-  await a.page.getByRole('button', { name: 'Delete Helpers' }).click();
-  await a.page.locator('.role-name', { hasText: 'Helpers' }).waitFor({ state: 'detached' });
+  a.page.once('dialog', (d) => { assert.match(d.message(), /Greeters/); d.accept(); });
+  await a.page.getByRole('button', { name: 'Delete Greeters' }).click();
+  await a.page.locator('.role-name', { hasText: 'Greeters' }).waitFor({ state: 'detached' });
   await a.context.close();
   await b.context.close();
 });
@@ -235,11 +258,24 @@ test('bots: a license with chosen capabilities, its key shown once, revoked; eve
   const { licenses } = await server.api('GET', '/api/licenses', undefined, bob);
   assert.deepEqual(licenses[0].capabilities, ['read', 'command', 'say']);
 
+  // A bot connects: the count follows within the refresh.
+  const botPage = await b.context.newPage();
+  await botPage.evaluate((url) => { /** @type {any} */ (window).bot = new WebSocket(url); }, `${server.url.replace('http', 'ws')}/v2/${key}`);
+  await b.page.locator('li', { hasText: 'weather bot' }).getByText('1 connected').waitFor({ timeout: 15000 });
+  await botPage.close();
+
   const a = await loggedIn(chromium, server, 'alice');
   await open(a.page, 'Bots');
   const row = a.page.locator('li', { hasText: 'weather bot (bob)' });
   await row.getByRole('button', { name: 'Disable' }).click();
   await a.page.locator('li', { hasText: 'weather bot (bob)' }).getByText(/disabled/).waitFor();
+
+  // Accessibility of every section.
+  for (const tab of ['Settings', 'Roles', 'Channels', 'Emotes', 'Users', 'Plugins', 'Bots', 'Permissions']) {
+    await open(a.page, tab);
+    await a.page.getByRole('tabpanel').locator('*').first().waitFor();
+    assert.deepEqual(await axe(a.page), [], tab);
+  }
 
   // Screenshots of the admin views.
   const docs = join(ROOT, 'docs');

@@ -3,9 +3,9 @@
 // and the client's size and first paint.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Server, browser, loggedIn, ROOT } from './harness.mjs';
+import { Server, browser, loggedIn, axe, ROOT } from './harness.mjs';
 
 /** @type {Server} */
 let server;
@@ -133,23 +133,6 @@ test('after a server restart the client reconnects and backfills without gaps or
   assert.deepEqual(texts.slice(-4), ['before restart', 'missed 1', 'missed 2', 'missed 3']);
   await context.close();
 });
-
-/**
- * Serious and critical axe violations on the page as it is.
- * @param {import('playwright-core').Page} page
- */
-async function axe(page) {
-  // The page's CSP forbids added scripts; evaluating the source is not an added script.
-  if (!(await page.evaluate(() => 'axe' in window))) {
-    await page.evaluate(readFileSync(join(ROOT, 'tests/browser/node_modules/axe-core/axe.min.js'), 'utf8'));
-  }
-  return page.evaluate(async () => {
-    const result = await /** @type {any} */ (window).axe.run(document, { resultTypes: ['violations'] });
-    return result.violations
-      .filter((/** @type {any} */ v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((/** @type {any} */ v) => `${v.id}: ${v.nodes.map((/** @type {any} */ n) => n.target.join(' ')).join(', ')}`);
-  });
-}
 
 test('accessibility: axe reports no serious or critical violation, in both themes', async () => {
   await server.api('POST', '/api/messages', { channelID: channel, text: 'something to **look at**' }, admin);

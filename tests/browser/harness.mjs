@@ -1,7 +1,7 @@
 // The one place browser tests start things: the real decentd binary on a free port with its
 // own data directory, and headless Chromium (Debian's) driven by playwright-core.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -124,4 +124,22 @@ export async function loggedIn(b, server, name, options = {}) {
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByRole('status').filter({ hasText: 'connected' }).waitFor();
   return { context, page, errors };
+}
+
+/**
+ * Serious and critical axe-core violations on the page as it is, one line each.
+ * @param {import('playwright-core').Page} page
+ * @returns {Promise<string[]>}
+ */
+export async function axe(page) {
+  // The page's CSP forbids added scripts; evaluating the source is not an added script.
+  if (!(await page.evaluate(() => 'axe' in window))) {
+    await page.evaluate(readFileSync(join(ROOT, 'tests/browser/node_modules/axe-core/axe.min.js'), 'utf8'));
+  }
+  return page.evaluate(async () => {
+    const result = await /** @type {any} */ (window).axe.run(document, { resultTypes: ['violations'] });
+    return result.violations
+      .filter((/** @type {any} */ v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((/** @type {any} */ v) => `${v.id}: ${v.nodes.map((/** @type {any} */ n) => n.target.join(' ')).join(', ')}`);
+  });
 }

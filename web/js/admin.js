@@ -36,6 +36,9 @@ let section = 'settings';
 /** Whether an editing form (a role, a channel's overrides) is open: live redraws wait. */
 let editing = false;
 
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let poll;
+
 /** Whether live events should leave the view alone for now. */
 export function adminBusy() {
   return editing;
@@ -72,27 +75,32 @@ function sections(ctx) {
 export async function drawAdmin(root, ctx) {
   current = ctx;
   editing = false;
+  clearTimeout(poll);
   // Focus survives the redraw: the control with the same name gets it back, so keyboard users
   // can press "Move up" again and again.
   const focused = document.activeElement;
   const focusKey = focused && root.contains(focused) ? controlKey(focused) : null;
   const open = sections(ctx);
   if (!open.some(([id]) => id === section)) section = open[0]?.[0] ?? 'users';
+  // The new view is built aside and swapped in at once, so that no key press or click can
+  // land in a half-drawn view while its data is being fetched.
   const body = h('div', { class: 'admin-body' });
-  replace(root,
+  const view = [
     h('h2', { class: 'channel-title' }, 'Server'),
     h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Server sections' }, open.map(([id, label]) =>
       h('button', {
         role: 'tab', id: `tab-${id}`, 'aria-selected': String(id === section), class: id === section ? 'tab current' : 'tab',
         onclick: () => { section = id; drawAdmin(root, ctx); },
       }, label))),
-    h('div', { role: 'tabpanel', 'aria-labelledby': `tab-${section}`, class: 'admin-panel' }, body));
+    h('div', { role: 'tabpanel', 'aria-labelledby': `tab-${section}`, class: 'admin-panel' }, body),
+  ];
   try {
     const draw = { settings, roles, channels, emotes, users, plugins, bots, explain }[section];
     await draw?.(body, ctx, () => drawAdmin(root, ctx));
   } catch (e) {
     replace(body, h('p', { role: 'alert' }, message(e)));
   }
+  replace(root, ...view);
   if (focusKey) {
     const again = [...root.querySelectorAll('button, input, select')].find((el) => controlKey(el) === focusKey);
     /** @type {HTMLElement | undefined} */ (again)?.focus();
@@ -464,25 +472,14 @@ async function emotes(body, ctx, redraw) {
 async function users(body, ctx, redraw) {
   const [{ roles: all }, { sessions }] = await Promise.all([api.get('/api/roles'), api.get('/api/sessions')]);
   const ordinary = /** @type {Role[]} */ (all.filter((/** @type {Role} */ r) => !r.id.startsWith('_')));
-  const rules = roleRules(ctx, ordinary);
   const search = field('user-search', 'Search users', { type: 'search' });
   const list = h('ul', { class: 'admin-list', 'aria-label': 'Users' });
   const draw = () => {
     const q = search.input.value.trim().toLowerCase();
     replace(list, [...ctx.users.values()].filter((u) => u.username.toLowerCase().includes(q)).slice(0, 100).map((u) => {
-      const grantable = ordinary.filter((r) => rules.canGrant(r) && !u.roleIDs.includes(r.id));
-      const select = /** @type {HTMLSelectElement} */ (h('select', { 'aria-label': `Role to give ${u.username}` },
-        grantable.map((r) => h('option', { value: r.id }, r.name))));
       return h('li', { class: 'user-row' },
         h('strong', {}, u.username), u.online ? ' (online)' : '',
-        h('ul', { class: 'roles', 'aria-label': `Roles of ${u.username}` }, u.roleIDs.map((id) => {
-          const role = ordinary.find((r) => r.id === id);
-          return h('li', {}, role?.name ?? id, role && rules.canGrant(role)
-            ? h('button', { class: 'icon', 'aria-label': `Take ${role.name} from ${u.username}`, onclick: () => attempt(() => api.del(`/api/users/${u.id}/roles/${id}`), redraw) }, '×')
-            : null);
-        })),
-        grantable.length ? h('span', { class: 'row' }, select,
-          h('button', { class: 'secondary', onclick: () => attempt(() => api.post(`/api/users/${u.id}/roles`, { roleID: select.value }), redraw) }, `Give role to ${u.username}`)) : null,
+        roleControls(u, ordinary, ctx, redraw),
         ctx.granted.manageUsers && u.id !== ctx.me?.id ? h('button', {
           class: 'secondary danger',
           onclick: () => confirm(`Delete the user ${u.username}? Their messages stay, without an author.`) && attempt(() => api.del(`/api/users/${u.id}`), redraw),
@@ -504,6 +501,31 @@ async function users(body, ctx, redraw) {
   draw();
 }
 
+/**
+ * A user's roles, with "take" on each role the requester may take and "give" for the ones
+ * they may give (the grantRoles rules). Used in the Users section and on user cards.
+ * @param {{id: string, username: string, roleIDs: string[]}} u
+ * @param {Role[]} ordinary roles in priority order
+ * @param {AdminContext} ctx
+ * @param {() => void} redraw
+ */
+export function roleControls(u, ordinary, ctx, redraw) {
+  current = ctx;
+  const rules = roleRules(ctx, ordinary);
+  const grantable = ordinary.filter((r) => rules.canGrant(r) && !u.roleIDs.includes(r.id));
+  const select = /** @type {HTMLSelectElement} */ (h('select', { 'aria-label': `Role to give ${u.username}` },
+    grantable.map((r) => h('option', { value: r.id }, r.name))));
+  return h('span', { class: 'role-controls' },
+    h('ul', { class: 'roles', 'aria-label': `Roles of ${u.username}` }, u.roleIDs.map((id) => {
+      const role = ordinary.find((r) => r.id === id);
+      return h('li', {}, role?.name ?? id, role && rules.canGrant(role)
+        ? h('button', { class: 'icon', 'aria-label': `Take ${role.name} from ${u.username}`, onclick: () => attempt(() => api.del(`/api/users/${u.id}/roles/${id}`), redraw) }, '×')
+        : null);
+    })),
+    grantable.length ? h('span', { class: 'row' }, select,
+      h('button', { class: 'secondary', onclick: () => attempt(() => api.post(`/api/users/${u.id}/roles`, { roleID: select.value }), redraw) }, `Give role to ${u.username}`)) : null);
+}
+
 // ------------------------------------------------------------------ plugins
 
 /** @param {HTMLElement} body @param {AdminContext} ctx @param {() => void} redraw */
@@ -512,6 +534,7 @@ async function plugins(body, ctx, redraw) {
   replace(body, list.length ? h('ul', { class: 'admin-list' }, list.map((/** @type {any} */ p) => h('li', { class: 'stack' },
     h('strong', {}, `${p.name} ${p.version}`), p.description ? h('span', {}, p.description) : null,
     h('span', {}, p.enabled ? 'enabled' : `disabled${p.disabledReason ? `: ${p.disabledReason}` : ''}`),
+    p.lastError ? h('span', { class: 'fine' }, `last error (${p.lastError.call}, ${formatTime(p.lastError.date)}): ${p.lastError.error}`) : null,
     h('span', { class: 'fine' }, `capabilities: ${p.capabilities.join(', ') || 'none'}; calls ${p.stats.calls}, failures ${p.stats.failures}, refused actions ${p.stats.refusedActions}, dropped events ${p.stats.droppedEvents}`),
     h('div', { class: 'row' },
       h('button', { class: 'secondary', onclick: () => attempt(() => api.post(`/api/plugins/${p.name}/${p.enabled ? 'disable' : 'enable'}`), redraw) }, `${p.enabled ? 'Disable' : 'Enable'} ${p.name}`),
@@ -523,22 +546,47 @@ async function plugins(body, ctx, redraw) {
 
 const CAPABILITIES = ['read', 'command', 'say', 'tell'];
 
-/** @param {HTMLElement} body @param {AdminContext} ctx @param {() => void} redraw */
-async function bots(body, ctx, redraw) {
-  const own = (await api.get('/api/licenses')).licenses;
-  /** @type {any[]} */
-  let everyone = [];
-  if (ctx.granted.manageServer) {
-    everyone = (await api.get('/api/licenses?all=true')).licenses.filter((/** @type {any} */ l) => l.ownerID !== ctx.me?.id);
-  }
+/** @param {HTMLElement} body @param {AdminContext} ctx */
+async function bots(body, ctx) {
   const label = field('bot-label', 'Label', { maxlength: 64 });
   const boxes = CAPABILITIES.map((c) => h('label', { class: 'check' }, h('input', { type: 'checkbox', value: c, checked: true }), ` ${c}`));
   const keyBox = h('div', { 'aria-live': 'polite' });
-  /** @param {any} l @param {boolean} admin */
-  const row = (l, admin) => h('li', { class: 'row' },
-    h('span', {}, `${l.label || 'unnamed'}${admin ? ` (${ctx.users.get(l.ownerID)?.username ?? l.ownerID})` : ''}: ${l.capabilities.join(', ')}; ${l.connections} connected${l.disabled ? '; disabled' : ''}`),
-    admin ? h('button', { class: 'secondary', onclick: () => attempt(() => api.post(`/api/licenses/${l.id}/${l.disabled ? 'enable' : 'disable'}`), redraw) }, l.disabled ? 'Enable' : 'Disable') : null,
-    h('button', { class: 'secondary danger', onclick: () => confirm('Revoke this license? Its bots are disconnected.') && attempt(() => api.del(`/api/licenses/${l.id}`), redraw) }, 'Revoke'));
+  const lists = h('div');
+  // The lists redraw on their own, so that a new key stays on show (it is shown once).
+  const drawLists = async () => {
+    const own = (await api.get('/api/licenses')).licenses;
+    const everyone = ctx.granted.manageServer
+      ? (await api.get('/api/licenses?all=true')).licenses.filter((/** @type {any} */ l) => l.ownerID !== ctx.me?.id)
+      : [];
+    /** @param {any} l @param {boolean} admin */
+    const row = (l, admin) => h('li', { class: 'row' },
+      h('span', {}, `${l.label || 'unnamed'}${admin ? ` (${ctx.users.get(l.ownerID)?.username ?? l.ownerID})` : ''}: ${l.capabilities.join(', ')}; `,
+        h('span', { 'data-connections': l.id }, `${l.connections} connected`), l.disabled ? '; disabled' : ''),
+      admin ? h('button', { class: 'secondary', onclick: () => attempt(() => api.post(`/api/licenses/${l.id}/${l.disabled ? 'enable' : 'disable'}`), drawLists) }, l.disabled ? 'Enable' : 'Disable') : null,
+      h('button', { class: 'secondary danger', onclick: () => confirm('Revoke this license? Its bots are disconnected.') && attempt(() => api.del(`/api/licenses/${l.id}`), drawLists) }, 'Revoke'));
+    replace(lists,
+      h('h3', {}, 'Your licenses'),
+      own.length ? h('ul', { class: 'admin-list' }, own.map((/** @type {any} */ l) => row(l, false))) : h('p', {}, 'None yet.'),
+      ctx.granted.manageServer ? [h('h3', {}, 'Everyone else\'s licenses'),
+        everyone.length ? h('ul', { class: 'admin-list' }, everyone.map((/** @type {any} */ l) => row(l, true))) : h('p', {}, 'None.')] : null);
+  };
+  await drawLists();
+  // Connection counts have no event: they are fetched again every 5 s and updated in place.
+  const refresh = async () => {
+    if (!body.isConnected || section !== 'bots') return;
+    try {
+      const fresh = [...(await api.get('/api/licenses')).licenses,
+        ...(ctx.granted.manageServer ? (await api.get('/api/licenses?all=true')).licenses : [])];
+      for (const l of fresh) {
+        const count = body.querySelector(`[data-connections="${l.id}"]`);
+        if (count) count.textContent = `${l.connections} connected`;
+      }
+    } catch {
+      // The next refresh tries again.
+    }
+    poll = setTimeout(refresh, 5000);
+  };
+  poll = setTimeout(refresh, 5000);
   replace(body,
     h('form', {
       class: 'stack',
@@ -553,13 +601,11 @@ async function bots(body, ctx, redraw) {
               await navigator.clipboard?.writeText(key).catch(() => input.select());
               ctx.toast('Key copied.', 'info');
             } }, 'Copy key'));
+          await drawLists();
         });
       },
     }, h('h3', {}, 'New chatbox license'), label.nodes, h('fieldset', {}, h('legend', {}, 'Capabilities'), boxes),
     h('button', { type: 'submit' }, 'Create license')),
     keyBox,
-    h('h3', {}, 'Your licenses'),
-    own.length ? h('ul', { class: 'admin-list' }, own.map((/** @type {any} */ l) => row(l, false))) : h('p', {}, 'None yet.'),
-    ctx.granted.manageServer ? [h('h3', {}, 'Everyone else\'s licenses'),
-      everyone.length ? h('ul', { class: 'admin-list' }, everyone.map((l) => row(l, true))) : h('p', {}, 'None.')] : null);
+    lists);
 }

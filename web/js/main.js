@@ -10,7 +10,7 @@ import * as api from './api.js';
 import { h, replace, formatTime, safeUrl } from './dom.js';
 import { render, mentions } from './markdown.js';
 import { EventSocket } from './socket.js';
-import { drawAdmin, adminBusy } from './admin.js';
+import { drawAdmin, adminBusy, roleControls } from './admin.js';
 
 /** Most messages kept in the DOM; older ones are dropped and fetched again when scrolled to. */
 const WINDOW = 300;
@@ -318,7 +318,12 @@ async function drawAdminNow() {
     }
     return;
   }
-  await drawAdmin(admin, {
+  await drawAdmin(admin, adminContext());
+}
+
+/** What the admin view needs of the client's state. */
+function adminContext() {
+  return {
     me: state.me,
     granted: state.granted,
     channels: state.channels,
@@ -326,7 +331,7 @@ async function drawAdminNow() {
     emotes: state.emotes,
     serverName: state.serverName,
     toast,
-  });
+  };
 }
 
 // ---------------------------------------------------------------- channels
@@ -815,9 +820,11 @@ function accountPanel() {
 async function showUser(id) {
   const panel = /** @type {HTMLElement} */ (document.getElementById('panel'));
   openPanel = 'user';
+  shownUser = id;
   panel.hidden = false;
   try {
-    const { user } = await api.get(`/api/users/${id}`);
+    const [{ user }, { roles }] = await Promise.all([api.get(`/api/users/${id}`), api.get('/api/roles')]);
+    const ordinary = roles.filter((/** @type {{id: string}} */ r) => !r.id.startsWith('_'));
     const avatar = safeUrl(user.avatarURL);
     replace(panel,
       h('button', { class: 'icon close', 'aria-label': 'Close panel', onclick: () => togglePanel('user') }, '×'),
@@ -826,12 +833,17 @@ async function showUser(id) {
         h('h2', {}, user.username),
         user.flair ? h('p', { class: 'flair' }, user.flair) : null,
         h('p', {}, user.online ? 'online' : 'offline'),
-        h('ul', { class: 'roles', 'aria-label': 'Roles' },
-          user.roleIDs.map((/** @type {string} */ r) => h('li', {}, state.roles.get(r)?.name ?? r)))));
+        state.me && (state.granted.grantRoles || state.granted.manageRoles)
+          ? roleControls(user, ordinary, adminContext(), () => showUser(id))
+          : h('ul', { class: 'roles', 'aria-label': 'Roles' },
+            user.roleIDs.map((/** @type {string} */ r) => h('li', {}, state.roles.get(r)?.name ?? r)))));
   } catch (e) {
     showError(e);
   }
 }
+
+/** The user card on show, redrawn when that user changes. @type {string | null} */
+let shownUser = null;
 
 // ---------------------------------------------------------------- events
 
@@ -873,7 +885,12 @@ function handle({ evt, data }) {
       return;
     }
     case 'user/new':
-    case 'user/update': state.users.set(data.user.id, data.user); return;
+    case 'user/update': {
+      state.users.set(data.user.id, data.user);
+      if (openPanel === 'user' && shownUser === data.user.id) showUser(data.user.id);
+      if (data.user.id === state.me?.id) loadGranted().catch(showError);
+      return;
+    }
     case 'user/delete': state.users.delete(data.userID); return;
     case 'user/online':
     case 'user/offline': {
