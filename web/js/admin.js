@@ -38,6 +38,8 @@ let editing = false;
 
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let poll;
+/** Counts calls of `drawAdmin`. */
+let generation = 0;
 
 /** Whether live events should leave the view alone for now. */
 export function adminBusy() {
@@ -76,10 +78,9 @@ export async function drawAdmin(root, ctx) {
   current = ctx;
   editing = false;
   clearTimeout(poll);
-  // Focus survives the redraw: the control with the same name gets it back, so keyboard users
-  // can press "Move up" again and again.
-  const focused = document.activeElement;
-  const focusKey = focused && root.contains(focused) ? controlKey(focused) : null;
+  // Draws can overlap (an event arrives while an action's redraw fetches): only the one
+  // started last is shown, so an older fetch can never replace a newer view.
+  const mine = ++generation;
   const open = sections(ctx);
   if (!open.some(([id]) => id === section)) section = open[0]?.[0] ?? 'users';
   // The new view is built aside and swapped in at once, so that no key press or click can
@@ -100,6 +101,11 @@ export async function drawAdmin(root, ctx) {
   } catch (e) {
     replace(body, h('p', { role: 'alert' }, message(e)));
   }
+  if (mine !== generation) return;
+  // Focus survives the redraw: the control with the same name gets it back, so keyboard users
+  // can press "Move up" again and again.
+  const focused = document.activeElement;
+  const focusKey = focused && root.contains(focused) ? controlKey(focused) : null;
   replace(root, ...view);
   if (focusKey) {
     const again = [...root.querySelectorAll('button, input, select')].find((el) => controlKey(el) === focusKey);
@@ -274,6 +280,7 @@ async function roles(body, ctx, redraw) {
  */
 function editRole(body, ctx, role, rules, redraw) {
   editing = true;
+  generation++; // a draw still fetching must not replace this form
   const name = field('role-name', 'Role name', { value: role?.name ?? '', maxlength: 32, required: true });
   const perms = triState('role', PERMISSIONS, role?.permissions ?? {}, rules.holds);
   replace(body, h('form', {
@@ -324,6 +331,7 @@ async function channels(body, ctx, redraw) {
  */
 async function overrides(body, ctx, channel, redraw) {
   editing = true;
+  generation++; // a draw still fetching must not replace this form
   const [{ rolePermissions }, { roles: all }] = await Promise.all([
     api.get(`/api/channels/${channel.id}/role-permissions`), api.get('/api/roles'),
   ]);
