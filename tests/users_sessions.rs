@@ -387,6 +387,32 @@ async fn sessions_can_be_listed_inspected_and_ended() {
     // The other session is listed by its handle, never by its secret ID.
     let other = sessions.iter().find(|s| s["id"] != first.as_str()).unwrap();
     assert_ne!(other["id"], second.as_str());
+    // Extension: the device a session logged in from (its user agent), null when unsaid.
+    assert_eq!(other["device"], serde_json::Value::Null);
+    let phone: serde_json::Value = server
+        .client
+        .post(server.url("/api/sessions"))
+        .header("User-Agent", "  TestPhone/1.0 (Pocket)  ")
+        .json(&serde_json::json!({"username": "sam", "password": "password1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let phone = phone["sessionID"].as_str().unwrap();
+    let (_, body) = server.get("/api/sessions", Some(phone)).await;
+    let mine = body["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()
+        .clone();
+    assert_eq!(mine["device"], "TestPhone/1.0 (Pocket)");
+    server
+        .delete(&format!("/api/sessions/{phone}"), Some(phone))
+        .await;
 
     let (status, body) = server.get(&format!("/api/sessions/{second}"), None).await;
     assert_eq!(status, 200);

@@ -5,7 +5,8 @@
 //! other session by its non-secret handle (a decimal id); `GET`/`DELETE /api/sessions/:id`
 //! accept either, a handle only together with a valid session of the same user.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::json;
 use std::time::Duration;
@@ -26,6 +27,8 @@ struct SessionView {
     date_created: f64,
     /// Whether this is the session the request was made with.
     current: bool,
+    /// Extension: the device that logged in (its user agent), or null.
+    device: Option<String>,
 }
 
 fn session_view(id: String, record: &SessionRecord, current: bool) -> SessionView {
@@ -33,7 +36,23 @@ fn session_view(id: String, record: &SessionRecord, current: bool) -> SessionVie
         id,
         date_created: unix_seconds(record.created_ms),
         current,
+        device: record.device.clone(),
     }
+}
+
+/// Longest device description kept, in characters.
+const MAX_DEVICE_CHARS: usize = 200;
+
+/// The device a login came from: its `User-Agent`, without control characters, shortened.
+fn device_of(http: &HttpRequest) -> Option<String> {
+    let agent = http.headers().get(header::USER_AGENT)?.to_str().ok()?;
+    let clean: String = agent
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_DEVICE_CHARS)
+        .collect();
+    let clean = clean.trim();
+    (!clean.is_empty()).then(|| clean.to_owned())
 }
 
 /// `GET /api/sessions`
@@ -59,7 +78,11 @@ pub async fn list(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Http
 }
 
 /// `POST /api/sessions`: log in.
-pub async fn login(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<HttpResponse> {
+pub async fn login(
+    state: web::Data<AppState>,
+    req: ApiRequest,
+    http: HttpRequest,
+) -> ApiResult<HttpResponse> {
     let username = req.string("username")?;
     let password = req.string("password")?;
     let user = state.store.user_by_name(&username)?;
@@ -89,6 +112,7 @@ pub async fn login(state: web::Data<AppState>, req: ApiRequest) -> ApiResult<Htt
         user_id: user.id,
         created_ms: now,
         expires_ms: now + ttl.as_millis() as u64,
+        device: device_of(&http),
     };
     state
         .store

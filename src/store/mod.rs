@@ -77,6 +77,32 @@ pub struct SessionRecord {
     pub user_id: u64,
     pub created_ms: u64,
     pub expires_ms: u64,
+    /// The device that logged in (its user agent), when it said.
+    pub device: Option<String>,
+}
+
+/// A session as stored before `device` existed (read only).
+#[derive(Deserialize)]
+struct SessionRecordV1 {
+    handle: u64,
+    user_id: u64,
+    created_ms: u64,
+    expires_ms: u64,
+}
+
+/// Decodes a stored session, also one written before `device` existed: postcard is not
+/// self-describing, and such a record simply ends before the new field.
+pub(crate) fn decode_session(bytes: &[u8]) -> Result<SessionRecord> {
+    codec::decode::<SessionRecord>(bytes).or_else(|error| {
+        let old: SessionRecordV1 = codec::decode(bytes).map_err(|_| error)?;
+        Ok(SessionRecord {
+            handle: old.handle,
+            user_id: old.user_id,
+            created_ms: old.created_ms,
+            expires_ms: old.expires_ms,
+            device: None,
+        })
+    })
 }
 
 /// An ordinary (non-internal) role.
@@ -575,12 +601,41 @@ mod tests {
             user_id: 1,
             created_ms: 0,
             expires_ms: u64::MAX,
+            device: Some("test".into()),
         };
         store.insert_session(&[7; 32], &session).unwrap();
         assert_eq!(store.sessions_of(1).unwrap().len(), 1);
         store.delete_user(1).unwrap();
         assert!(store.session(&[7; 32]).unwrap().is_none());
         assert!(store.sessions_of(1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn sessions_stored_before_devices_still_decode() {
+        #[derive(Serialize)]
+        struct Old {
+            handle: u64,
+            user_id: u64,
+            created_ms: u64,
+            expires_ms: u64,
+        }
+        let old = codec::encode(&Old {
+            handle: 5,
+            user_id: 1,
+            created_ms: 2,
+            expires_ms: 3,
+        })
+        .unwrap();
+        let session = decode_session(&old).unwrap();
+        assert_eq!(
+            (session.handle, session.expires_ms, session.device),
+            (5, 3, None)
+        );
+        let new = SessionRecord {
+            device: Some("Firefox".into()),
+            ..session
+        };
+        assert_eq!(decode_session(&codec::encode(&new).unwrap()).unwrap(), new);
     }
 
     #[test]

@@ -174,7 +174,7 @@ impl Store {
     pub fn session(&self, key: &SessionKey) -> Result<Option<SessionRecord>> {
         self.sessions
             .get(key)?
-            .map(|v| codec::decode(&v))
+            .map(|v| super::decode_session(&v))
             .transpose()
     }
 
@@ -225,7 +225,7 @@ impl Store {
         let mut expired = Vec::new();
         for kv in self.sessions.iter() {
             let (k, v) = kv?;
-            let session: SessionRecord = codec::decode(&v)?;
+            let session = super::decode_session(&v)?;
             if session.expires_ms <= now_ms {
                 if let Ok(key) = SessionKey::try_from(k.as_ref()) {
                     expired.push(key);

@@ -225,6 +225,9 @@ test('users and sessions: search, delete with confirmation, log out everywhere e
   await a.page.getByRole('button', { name: 'Delete temporary' }).click();
   await a.page.getByRole('button', { name: 'Delete temporary' }).waitFor({ state: 'detached' });
   refused(await server.api('DELETE', `/api/users/${bobId}`, undefined, bob));
+  const mine = a.page.getByRole('list', { name: 'Your sessions' });
+  await mine.locator('li', { hasText: 'This browser' }).getByText(/HeadlessChrome|Chrome/).waitFor();
+  await mine.locator('li', { hasText: 'Another session' }).getByText(/ago|just now/).first().waitFor();
   await a.page.getByRole('button', { name: 'Log out everywhere else' }).click();
   await a.page.getByRole('status').filter({ hasText: 'Logged out everywhere else.' }).waitFor();
   refused(await server.api('GET', `/api/sessions/${other}`), 'INVALID_SESSION_ID');

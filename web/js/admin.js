@@ -498,8 +498,8 @@ async function users(body, ctx, redraw) {
   const others = sessions.filter((/** @type {{current: boolean}} */ s) => !s.current);
   replace(body, search.nodes, list,
     h('h3', {}, 'Your sessions'),
-    h('ul', { class: 'admin-list', 'aria-label': 'Your sessions' }, sessions.map((/** @type {{id: string, dateCreated: number, current: boolean}} */ s) =>
-      h('li', {}, `${s.current ? 'This browser' : 'Another device'}, logged in ${formatTime(s.dateCreated)}`))),
+    h('ul', { class: 'admin-list', 'aria-label': 'Your sessions' }, sessions.map((/** @type {{id: string, dateCreated: number, current: boolean, device: string | null}} */ s) =>
+      h('li', {}, h('strong', {}, s.current ? 'This browser' : 'Another session'), `: ${s.device ?? 'unknown device'}; logged in ${formatTime(s.dateCreated)} (${age(s.dateCreated)})`))),
     others.length ? h('button', {
       class: 'secondary',
       onclick: () => attempt(async () => {
@@ -532,6 +532,18 @@ export function roleControls(u, ordinary, ctx, redraw) {
     })),
     grantable.length ? h('span', { class: 'row' }, select,
       h('button', { class: 'secondary', onclick: () => attempt(() => api.post(`/api/users/${u.id}/roles`, { roleID: select.value }), redraw) }, `Give role to ${u.username}`)) : null);
+}
+
+/**
+ * How long ago a time was, in words.
+ * @param {number} seconds Unix seconds
+ */
+function age(seconds) {
+  const minutes = Math.max(0, Math.round((Date.now() / 1000 - seconds) / 60));
+  if (minutes < 1) return 'just now';
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.round(minutes / 60);
+  return hours < 48 ? `${hours} h ago` : `${Math.round(hours / 24)} days ago`;
 }
 
 // ------------------------------------------------------------------ plugins
