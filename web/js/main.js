@@ -10,7 +10,8 @@ import * as api from './api.js';
 import { h, replace, formatTime, safeUrl } from './dom.js';
 import { render, mentions } from './markdown.js';
 import { EventSocket } from './socket.js';
-import { drawAdmin, adminBusy, roleControls } from './admin.js';
+/** The Server view's module, loaded when first needed (most visits never open it). */
+const admin = () => import('./admin.js');
 
 /** Most messages kept in the DOM; older ones are dropped and fetched again when scrolled to. */
 const WINDOW = 300;
@@ -307,18 +308,19 @@ function redrawAdmin() {
  */
 async function drawAdminNow() {
   await loadGranted().catch(showError);
-  const admin = document.getElementById('admin');
+  const { drawAdmin, adminBusy } = await admin();
+  const view = document.getElementById('admin');
   // An open editing form is redrawn when it is saved or cancelled.
-  if (!admin || !state.adminOpen || adminBusy()) return;
+  if (!view || !state.adminOpen || adminBusy()) return;
   const active = document.activeElement;
-  if (active && admin.contains(active) && active.matches('input, textarea, select')) {
+  if (active && view.contains(active) && active.matches('input, textarea, select')) {
     if (!adminRedrawWaiting) {
       adminRedrawWaiting = true;
       active.addEventListener('blur', () => { adminRedrawWaiting = false; redrawAdmin(); }, { once: true });
     }
     return;
   }
-  await drawAdmin(admin, adminContext());
+  await drawAdmin(view, adminContext());
 }
 
 /** What the admin view needs of the client's state. */
@@ -834,7 +836,7 @@ async function showUser(id) {
         user.flair ? h('p', { class: 'flair' }, user.flair) : null,
         h('p', {}, user.online ? 'online' : 'offline'),
         state.me && (state.granted.grantRoles || state.granted.manageRoles)
-          ? roleControls(user, ordinary, adminContext(), () => showUser(id))
+          ? (await admin()).roleControls(user, ordinary, adminContext(), () => showUser(id))
           : h('ul', { class: 'roles', 'aria-label': 'Roles' },
             user.roleIDs.map((/** @type {string} */ r) => h('li', {}, state.roles.get(r)?.name ?? r)))));
   } catch (e) {
