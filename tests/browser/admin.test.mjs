@@ -260,6 +260,8 @@ test('bots: a license with chosen capabilities, its key shown once, revoked; eve
   await b.page.getByRole('button', { name: 'Copy key' }).waitFor();
   const { licenses } = await server.api('GET', '/api/licenses', undefined, bob);
   assert.deepEqual(licenses[0].capabilities, ['read', 'command', 'say']);
+  // Without manageServer: no list of other people's licenses.
+  assert.equal(await b.page.getByRole('heading', { name: 'Everyone else\'s licenses' }).count(), 0);
 
   // A bot connects: the count follows within the refresh.
   const botPage = await b.context.newPage();
@@ -269,6 +271,7 @@ test('bots: a license with chosen capabilities, its key shown once, revoked; eve
 
   const a = await loggedIn(chromium, server, 'alice');
   await open(a.page, 'Bots');
+  await a.page.getByRole('heading', { name: 'Everyone else\'s licenses' }).waitFor();
   const row = a.page.locator('li', { hasText: 'weather bot (bob)' });
   await row.getByRole('button', { name: 'Disable' }).click();
   await a.page.locator('li', { hasText: 'weather bot (bob)' }).getByText(/disabled/).waitFor();
