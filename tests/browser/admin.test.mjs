@@ -4,13 +4,11 @@
 // the request if it is sent anyway). Screenshots of the admin views go to docs/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Server, browser, loggedIn, axe, ROOT } from './harness.mjs';
+import { Server, browser, loggedIn, axe, examplePlugins, ROOT } from './harness.mjs';
 
-const plugins = mkdtempSync(join(tmpdir(), 'decentd-plugins-'));
-cpSync(join(ROOT, 'plugins/dist/dice'), join(plugins, 'dice'), { recursive: true });
+const plugins = examplePlugins(['dice']);
 const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==', 'base64');
 
 /** @type {Server} */

@@ -4,14 +4,10 @@
 // settings, and private answers to chat commands.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Server, browser, loggedIn, ROOT } from './harness.mjs';
+import { rmSync } from 'node:fs';
+import { Server, browser, loggedIn, examplePlugins } from './harness.mjs';
 
-/** The dice example plugin (built by plugins/build.sh, the test command's first step). */
-const plugins = mkdtempSync(join(tmpdir(), 'decentd-plugins-'));
-cpSync(join(ROOT, 'plugins/dist/dice'), join(plugins, 'dice'), { recursive: true });
+const plugins = examplePlugins(['dice']);
 
 /** @type {Server} */
 let server;

@@ -1,7 +1,7 @@
 // The one place browser tests start things: the real decentd binary on a free port with its
 // own data directory, and headless Chromium (Debian's) driven by playwright-core.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -142,4 +142,15 @@ export async function axe(page) {
       .filter((/** @type {any} */ v) => v.impact === 'serious' || v.impact === 'critical')
       .map((/** @type {any} */ v) => `${v.id}: ${v.nodes.map((/** @type {any} */ n) => n.target.join(' ')).join(', ')}`);
   });
+}
+
+/**
+ * A temporary plugins directory holding the named example plugins, as `plugins/build.sh`
+ * (the test command's first step) built them into `plugins/dist/`. Remove it when done.
+ * @param {string[]} names
+ */
+export function examplePlugins(names) {
+  const dir = mkdtempSync(join(tmpdir(), 'decentd-plugins-'));
+  for (const name of names) cpSync(join(ROOT, 'plugins/dist', name), join(dir, name), { recursive: true });
+  return dir;
 }
