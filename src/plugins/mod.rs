@@ -11,6 +11,7 @@
 //! failed call (trap, deadline, memory cap, bad answer) fails only itself; after
 //! `max-failures` in a row the plugin is disabled.
 
+mod actions;
 pub mod manifest;
 pub mod pool;
 pub mod runtime;
@@ -30,8 +31,9 @@ use crate::ids::now_ms;
 use crate::perms::{Permission, Requester};
 use crate::state::AppState;
 use crate::store::{InsertUserError, PluginRecord, UserRecord};
+use actions::{perform, perform_soon, Context};
 use decentd_protocol::chatbox::CommandText;
-use decentd_protocol::{to_decent_text, Action, CommandEvent, PendingMessage, PluginInput, EVENTS};
+use decentd_protocol::{Action, CommandEvent, PendingMessage, PluginInput, EVENTS};
 use manifest::{Capability, Manifest};
 use pool::{CallPool, PoolError};
 use runtime::{CallError, Instances, Runtime};
@@ -156,15 +158,6 @@ impl Plugin {
             Err(format!("needs the {} capability", needs.key()))
         }
     }
-}
-
-/// Where an answer's actions apply.
-#[derive(Debug, Clone, Copy, Default)]
-struct Context {
-    channel: Option<u64>,
-    invoker: Option<u64>,
-    /// Owner-only command: every answer is private to the invoker.
-    private: bool,
 }
 
 /// All plugins.
@@ -679,135 +672,6 @@ async fn ensure_bot(state: &AppState, name: &str) -> Result<PluginRecord, String
         "created the plugin's bot user"
     );
     Ok(record)
-}
-
-/// Performs actions in the background (they may write to storage).
-fn perform_soon(
-    state: &Arc<AppState>,
-    plugin: &Arc<Plugin>,
-    actions: Vec<Action>,
-    context: Context,
-) {
-    if actions.is_empty() {
-        return;
-    }
-    let (state, plugin) = (state.clone(), plugin.clone());
-    actix_web::rt::spawn(async move { perform(&state, &plugin, actions, context).await });
-}
-
-/// Carries out a plugin's actions (already allowed by its capabilities).
-async fn perform(state: &AppState, plugin: &Plugin, actions: Vec<Action>, context: Context) {
-    for action in actions {
-        let result = match action {
-            Action::Say {
-                text, mode, name, ..
-            } if context.private => match context.invoker {
-                Some(user) => tell(
-                    state,
-                    plugin,
-                    user,
-                    &to_decent_text(mode, &text),
-                    name.as_deref(),
-                    context.channel,
-                ),
-                None => Ok(()),
-            },
-            Action::Say {
-                text,
-                channel,
-                mode,
-                ..
-            } => {
-                say(
-                    state,
-                    plugin,
-                    channel.as_deref(),
-                    context.channel,
-                    &to_decent_text(mode, &text),
-                )
-                .await
-            }
-            Action::Tell {
-                user,
-                text,
-                mode,
-                name,
-            } => match state.user_named(&user).ok().flatten().map(|u| u.id) {
-                Some(id) => tell(
-                    state,
-                    plugin,
-                    id,
-                    &to_decent_text(mode, &text),
-                    name.as_deref(),
-                    context.channel,
-                ),
-                None => Err(format!("no user {user:?}")),
-            },
-            Action::Delete { message_id } => delete(state, &message_id).await,
-            Action::Accept | Action::Reject { .. } | Action::Rewrite { .. } => Ok(()),
-        };
-        if let Err(e) = result {
-            tracing::warn!(plugin = plugin.name(), error = e, "plugin action failed");
-        }
-    }
-}
-
-/// A private message to one user's sockets: the `plugin/tell` WebSocket event, with the
-/// sender `name` the plugin chose (`null`: none).
-fn tell(
-    state: &AppState,
-    plugin: &Plugin,
-    user: u64,
-    text: &str,
-    name: Option<&str>,
-    channel: Option<u64>,
-) -> Result<(), String> {
-    state.bus.emit(
-        "plugin/tell",
-        json!({
-            "plugin": plugin.name(),
-            "name": name,
-            "text": text,
-            "channelID": channel.map(|c| c.to_string()),
-        }),
-        Audience::User(user),
-    );
-    Ok(())
-}
-
-async fn say(
-    state: &AppState,
-    plugin: &Plugin,
-    channel: Option<&str>,
-    default: Option<u64>,
-    text: &str,
-) -> Result<(), String> {
-    let channel = match channel {
-        Some(raw) => raw
-            .parse::<u64>()
-            .map_err(|_| format!("bad channel {raw:?}"))?,
-        None => default.ok_or("say without a channel")?,
-    };
-    crate::domain::validate_message_text(text, state.config.max_message_length)
-        .map_err(|e| e.to_string())?;
-    let bot = state
-        .store
-        .user(plugin.bot_user)
-        .map_err(|e| e.to_string())?
-        .ok_or("the bot user is gone")?;
-    crate::api::messages::store_message(state, &bot, channel, text.to_owned(), false)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-async fn delete(state: &AppState, message_id: &str) -> Result<(), String> {
-    let id = message_id
-        .parse::<u64>()
-        .map_err(|_| format!("bad message ID {message_id:?}"))?;
-    crate::api::messages::delete_message(state, id)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 /// A plugin's worker: its events and commands, one call at a time, in order.
