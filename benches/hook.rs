@@ -19,7 +19,7 @@ use decentd_protocol::{ChatUser, PendingMessage, PluginInput};
 
 mod support;
 
-use support::{env_or, seed, start_server, wrk, Run};
+use support::{env_or, percentile, seed, start_server, wrk, Run};
 
 fn word_filter() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/dist/word-filter");
@@ -28,10 +28,6 @@ fn word_filter() -> PathBuf {
         std::process::exit(1);
     }
     dir
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn in_process(dir: &Path) {

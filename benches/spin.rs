@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{env_or, restart_server, seed, start_server};
+use support::{env_or, percentile, restart_server, seed, start_server};
 
 const MODULE: &str = r#"(module
   (memory (export "memory") 1)
@@ -34,10 +34,6 @@ const MODULE: &str = r#"(module
 const MANIFEST: &str = "name = \"spin\"\nversion = \"1.0.0\"\nmodule = \"plugin.wat\"\n\
     hooks = [\"message/before-store\"]\ncapabilities = [\"read-messages\", \"moderate\"]\n\
     [limits]\nhook-ms = 1000\nmax-failures = 1000000\n";
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
 
 /// GET /api every 10 ms for `seconds`; the sorted latencies in ms.
 async fn probe(http: &reqwest::Client, addr: &str, seconds: u64) -> Vec<f64> {
@@ -162,15 +158,7 @@ fn main() {
         for t in tasks {
             posts += t.await.unwrap();
         }
-        let plugins: Value = http
-            .get(format!("http://{addr}/api/plugins"))
-            .header("X-Session-ID", &session)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let plugins = get_json(&http, &format!("http://{addr}/api/plugins"), &session).await;
         let stats = &plugins["plugins"][0]["stats"];
 
         println!(
@@ -192,15 +180,25 @@ fn main() {
     });
 }
 
-/// The seeding session still works after the restart.
-async fn check_session(http: &reqwest::Client, addr: &str, session: &str) {
-    let res: Value = http
-        .get(format!("http://{addr}/api/sessions/{session}"))
+/// A GET with a session, as JSON.
+async fn get_json(http: &reqwest::Client, url: &str, session: &str) -> Value {
+    http.get(url)
+        .header("X-Session-ID", session)
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The seeding session still works after the restart.
+async fn check_session(http: &reqwest::Client, addr: &str, session: &str) {
+    let res = get_json(
+        http,
+        &format!("http://{addr}/api/sessions/{session}"),
+        session,
+    )
+    .await;
     assert!(res.get("error").is_none(), "{res}");
 }

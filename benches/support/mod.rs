@@ -234,3 +234,8 @@ pub fn wrk(script: &Path, url: &str, seconds: u64) -> Run {
     assert!(run.rps > 0.0, "wrk produced no figures:\n{text}");
     run
 }
+
+/// The value at fraction `p` (0..=1) of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
