@@ -237,18 +237,29 @@ fn update_record<T: Serialize + serde::de::DeserializeOwned>(
 
 impl Store {
     /// Opens (or creates) the database in `dir`, with a page cache of `cache_bytes`.
+    ///
+    /// A directory locked by another open waits up to two seconds before the open is refused:
+    /// sled's background writers release the lock a moment after the last handle of a closed
+    /// database is dropped, and a restarted service may start while the old process still exits.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked(dir.to_path_buf())
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir.join("db"))
+                .cache_capacity(cache_bytes)
+                .open();
+            match opened {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::Locked(dir.to_path_buf()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                other => StoreError::Sled(other),
-            })?;
+                Err(other) => return Err(StoreError::Sled(other)),
+            }
+        };
         let tree = |name: &str| db.open_tree(name);
         let users = tree("users")?;
         let roles = tree("roles")?;
