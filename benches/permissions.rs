@@ -6,8 +6,8 @@
 //! storage for 100,000 users.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use decentd::perms::{ChannelOverrides, Permission, PermissionIndex, PermissionSet, Requester};
-use decentd::state::load_permission_index;
+use decentd::perms::{Change, ChannelOverrides, Permission, PermissionIndex, PermissionSet, Requester};
+use decentd::chat::load_permission_index;
 use decentd::store::{RoleRecord, Store, UserRecord};
 use std::time::Duration;
 
@@ -78,7 +78,10 @@ fn server() -> PermissionIndex {
                 );
             }
         }
-        index.set_channel_overrides(channel, o);
+        index.apply(Change::SetChannelOverrides {
+            channel,
+            overrides: o,
+        });
     }
     index
 }

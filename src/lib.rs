@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod chat;
 pub mod chatbox;
 pub mod config;
 pub mod domain;
@@ -18,7 +19,6 @@ pub mod params;
 pub mod perms;
 pub mod plugins;
 pub mod startup;
-pub mod state;
 pub mod store;
 pub mod web;
 pub mod ws;

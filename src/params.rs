@@ -20,27 +20,16 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::auth::session_key;
+use crate::chat::sessions::resolve;
+pub use crate::chat::sessions::Session;
+use crate::chat::Chat;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::ids::now_ms;
 use crate::perms::Requester;
-use crate::state::AppState;
-use crate::store::{SessionKey, SessionRecord, UserRecord};
 
 /// The name of the session parameter in the query and the body.
 const SESSION_PARAM: &str = "sessionID";
 /// The session header (header names are case-insensitive).
 const SESSION_HEADER: &str = "x-session-id";
-
-/// A valid session presented with a request.
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// The session ID as the client sent it.
-    pub id: String,
-    pub key: SessionKey,
-    pub record: SessionRecord,
-    pub user: UserRecord,
-}
 
 /// Typed access to request parameters.
 #[derive(Debug, Clone, Default)]
@@ -95,7 +84,7 @@ impl ApiRequest {
         query: &str,
         body: &[u8],
         session_headers: &[&[u8]],
-        state: &AppState,
+        state: &Chat,
     ) -> ApiResult<Self> {
         let mut values = parse_query(query)?;
         let mut from_query: HashSet<String> = values.keys().cloned().collect();
@@ -141,24 +130,9 @@ impl ApiRequest {
     }
 }
 
-/// Looks a session ID up: unknown, expired, or belonging to a deleted user is INVALID_SESSION_ID.
-pub fn resolve_session(id: String, state: &AppState) -> ApiResult<Session> {
-    let key = session_key(&id);
-    let record = state
-        .store
-        .session(&key)?
-        .filter(|s| s.expires_ms > now_ms())
-        .ok_or_else(ApiError::invalid_session)?;
-    let user = state
-        .store
-        .user(record.user_id)?
-        .ok_or_else(ApiError::invalid_session)?;
-    Ok(Session {
-        id,
-        key,
-        record,
-        user,
-    })
+/// Looks a session ID up (`chat::sessions::resolve`).
+pub fn resolve_session(id: String, state: &Chat) -> ApiResult<Session> {
+    resolve(state, id)
 }
 
 fn parse_query(query: &str) -> ApiResult<Map<String, Value>> {
@@ -407,7 +381,7 @@ impl FromRequest for ApiRequest {
         let payload = payload.take();
         Box::pin(async move {
             let state = req
-                .app_data::<web::Data<AppState>>()
+                .app_data::<web::Data<Chat>>()
                 .ok_or_else(|| ApiError::internal("application state is missing"))?
                 .clone();
             let body = read_body(&req, payload, state.config.body_limit).await?;

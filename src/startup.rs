@@ -8,13 +8,54 @@ use actix_http::{HttpService, Protocol};
 use actix_service::{fn_service, ServiceFactoryExt};
 use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::{from_fn, NormalizePath, TrailingSlash};
-use actix_web::{web, App};
+use actix_web::{guard, web, App};
+use std::sync::Arc;
 
+use crate::chat::{grant_admin, Chat, StartupError};
+use crate::chatbox::{BotDoor, Gateway};
 use crate::config::{MakeAdminArgs, ServerConfig};
-use crate::net::TimedStream;
-use crate::state::{grant_admin, AppState, StartupError};
+use crate::net::{is_websocket_upgrade, TimedStream};
+use crate::plugins::PluginHost;
 use crate::store::Store;
+use crate::ws::WsDoor;
 use crate::{api, logging};
+
+/// Every door's routes: `/` (the WebSocket, the web client, or the instance details as JSON),
+/// the web client's files, the chatbox gateway under `/v2`, and the HTTP API.
+fn doors(cfg: &mut web::ServiceConfig) {
+    use crate::chatbox::socket as chatbox;
+    cfg.service(
+        web::resource("/")
+            .route(
+                web::get()
+                    .guard(guard::fn_guard(|ctx| is_websocket_upgrade(ctx.head())))
+                    .to(crate::ws::upgrade),
+            )
+            .route(
+                web::get()
+                    .guard(guard::fn_guard(|ctx| crate::web::wants_json(ctx.head())))
+                    .to(api::meta::instance),
+            )
+            .route(web::get().to(crate::web::index))
+            .default_service(web::to(crate::net::not_found)),
+    )
+    // The embedded web client's files.
+    .service(web::resource("/app/{path:.*}").route(web::get().to(crate::web::file)))
+    // The chatbox bot gateway (extension): `/v2/guest`, `/v2/:licenseKey`, and a closing
+    // packet for any other /v2 path.
+    .service(
+        web::scope("/v2")
+            .service(web::resource("/guest").route(web::get().to(chatbox::guest)))
+            .service(web::resource("/{key}").route(web::get().to(chatbox::connect)))
+            .default_service(web::to(chatbox::unsupported)),
+    )
+    .service(
+        web::resource("/v2")
+            .route(web::get().to(chatbox::unsupported))
+            .default_service(web::to(crate::net::not_found)),
+    )
+    .configure(api::configure);
+}
 
 /// Runs the server until a stop signal. Must run inside an actix system.
 pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
@@ -29,28 +70,48 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
         "starting decentd {}",
         env!("CARGO_PKG_VERSION")
     );
-    let state = web::Data::new(AppState::open(config)?);
+    // The core, then each door attached to it.
+    let chat = Arc::new(Chat::open(config)?);
+    let state = chat.clone();
     let interrupted = api::uploads::remove_interrupted_uploads(&state.config.data)?;
     if interrupted > 0 {
         tracing::info!(interrupted, "removed uploads a crash interrupted");
     }
-    crate::ws::hub::start_fanout(&state.clone().into_inner())?;
-    actix_web::rt::spawn(crate::plugins::dispatch(state.clone().into_inner()));
-    actix_web::rt::spawn(crate::chatbox::dispatch(state.clone().into_inner()));
+    let plugins = PluginHost::new(chat.config.plugins.clone(), &chat.store.plugin_records()?);
+    chat.attach_plugins(plugins.clone());
+    let gateway = Arc::new(Gateway::default());
+    chat.attach_bots(gateway.clone());
+    let ws = Arc::new(WsDoor {
+        chat: chat.clone(),
+        hub: crate::ws::hub::Hub::new(chat.config.workers),
+    });
+    let bots = Arc::new(BotDoor {
+        chat: chat.clone(),
+        gateway: gateway.clone(),
+    });
+    crate::ws::hub::start_fanout(&ws)?;
+    actix_web::rt::spawn(crate::plugins::dispatch(chat.clone(), plugins.clone()));
+    actix_web::rt::spawn(crate::chatbox::dispatch(chat.clone(), gateway.clone()));
     actix_web::rt::spawn(crate::net::summarize_failed_connections());
     actix_web::rt::spawn(crate::memory::report_periodically());
-    crate::plugins::PluginHost::load_all(&state.clone().into_inner()).await;
-    let app_state = state.clone();
+    plugins.load_all(&chat).await;
+    let (chat_data, ws_data, bots_data) = (
+        web::Data::from(chat.clone()),
+        web::Data::from(ws),
+        web::Data::from(bots),
+    );
     let app = move || {
         App::new()
-            .app_data(app_state.clone())
+            .app_data(chat_data.clone())
+            .app_data(ws_data.clone())
+            .app_data(bots_data.clone())
             .wrap(from_fn(crate::net::limit_body_reads))
             .wrap(from_fn(logging::log_request))
-            .wrap(cors(&app_state.config.cors_origins))
+            .wrap(cors(&chat_data.config.cors_origins))
             // One rule for every route: a trailing slash names the same route.
             .wrap(NormalizePath::new(TrailingSlash::Trim))
-            .configure(api::configure)
-            .default_service(web::to(api::not_found))
+            .configure(doors)
+            .default_service(web::to(crate::net::not_found))
     };
     // actix-web's HttpServer, assembled by hand to add the upgrade service: WebSocket upgrade
     // requests still go through the app, but their connections are handed over to us
@@ -77,7 +138,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
                     async move { stopping.notified().await }
                 })
                 .local_addr(addr)
-                .upgrade(crate::ws::upgrade::service(for_app(app())))
+                .upgrade(crate::net::upgrade::service(for_app(app())))
                 .finish(for_app(app()));
             let stall_budget = stall_budget.clone();
             fn_service(move |stream: tokio::net::TcpStream| {
@@ -115,7 +176,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     let handle = server.handle();
     tokio::pin!(server);
     let mut signals = Signals::install();
-    let mut restart = state.chatbox.restart.subscribe();
+    let mut restart = state.restart.subscribe();
     let grace = state.config.restart_grace;
     let why = loop {
         let due = restart.borrow_and_update().as_ref().map(|r| r.at_ms);
@@ -140,9 +201,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
                     break Some(signal);
                 }
                 tracing::info!(signal, seconds = grace.as_secs(), "stopping after the restart grace period; signal again to stop now");
-                crate::chatbox::schedule_restart(
+                crate::chat::restart::schedule(
                     &state,
-                    crate::chatbox::Restart::new("automatic", grace.as_secs()),
+                    crate::chat::Restart::new("automatic", grace.as_secs()),
                 );
             }
             _ = restart.changed() => {}

@@ -146,17 +146,17 @@ pub async fn file(req: HttpRequest, path: web::Path<String>) -> HttpResponse {
 }
 
 /// The client's page, for `GET /` from a browser.
-pub fn index(req: &HttpRequest) -> HttpResponse {
+pub async fn index(req: HttpRequest) -> HttpResponse {
     let asset = assets()
         .iter()
         .find(|a| a.path == "index.html")
         .expect("index.html is embedded");
-    serve(req, asset)
+    serve(&req, asset)
 }
 
 /// Whether a request to `/` asks for JSON rather than a page: an `Accept` that names
 /// `application/json` and not `text/html`.
-pub fn wants_json(req: &HttpRequest) -> bool {
+pub fn wants_json(req: &actix_web::dev::RequestHead) -> bool {
     let accept = req
         .headers()
         .get(header::ACCEPT)

@@ -1,8 +1,9 @@
-//! HTTP routes under `/api` (and `/`), one module per resource.
+//! The HTTP door: routes under `/api` and `/uploads`, one module per resource.
 //!
-//! Handlers read parse → authorize → act → emit → respond. Parameters and sessions come from
-//! `params::ApiRequest`; errors are `error::ApiError`. Unknown `/api` routes, and known routes
-//! with an unsupported method, answer NOT_FOUND as JSON; anything else unknown is a plain 404.
+//! Handlers parse (`params::ApiRequest`), call a use case of the core (`chat`) with the caller
+//! and plain values, and render its answer as JSON; errors are `error::ApiError`. Unknown
+//! `/api` routes, and known routes with an unsupported method, answer NOT_FOUND as JSON;
+//! anything else unknown is a plain 404 (`net::not_found`).
 
 pub mod channels;
 pub mod emotes;
@@ -15,11 +16,12 @@ pub mod sessions;
 pub mod uploads;
 pub mod users;
 
-use actix_web::{guard, web, HttpRequest, HttpResponse, Resource, Scope};
+use actix_web::{web, HttpResponse, Resource, Scope};
 use serde::Serialize;
 
-use crate::chatbox::socket as chatbox;
-use crate::error::ApiError;
+use crate::chat::Caller;
+use crate::net::not_found;
+use crate::params::ApiRequest;
 
 /// A resource whose unsupported methods fall through to `not_found`.
 fn resource(path: &str) -> Resource {
@@ -31,29 +33,9 @@ fn scope(path: &str) -> Scope {
     web::scope(path).default_service(web::to(not_found))
 }
 
-/// Registers every route.
+/// Registers every route of the HTTP API.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        resource("/")
-            .route(
-                web::get()
-                    .guard(guard::fn_guard(|ctx| is_websocket_upgrade(ctx.head())))
-                    .to(crate::ws::upgrade),
-            )
-            .route(web::get().to(meta::index)),
-    )
-    // The embedded web client's files.
-    .service(web::resource("/app/{path:.*}").route(web::get().to(crate::web::file)))
-    // The chatbox bot gateway (extension): `/v2/guest`, `/v2/:licenseKey`, and a closing
-    // packet for any other /v2 path.
-    .service(
-        web::scope("/v2")
-            .service(web::resource("/guest").route(web::get().to(chatbox::guest)))
-            .service(web::resource("/{key}").route(web::get().to(chatbox::connect)))
-            .default_service(web::to(chatbox::unsupported)),
-    )
-    .service(resource("/v2").route(web::get().to(chatbox::unsupported)))
-    .service(resource("/api").route(web::get().to(meta::api_info)))
+    cfg.service(resource("/api").route(web::get().to(meta::api_info)))
     .service(
         resource("/api/settings")
             .route(web::get().to(meta::get_settings))
@@ -90,7 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/{id}/mark-read").route(web::post().to(channels::mark_read)))
             .service(
                 resource("/{id}/role-permissions")
-                    .route(web::get().to(channels::get_role_permissions))
+                    .route(web::get().to(channels::role_permissions))
                     .route(web::patch().to(channels::set_role_permissions)),
             )
             .service(
@@ -158,7 +140,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(
                 resource("/order")
-                    .route(web::get().to(roles::get_order))
+                    .route(web::get().to(roles::order))
                     .route(web::patch().to(roles::set_order)),
             )
             .service(
@@ -202,32 +184,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Whether a request asks for a WebSocket upgrade.
-pub fn is_websocket_upgrade(head: &actix_web::dev::RequestHead) -> bool {
-    head.headers()
-        .get(actix_web::http::header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-}
-
-/// The fallback for every unknown route or method.
-pub async fn not_found(req: HttpRequest) -> HttpResponse {
-    let path = req.path();
-    if path == "/api" || path.starts_with("/api/") {
-        actix_web::ResponseError::error_response(&ApiError::not_found("API route"))
-    } else {
-        HttpResponse::NotFound()
-            .content_type("text/plain; charset=utf-8")
-            .body("404 Not Found\n")
-    }
-}
-
 /// A 200 response with a JSON body.
 pub fn ok(body: impl Serialize) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
 
-/// Parses an id from the URL; a malformed id names nothing, so it is NOT_FOUND.
-pub fn path_id(raw: &str, what: &str) -> Result<u64, ApiError> {
-    crate::ids::parse_id(raw).ok_or_else(|| ApiError::not_found(what))
+/// The caller of a request.
+pub fn caller(req: &ApiRequest) -> Caller<'_> {
+    Caller::from_session(req.session())
 }

@@ -19,7 +19,7 @@ use crate::domain::ImageFormat;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::params::{resolve_session, ApiRequest, Session};
 use crate::perms::{Permission, Requester};
-use crate::state::AppState;
+use crate::chat::Chat;
 
 /// Room for multipart framing and small fields on top of the image itself.
 const FORM_OVERHEAD: usize = 64 * 1024;
@@ -154,7 +154,7 @@ async fn read_small_field(field: &mut Field, max: usize) -> ApiResult<String> {
     String::from_utf8(bytes).map_err(|_| ApiError::invalid_type("sessionID", "a session ID"))
 }
 
-fn require_upload_permission(state: &AppState, session: Option<&Session>) -> ApiResult<()> {
+fn require_upload_permission(state: &Chat, session: Option<&Session>) -> ApiResult<()> {
     let session = session.ok_or_else(ApiError::login_required)?;
     state.require(Requester::User(session.user.id), Permission::UploadImages)
 }
@@ -162,7 +162,7 @@ fn require_upload_permission(state: &AppState, session: Option<&Session>) -> Api
 /// `POST /api/upload-image`: multipart form with an `image` field. The session may come from
 /// the query, the `X-Session-ID` header, or a `sessionID` field placed before the image.
 pub async fn upload(
-    state: web::Data<AppState>,
+    state: web::Data<Chat>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> ApiResult<HttpResponse> {
@@ -253,7 +253,7 @@ fn served_format(name: &str) -> Option<ImageFormat> {
 }
 
 /// `GET /uploads/:name`
-pub async fn serve(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+pub async fn serve(state: web::Data<Chat>, path: web::Path<String>) -> HttpResponse {
     let not_found = || {
         HttpResponse::NotFound()
             .content_type("text/plain; charset=utf-8")

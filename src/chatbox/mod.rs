@@ -12,7 +12,6 @@
 //!   once, or queued for a worker that sends them in order at their slots.
 //! - Restarts: a scheduled graceful stop is announced to every bot and cancelled the same way.
 
-pub mod licenses;
 pub mod limiter;
 pub mod socket;
 
@@ -28,7 +27,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::events::{Audience, Event};
 use crate::ids::{iso8601, now_ms};
 use crate::perms::{Permission, Requester};
-use crate::state::AppState;
+use crate::chat::{licenses, Bots, Chat, Restart};
 use crate::store::UserRecord;
 use decentd_protocol::chatbox::{
     parse_command, plain_text, rendered_text, BotRequest, Capability, ChatEvent, CloseReason,
@@ -37,29 +36,25 @@ use decentd_protocol::chatbox::{
 use decentd_protocol::ChatUser;
 use limiter::{Admit, Limiter};
 
+/// The bot gateway's door: the core and the connections.
+#[derive(Debug)]
+pub struct BotDoor {
+    pub chat: Arc<Chat>,
+    pub gateway: Arc<Gateway>,
+}
+
+impl std::ops::Deref for BotDoor {
+    type Target = Chat;
+    fn deref(&self) -> &Chat {
+        &self.chat
+    }
+}
+
 /// Packets queued for one bot before it is dropped as too slow.
 pub const BOT_QUEUE: usize = 256;
 
-/// Who is connected: a license (with its owner and effective capabilities) or a guest.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub license: Option<u64>,
-    pub owner: Option<UserRecord>,
-    /// Capability bits, already clamped to what the owner may do now.
-    pub capabilities: u8,
-}
+pub use crate::chat::licenses::Identity;
 
-impl Identity {
-    pub fn has(&self, capability: Capability) -> bool {
-        self.capabilities & capability.bit() != 0
-    }
-
-    fn requester(&self) -> Requester {
-        self.owner
-            .as_ref()
-            .map_or(Requester::Guest, |o| Requester::User(o.id))
-    }
-}
 
 /// Tells a connection to close, once, with a reason.
 #[derive(Debug, Default)]
@@ -105,38 +100,17 @@ pub struct Registration {
     pub kick: Arc<Kick>,
 }
 
-/// A scheduled graceful stop, as announced to bots.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Restart {
-    /// `"manual"` (scheduled over HTTP) or `"automatic"` (a stop signal with a grace period).
-    pub kind: &'static str,
-    pub seconds: u64,
-    pub scheduled_ms: u64,
-    pub at_ms: u64,
-}
-
-impl Restart {
-    pub fn new(kind: &'static str, seconds: u64) -> Self {
-        let now = now_ms();
-        Self {
-            kind,
-            seconds,
-            scheduled_ms: now,
-            at_ms: now + seconds * 1000,
-        }
-    }
-
-    fn packet(&self) -> ServerPacket {
-        event_packet(
-            ChatEvent::ServerRestartScheduled {
-                restart_type: self.kind.into(),
-                restart_seconds: self.seconds,
-                restart_at: iso8601(self.at_ms),
-            },
-            self.scheduled_ms,
-            None,
-        )
-    }
+/// A scheduled stop as a chatbox event.
+pub fn restart_packet(restart: &Restart) -> ServerPacket {
+    event_packet(
+        ChatEvent::ServerRestartScheduled {
+            restart_type: restart.kind.into(),
+            restart_seconds: restart.seconds,
+            restart_at: iso8601(restart.at_ms),
+        },
+        restart.scheduled_ms,
+        None,
+    )
 }
 
 /// One license's rate limit and the worker that sends its queued messages.
@@ -181,8 +155,6 @@ pub struct Gateway {
     conns: RwLock<HashMap<u64, Conn>>,
     next_id: AtomicU64,
     lanes: Mutex<HashMap<u64, Arc<Lane>>>,
-    /// The announced restart; the serve loop watches it.
-    pub restart: tokio::sync::watch::Sender<Option<Restart>>,
 }
 
 impl Gateway {
@@ -302,7 +274,7 @@ impl Gateway {
     }
 
     /// The rate-limit lane of a license (created on first use).
-    fn lane(&self, state: &Arc<AppState>, license: u64) -> Arc<Lane> {
+    fn lane(&self, state: &Arc<Chat>, license: u64) -> Arc<Lane> {
         let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
         lanes
             .entry(license)
@@ -323,7 +295,7 @@ impl Gateway {
 }
 
 /// Whether an identity may see events of a channel, memoized per owner for one event.
-fn reader(state: &AppState, channel: u64) -> impl FnMut(&Identity) -> bool + '_ {
+fn reader(state: &Chat, channel: u64) -> impl FnMut(&Identity) -> bool + '_ {
     let mut seen: HashMap<Option<u64>, bool> = HashMap::new();
     move |identity: &Identity| {
         let owner = identity.owner.as_ref().map(|o| o.id);
@@ -349,13 +321,13 @@ fn id_at(value: &Value, pointer: &str) -> Option<u64> {
 }
 
 /// A user as bots see them, by ID (None if the user is gone).
-fn chat_user_by_id(state: &AppState, id: u64) -> Option<ChatUser> {
+fn chat_user_by_id(state: &Chat, id: u64) -> Option<ChatUser> {
     let user = state.store.user(id).ok()??;
     Some(state.chat_user(&user))
 }
 
 /// The `players` packet: every online user.
-pub fn players(state: &AppState) -> ServerPacket {
+pub fn players(state: &Chat) -> ServerPacket {
     let mut players: Vec<ChatUser> = state
         .presence
         .online()
@@ -370,7 +342,7 @@ pub fn players(state: &AppState) -> ServerPacket {
 }
 
 /// A chat event from a `message/new` or `message/edit` payload, with its channel.
-fn chat_event(state: &AppState, message: &Value, edited: bool) -> Option<(u64, ServerPacket)> {
+fn chat_event(state: &Chat, message: &Value, edited: bool) -> Option<(u64, ServerPacket)> {
     let author = id_at(message, "/authorID")?; // system messages have no author: not chat
     let channel = id_at(message, "/channelID")?;
     let text = message.get("text")?.as_str()?;
@@ -419,8 +391,7 @@ fn chat_event(state: &AppState, message: &Value, edited: bool) -> Option<(u64, S
 }
 
 /// Turns one bus event into bot packets.
-fn on_event(state: &AppState, event: &Event) {
-    let gateway = &state.chatbox;
+fn on_event(state: &Chat, gateway: &Gateway, event: &Event) {
     match event.name {
         "user/delete" => {
             // Their licenses went with the user record; end the connections that used them.
@@ -469,11 +440,11 @@ fn on_event(state: &AppState, event: &Event) {
 }
 
 /// Feeds bus events to bots until the bus closes.
-pub async fn dispatch(state: Arc<AppState>) {
-    let mut events = state.bus.subscribe();
+pub async fn dispatch(state: Arc<Chat>, gateway: Arc<Gateway>) {
+    let mut events = state.subscribe();
     loop {
         match events.recv().await {
-            Ok(event) => on_event(&state, &event),
+            Ok(event) => on_event(&state, &gateway, &event),
             Err(RecvError::Lagged(missed)) => {
                 tracing::error!(missed, "the chatbox dispatcher fell behind the event bus");
             }
@@ -482,62 +453,59 @@ pub async fn dispatch(state: Arc<AppState>) {
     }
 }
 
-/// Hands a chat command to bots: public commands to every bot with `command` whose owner may
-/// read the channel, owner-only commands only to the invoker's own bots. Returns how many
-/// connections got it.
-pub fn command(state: &AppState, user: &UserRecord, channel: u64, command: &CommandText) -> usize {
-    let packet = event_packet(
-        ChatEvent::Command {
-            user: state.chat_user(user),
-            command: command.name.clone(),
-            args: command.args.clone(),
-            owner_only: command.owner_only,
-        },
-        now_ms(),
-        Some(channel),
-    );
-    let mut may_read = reader(state, channel);
-    let mut delivered = 0;
-    state.chatbox.send(
-        || packet,
-        |who| {
-            let wanted = who.has(Capability::Command)
-                && (!command.owner_only || who.owner.as_ref().map(|o| o.id) == Some(user.id))
-                && may_read(who);
-            delivered += usize::from(wanted);
-            wanted
-        },
-    );
-    delivered
-}
+impl Bots for Gateway {
+    /// Hands a chat command to bots: public commands to every bot with `command` whose owner
+    /// may read the channel, owner-only commands only to the invoker's own bots. Returns how
+    /// many connections got it.
+    fn command(&self, state: &Chat, user: &UserRecord, channel: u64, command: &CommandText) -> usize {
+        let packet = event_packet(
+            ChatEvent::Command {
+                user: state.chat_user(user),
+                command: command.name.clone(),
+                args: command.args.clone(),
+                owner_only: command.owner_only,
+            },
+            now_ms(),
+            Some(channel),
+        );
+        let mut may_read = reader(state, channel);
+        let mut delivered = 0;
+        self.send(
+            || packet,
+            |who| {
+                let wanted = who.has(Capability::Command)
+                    && (!command.owner_only || who.owner.as_ref().map(|o| o.id) == Some(user.id))
+                    && may_read(who);
+                delivered += usize::from(wanted);
+                wanted
+            },
+        );
+        delivered
+    }
 
-/// Announces a graceful stop in `seconds` to every bot (and to the serve loop, which stops the
-/// server then).
-pub fn schedule_restart(state: &AppState, restart: Restart) {
-    tracing::info!(
-        kind = restart.kind,
-        seconds = restart.seconds,
-        "server restart scheduled"
-    );
-    state.chatbox.send(|| restart.packet(), |_| true);
-    state.chatbox.restart.send_replace(Some(restart));
-}
+    fn connections_of(&self, license: u64) -> usize {
+        Gateway::connections_of(self, license)
+    }
 
-/// Cancels the scheduled stop; false if none was scheduled.
-pub fn cancel_restart(state: &AppState) -> bool {
-    let Some(restart) = state.chatbox.restart.send_replace(None) else {
-        return false;
-    };
-    tracing::info!(kind = restart.kind, "server restart cancelled");
-    let packet = event_packet(
-        ChatEvent::ServerRestartCancelled {
-            restart_type: restart.kind.into(),
-        },
-        now_ms(),
-        None,
-    );
-    state.chatbox.send(|| packet, |_| true);
-    true
+    fn kick_license(&self, license: u64, reason: CloseReason) {
+        Gateway::kick_license(self, license, reason)
+    }
+
+    /// Announces a graceful stop to every bot.
+    fn restart_scheduled(&self, restart: &Restart) {
+        self.send(|| restart_packet(restart), |_| true);
+    }
+
+    fn restart_cancelled(&self, restart: &Restart) {
+        let packet = event_packet(
+            ChatEvent::ServerRestartCancelled {
+                restart_type: restart.kind.into(),
+            },
+            now_ms(),
+            None,
+        );
+        self.send(|| packet, |_| true);
+    }
 }
 
 /// A refusal with an optional message other than the documented one.
@@ -545,7 +513,7 @@ pub type Refused = (ErrorKind, Option<String>);
 
 /// The channel a `say` goes to: the one named (ID or name), else the configured default, else
 /// the oldest channel the owner may post in.
-fn say_channel(state: &AppState, owner: &UserRecord, named: Option<&str>) -> Result<u64, Refused> {
+fn say_channel(state: &Chat, owner: &UserRecord, named: Option<&str>) -> Result<u64, Refused> {
     let who = Requester::User(owner.id);
     let may_post = |channel: u64| {
         state.can_read(who, channel)
@@ -591,7 +559,7 @@ fn say_channel(state: &AppState, owner: &UserRecord, named: Option<&str>) -> Res
 }
 
 /// The online user a `tell` names (by the UUID of its user object, ID or username).
-fn tell_target(state: &AppState, user: &str) -> Result<u64, Refused> {
+fn tell_target(state: &Chat, user: &str) -> Result<u64, Refused> {
     state
         .user_named(user)
         .ok()
@@ -603,7 +571,7 @@ fn tell_target(state: &AppState, user: &str) -> Result<u64, Refused> {
 
 /// Checks a request against the current state of the server.
 fn prepare(
-    state: &AppState,
+    state: &Chat,
     identity: &Identity,
     request: BotRequest,
 ) -> Result<Prepared, Refused> {
@@ -641,7 +609,7 @@ fn prepare(
 
 /// Carries out a prepared request as the license owner.
 async fn execute(
-    state: &Arc<AppState>,
+    state: &Arc<Chat>,
     identity: &Identity,
     action: Prepared,
 ) -> Result<(), Refused> {
@@ -656,17 +624,11 @@ async fn execute(
     } = action;
     match target {
         Target::Channel(channel) => {
-            let text = if state.plugins.has_hooks() {
-                state
-                    .plugins
-                    .before_store(state, &owner, channel, None, text)
-                    .await
-                    .map_err(|e| (ErrorKind::UnknownError, Some(e.message)))?
-            } else {
-                text
-            };
+            let text = crate::chat::messages::hooked(state, &owner, channel, None, text)
+                .await
+                .map_err(|e| (ErrorKind::UnknownError, Some(e.message)))?;
             let via = json!({ "name": name, "licenseID": license.to_string() });
-            crate::api::messages::store_message_via(state, &owner, channel, text, Some(via))
+            crate::chat::messages::store(state, &owner, channel, text, false, Some(via))
                 .await
                 .map(|_| ())
                 .map_err(|e| (ErrorKind::UnknownError, Some(e.message)))
@@ -675,7 +637,7 @@ async fn execute(
             if !state.presence.is_online(user) {
                 return Err((ErrorKind::UnknownUser, None));
             }
-            state.bus.emit(
+            state.emit(
                 "chatbox/tell",
                 json!({
                     "name": name,
@@ -703,7 +665,8 @@ fn error_packet((kind, message): Refused, id: Option<i64>) -> ServerPacket {
 
 /// Handles one `say` or `tell` from a connection: the packet to answer with now.
 pub async fn request(
-    state: &Arc<AppState>,
+    state: &Arc<Chat>,
+    gateway: &Gateway,
     identity: &Identity,
     request: BotRequest,
     reply: &mpsc::Sender<ByteString>,
@@ -716,7 +679,7 @@ pub async fn request(
     let Some(license) = identity.license else {
         return ServerPacket::error(ErrorKind::MissingCapability, id);
     };
-    let lane = state.chatbox.lane(state, license);
+    let lane = gateway.lane(state, license);
     let admit = lane
         .limiter
         .lock()
@@ -753,7 +716,7 @@ pub async fn request(
 /// Sends a license's queued messages in order, each at its slot; the outcome (`message_sent`
 /// or the error) is reported to the connection that sent the message (if it is still open).
 async fn lane_worker(
-    state: Arc<AppState>,
+    state: Arc<Chat>,
     lane: std::sync::Weak<Lane>,
     mut jobs: mpsc::UnboundedReceiver<Queued>,
 ) {

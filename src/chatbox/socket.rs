@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpStream;
 
-use super::{licenses, players, Identity, Registration};
-use crate::state::AppState;
-use crate::ws::connection::{self, Connection, Ending, Incoming, Socket};
+use super::{players, BotDoor, Identity, Registration};
+use crate::chat::licenses;
+use crate::net::websocket::{self as connection, Connection, Ending, Incoming, Socket};
 use decentd_protocol::chatbox::{parse_request, Capability, CloseReason, ErrorKind, ServerPacket};
 
 /// Largest frame a bot may send (a `say` of the longest message fits).
@@ -23,7 +23,7 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// `GET /v2/{key}`.
 pub async fn connect(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<BotDoor>,
     key: web::Path<String>,
 ) -> HttpResponse {
     let verdict = licenses::identify(&state, &key);
@@ -31,7 +31,7 @@ pub async fn connect(
 }
 
 /// `GET /v2/guest`: read-only guests, when `--chatbox-guests` allows them.
-pub async fn guest(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn guest(req: HttpRequest, state: web::Data<BotDoor>) -> HttpResponse {
     let verdict = if state.config.chatbox_guests {
         Ok(Identity {
             license: None,
@@ -45,23 +45,23 @@ pub async fn guest(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
 }
 
 /// Any other `/v2` path: WebSockets are told `unsupported_endpoint`, plain requests get 404.
-pub async fn unsupported(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if !crate::api::is_websocket_upgrade(req.head()) {
-        return crate::api::not_found(req).await;
+pub async fn unsupported(req: HttpRequest, state: web::Data<BotDoor>) -> HttpResponse {
+    if !crate::net::is_websocket_upgrade(req.head()) {
+        return crate::net::not_found(req).await;
     }
     upgrade(&req, state, Err(CloseReason::UnsupportedEndpoint))
 }
 
 fn upgrade(
     req: &HttpRequest,
-    state: web::Data<AppState>,
+    state: web::Data<BotDoor>,
     verdict: Result<Identity, CloseReason>,
 ) -> HttpResponse {
     if let Err(reason) = verdict {
         tracing::info!(reason = reason.code(), "refusing a chatbox connection");
     }
     let state = state.into_inner();
-    crate::ws::upgrade::accept(req, move |stream, read| run(state, verdict, stream, read))
+    crate::net::upgrade::accept(req, move |stream, read| run(state, verdict, stream, read))
 }
 
 /// Sends the `closing` packet and the close frame with the reason's close code.
@@ -75,7 +75,7 @@ async fn close(conn: Connection, reason: CloseReason) {
 }
 
 async fn run(
-    state: Arc<AppState>,
+    state: Arc<BotDoor>,
     verdict: Result<Identity, CloseReason>,
     stream: TcpStream,
     read: BytesMut,
@@ -101,7 +101,7 @@ async fn run(
         }
     }
     let Some(registration) = state
-        .chatbox
+        .gateway
         .register(identity.clone(), state.config.max_websockets)
     else {
         tracing::warn!("refusing a chatbox connection: connection limit reached");
@@ -115,7 +115,7 @@ async fn run(
     );
     let id = registration.id;
     let exit = serve(&state, &identity, registration, &mut conn).await;
-    state.chatbox.unregister(id);
+    state.gateway.unregister(id);
     tracing::info!(
         connection = id,
         license = identity.license,
@@ -145,7 +145,7 @@ enum Exit {
 
 /// The connection's life after registration, until it ends.
 async fn serve(
-    state: &Arc<AppState>,
+    state: &Arc<BotDoor>,
     identity: &Identity,
     registration: Registration,
     conn: &mut Connection,
@@ -165,10 +165,10 @@ async fn serve(
     };
     conn.send_text(&hello.to_json());
     if identity.has(Capability::Read) {
-        conn.send_text(&players(state).to_json());
+        conn.send_text(&players(&state.chat).to_json());
     }
-    if let Some(restart) = state.chatbox.restart.borrow().clone() {
-        conn.send_text(&restart.packet().to_json());
+    if let Some(restart) = state.restart.borrow().clone() {
+        conn.send_text(&super::restart_packet(&restart).to_json());
     }
     let interval = state.config.ping_interval;
     let mut ticker = tokio::time::interval(interval);
@@ -206,7 +206,7 @@ async fn serve(
                     }
                 };
                 let answer = match parse_request(&text, |c| identity.has(c), max_text) {
-                    Ok(request) => super::request(state, identity, request, &out).await,
+                    Ok(request) => super::request(&state.chat, &state.gateway, identity, request, &out).await,
                     Err(refusal) => ServerPacket::error(refusal.kind, refusal.id),
                 };
                 conn.send_text(&answer.to_json());

@@ -206,7 +206,7 @@ pub enum Requester {
 /// and `_user`, a server setting (`readAccess` in `GET/PATCH /api/settings`, `--read-access`
 /// for the first start; README "Read access"). Channel overrides apply on top, the same way
 /// under every preset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReadAccess {
     /// Exactly the spec's table: `_everyone` all false, `_user` only `sendMessages`.
@@ -332,6 +332,37 @@ pub struct PermissionIndex {
     channels: IdMap<ChannelOverrides>,
     ranked_channels: IdMap<RankedOverrides>,
     read_access: ReadAccess,
+    /// How many changes were applied since the index was built.
+    seq: u64,
+}
+
+/// One change to the permission index: the only way the index changes after it is built, so
+/// that a change made on another node (carried by an event bus) applies exactly as a local one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Change {
+    /// A new role at `position` in the order (0 = most prioritized; past the end = last).
+    InsertRole {
+        id: u64,
+        permissions: PermissionSet,
+        position: usize,
+    },
+    /// An existing role's server-wide permissions.
+    UpdateRole { id: u64, permissions: PermissionSet },
+    /// A role removed everywhere: the order, user role sets and channel overrides.
+    RemoveRole(u64),
+    /// The prioritization order (most prioritized first), naming every role.
+    SetOrder(Vec<u64>),
+    /// A user's role set (also a new user).
+    SetUserRoles { user: u64, roles: Vec<u64> },
+    RemoveUser(u64),
+    /// A channel's overrides (also a new channel).
+    SetChannelOverrides {
+        channel: u64,
+        overrides: ChannelOverrides,
+    },
+    RemoveChannel(u64),
+    /// The preset of the internal roles.
+    SetReadAccess(ReadAccess),
 }
 
 impl PermissionIndex {
@@ -408,8 +439,37 @@ impl PermissionIndex {
             .collect();
     }
 
+    /// Applies one change; returns the index's new sequence number.
+    pub fn apply(&mut self, change: Change) -> u64 {
+        match change {
+            Change::InsertRole {
+                id,
+                permissions,
+                position,
+            } => self.insert_role(id, permissions, position),
+            Change::UpdateRole { id, permissions } => self.update_role(id, permissions),
+            Change::RemoveRole(id) => self.remove_role(id),
+            Change::SetOrder(order) => self.set_order(order),
+            Change::SetUserRoles { user, roles } => self.set_user_roles(user, roles),
+            Change::RemoveUser(user) => self.remove_user(user),
+            Change::SetChannelOverrides { channel, overrides } => {
+                self.set_channel_overrides(channel, overrides)
+            }
+            Change::RemoveChannel(channel) => self.remove_channel(channel),
+            Change::SetReadAccess(access) => self.read_access = access,
+        }
+        self.seq += 1;
+        self.seq
+    }
+
+    /// How many changes were applied since the index was built: events carry it, so that a
+    /// receiver knows which changes an event follows.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// Adds a role at `position` in the order (0 = most prioritized; past the end = last).
-    pub fn insert_role(&mut self, id: u64, permissions: PermissionSet, position: usize) {
+    fn insert_role(&mut self, id: u64, permissions: PermissionSet, position: usize) {
         self.roles.insert(id, permissions);
         self.order.retain(|r| *r != id);
         let position = position.min(self.order.len());
@@ -418,7 +478,7 @@ impl PermissionIndex {
     }
 
     /// Changes an existing role's server-wide permissions.
-    pub fn update_role(&mut self, id: u64, permissions: PermissionSet) {
+    fn update_role(&mut self, id: u64, permissions: PermissionSet) {
         if let Some(rank) = self.rank_of.get(&id) {
             self.by_rank[*rank as usize] = permissions;
             self.roles.insert(id, permissions);
@@ -426,7 +486,7 @@ impl PermissionIndex {
     }
 
     /// Removes a role everywhere: the order, user role sets and channel overrides.
-    pub fn remove_role(&mut self, id: u64) {
+    fn remove_role(&mut self, id: u64) {
         self.roles.remove(&id);
         self.order.retain(|r| *r != id);
         for roles in self.user_roles.values_mut() {
@@ -439,40 +499,36 @@ impl PermissionIndex {
     }
 
     /// Sets the prioritization order (most prioritized first). It must name every role.
-    pub fn set_order(&mut self, order: Vec<u64>) {
+    fn set_order(&mut self, order: Vec<u64>) {
         self.order = order;
         self.reindex();
     }
 
     /// Replaces a user's role set.
-    pub fn set_user_roles(&mut self, user: u64, roles: Vec<u64>) {
+    fn set_user_roles(&mut self, user: u64, roles: Vec<u64>) {
         let ranks = self.rank_user(&roles);
         self.user_ranks.insert(user, ranks);
         self.user_roles.insert(user, roles);
     }
 
-    pub fn remove_user(&mut self, user: u64) {
+    fn remove_user(&mut self, user: u64) {
         self.user_roles.remove(&user);
         self.user_ranks.remove(&user);
     }
 
-    /// Sets a channel's overrides (an empty `ChannelOverrides` removes them in effect).
     /// The preset in force for the internal roles.
     pub fn read_access(&self) -> ReadAccess {
         self.read_access
     }
 
-    pub fn set_read_access(&mut self, access: ReadAccess) {
-        self.read_access = access;
-    }
-
-    pub fn set_channel_overrides(&mut self, channel: u64, overrides: ChannelOverrides) {
+    /// Sets a channel's overrides (an empty `ChannelOverrides` removes them in effect).
+    fn set_channel_overrides(&mut self, channel: u64, overrides: ChannelOverrides) {
         let ranked = self.rank_channel(&overrides);
         self.ranked_channels.insert(channel, ranked);
         self.channels.insert(channel, overrides);
     }
 
-    pub fn remove_channel(&mut self, channel: u64) {
+    fn remove_channel(&mut self, channel: u64) {
         self.channels.remove(&channel);
         self.ranked_channels.remove(&channel);
     }
@@ -619,7 +675,7 @@ mod tests {
             (ReadAccess::Members, false, true),
             (ReadAccess::Public, true, true),
         ] {
-            index.set_read_access(access);
+            index.apply(Change::SetReadAccess(access));
             assert_eq!(reads(&index, Requester::Guest), guest, "{access}");
             assert_eq!(reads(&index, Requester::User(1)), user, "{access}");
             let granted = index.resolve(Requester::User(1), None);
@@ -808,7 +864,7 @@ mod cascade_property {
             );
             index.set_channel_overrides(7, w.channel.clone());
             for access in ReadAccess::ALL {
-                index.set_read_access(access);
+                index.apply(Change::SetReadAccess(access));
                 for (who, user) in [(Requester::User(100), true), (Requester::Guest, false)] {
                     for (channel, in_channel) in [(None, false), (Some(7), true)] {
                         let list = spec_list(&w, access, user, in_channel);

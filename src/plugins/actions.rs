@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::Plugin;
 use crate::events::Audience;
-use crate::state::AppState;
+use crate::chat::Chat;
 use decentd_protocol::{to_decent_text, Action};
 
 /// Where an answer's actions apply.
@@ -21,7 +21,7 @@ pub(super) struct Context {
 
 /// Performs actions in the background (they may write to storage).
 pub(super) fn perform_soon(
-    state: &Arc<AppState>,
+    state: &Arc<Chat>,
     plugin: &Arc<Plugin>,
     actions: Vec<Action>,
     context: Context,
@@ -35,7 +35,7 @@ pub(super) fn perform_soon(
 
 /// Carries out a plugin's actions (already allowed by its capabilities).
 pub(super) async fn perform(
-    state: &AppState,
+    state: &Chat,
     plugin: &Plugin,
     actions: Vec<Action>,
     context: Context,
@@ -98,14 +98,14 @@ pub(super) async fn perform(
 /// A private message to one user's sockets: the `plugin/tell` WebSocket event, with the
 /// sender `name` the plugin chose (`null`: none).
 fn tell(
-    state: &AppState,
+    state: &Chat,
     plugin: &Plugin,
     user: u64,
     text: &str,
     name: Option<&str>,
     channel: Option<u64>,
 ) -> Result<(), String> {
-    state.bus.emit(
+    state.emit(
         "plugin/tell",
         json!({
             "plugin": plugin.name(),
@@ -119,7 +119,7 @@ fn tell(
 }
 
 async fn say(
-    state: &AppState,
+    state: &Chat,
     plugin: &Plugin,
     channel: Option<&str>,
     default: Option<u64>,
@@ -138,17 +138,17 @@ async fn say(
         .user(plugin.bot_user)
         .map_err(|e| e.to_string())?
         .ok_or("the bot user is gone")?;
-    crate::api::messages::store_message(state, &bot, channel, text.to_owned(), false)
+    crate::chat::messages::store(state, &bot, channel, text.to_owned(), false, None)
         .await
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
-async fn delete(state: &AppState, message_id: &str) -> Result<(), String> {
+async fn delete(state: &Chat, message_id: &str) -> Result<(), String> {
     let id = message_id
         .parse::<u64>()
         .map_err(|_| format!("bad message ID {message_id:?}"))?;
-    crate::api::messages::delete_message(state, id)
+    crate::chat::messages::remove(state, id)
         .await
         .map_err(|e| e.to_string())
 }

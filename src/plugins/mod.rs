@@ -14,6 +14,7 @@
 mod actions;
 pub mod manifest;
 pub mod pool;
+mod port;
 pub mod runtime;
 
 use serde::Serialize;
@@ -29,7 +30,7 @@ use crate::error::{ApiError, ErrorCode};
 use crate::events::Audience;
 use crate::ids::now_ms;
 use crate::perms::{Permission, Requester};
-use crate::state::AppState;
+use crate::chat::Chat;
 use crate::store::{InsertUserError, PluginRecord, UserRecord};
 use actions::{perform, perform_soon, Context};
 use decentd_protocol::chatbox::CommandText;
@@ -173,6 +174,8 @@ pub struct PluginHost {
     bots: RwLock<HashSet<u64>>,
     /// The threads plugin calls run on, started with the first call.
     pool: std::sync::OnceLock<CallPool>,
+    /// The host itself, for the workers it starts.
+    me: std::sync::Weak<PluginHost>,
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -191,12 +194,12 @@ impl std::fmt::Debug for PluginHost {
 
 impl PluginHost {
     /// A host for `dir`; bot users are known from storage even before plugins load.
-    pub fn new(dir: PathBuf, records: &[(String, PluginRecord)]) -> Self {
+    pub fn new(dir: PathBuf, records: &[(String, PluginRecord)]) -> Arc<Self> {
         let runtime = Runtime::new()
             .map_err(|e| tracing::error!(error = %e, "plugins are unavailable"))
             .ok()
             .map(Arc::new);
-        Self {
+        Arc::new_cyclic(|me| Self {
             runtime,
             dir,
             plugins: RwLock::default(),
@@ -204,7 +207,13 @@ impl PluginHost {
             commands: RwLock::default(),
             bots: RwLock::new(records.iter().map(|(_, r)| r.bot_user).collect()),
             pool: std::sync::OnceLock::new(),
-        }
+            me: me.clone(),
+        })
+    }
+
+    /// The host as a shared handle.
+    fn this(&self) -> Arc<Self> {
+        self.me.upgrade().expect("the plugin host is alive while in use")
     }
 
     /// Runs one call of `plugin` on a plugin thread; the caller awaits it without blocking.
@@ -281,8 +290,8 @@ impl PluginHost {
     }
 
     /// Loads every plugin directory; a plugin that fails to load is logged and skipped.
-    pub async fn load_all(state: &Arc<AppState>) {
-        let dir = state.plugins.dir.clone();
+    pub async fn load_all(self: &Arc<Self>, state: &Arc<Chat>) {
+        let dir = self.dir.clone();
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -301,7 +310,7 @@ impl PluginHost {
             .collect();
         dirs.sort();
         for path in dirs {
-            match Self::load(state, &path).await {
+            match self.load(state, &path).await {
                 Ok(plugin) => tracing::info!(
                     plugin = plugin.name(), version = %plugin.manifest.version,
                     enabled = plugin.enabled(), "plugin loaded"
@@ -312,8 +321,12 @@ impl PluginHost {
     }
 
     /// Loads (or reloads) the plugin in `path`, replacing a loaded one of the same name.
-    pub async fn load(state: &Arc<AppState>, path: &Path) -> Result<Arc<Plugin>, String> {
-        let host = &state.plugins;
+    pub async fn load(
+        self: &Arc<Self>,
+        state: &Arc<Chat>,
+        path: &Path,
+    ) -> Result<Arc<Plugin>, String> {
+        let host = self;
         let runtime = host
             .runtime
             .clone()
@@ -329,7 +342,7 @@ impl PluginHost {
             .await
             .map_err(|e| format!("compiling the module panicked: {e}"))??
         };
-        let record = ensure_bot(state, &manifest.name).await?;
+        let record = ensure_bot(state, host, &manifest.name).await?;
         let kv = manifest
             .has(Capability::Kv)
             .then(|| state.store.plugin_kv(&manifest.name));
@@ -350,7 +363,12 @@ impl PluginHost {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(plugin.bot_user);
-        actix_web::rt::spawn(worker(state.clone(), Arc::downgrade(&plugin), jobs));
+        tokio::spawn(worker(
+            state.clone(),
+            self.clone(),
+            Arc::downgrade(&plugin),
+            jobs,
+        ));
         host.plugins
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -362,7 +380,7 @@ impl PluginHost {
     /// Enables or disables a plugin (remembered across restarts).
     pub fn set_enabled(
         &self,
-        state: &AppState,
+        state: &Chat,
         plugin: &Plugin,
         enabled: bool,
         reason: Option<String>,
@@ -387,7 +405,7 @@ impl PluginHost {
     }
 
     /// Logs a failed call and disables a plugin that keeps failing.
-    fn failed(&self, state: &AppState, plugin: &Plugin, what: &str, error: &CallError) {
+    fn failed(&self, state: &Chat, plugin: &Plugin, what: &str, error: &CallError) {
         let in_a_row = plugin.stats.in_a_row.load(Ordering::Relaxed);
         *plugin.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((what.to_owned(), error.to_string(), now_ms()));
@@ -434,7 +452,7 @@ impl PluginHost {
     /// the plugin threads; the caller only awaits them.
     pub async fn before_store(
         &self,
-        state: &Arc<AppState>,
+        state: &Arc<Chat>,
         author: &UserRecord,
         channel: u64,
         message_id: Option<u64>,
@@ -532,7 +550,7 @@ impl PluginHost {
     /// Hands a command to its plugin. NOT_ALLOWED for `^name` without manageServer.
     pub fn run_command(
         &self,
-        state: &AppState,
+        state: &Chat,
         plugin: Arc<Plugin>,
         command: CommandText,
         user: &UserRecord,
@@ -613,7 +631,7 @@ fn rejected(plugin: &str, reason: &str) -> ApiError {
 }
 
 /// Makes sure the plugin's bot user exists; returns its record.
-async fn ensure_bot(state: &AppState, name: &str) -> Result<PluginRecord, String> {
+async fn ensure_bot(state: &Chat, host: &PluginHost, name: &str) -> Result<PluginRecord, String> {
     let store_error = |e: crate::store::StoreError| format!("storage: {e}");
     if let Some(record) = state.store.plugin_record(name).map_err(store_error)? {
         if state
@@ -655,15 +673,13 @@ async fn ensure_bot(state: &AppState, name: &str) -> Result<PluginRecord, String
         .set_plugin_record(name, &record)
         .map_err(store_error)?;
     state.store.durable().await.map_err(store_error)?;
-    state
-        .plugins
-        .bots
+    host.bots
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .insert(user.id);
-    state.bus.emit(
+    state.emit(
         "user/new",
-        json!({ "user": crate::api::users::user_view(state, &user, None) }),
+        json!({ "user": crate::chat::views::user_view(state, &user, None) }),
         Audience::Everyone,
     );
     tracing::info!(
@@ -678,7 +694,8 @@ async fn ensure_bot(state: &AppState, name: &str) -> Result<PluginRecord, String
 /// It holds the plugin weakly: once a reload replaces the plugin, the queue's sender goes with
 /// it and the worker ends.
 async fn worker(
-    state: Arc<AppState>,
+    state: Arc<Chat>,
+    host: Arc<PluginHost>,
     plugin: std::sync::Weak<Plugin>,
     mut jobs: mpsc::Receiver<Job>,
 ) {
@@ -718,8 +735,7 @@ async fn worker(
             }
         };
         let deadline = plugin.manifest.limits.event_deadline();
-        let actions = match state
-            .plugins
+        let actions = match host
             .call_off_thread(&plugin, input, deadline)
             .await
         {
@@ -734,7 +750,7 @@ async fn worker(
                 continue;
             }
             Err(e) => {
-                state.plugins.failed(&state, &plugin, what, &e);
+                host.failed(&state, &plugin, what, &e);
                 continue;
             }
         };
@@ -784,13 +800,13 @@ pub fn check(path: &Path) -> Result<String, String> {
 }
 
 /// Feeds bus events to subscribed plugins until the bus closes.
-pub async fn dispatch(state: Arc<AppState>) {
-    let mut events = state.bus.subscribe();
+pub async fn dispatch(state: Arc<Chat>, host: Arc<PluginHost>) {
+    let mut events = state.subscribe();
     loop {
         match events.recv().await {
             Ok(event) => {
                 if let Some(name) = EVENTS.iter().find(|e| **e == event.name) {
-                    state.plugins.dispatch(name, &event.data);
+                    host.dispatch(name, &event.data);
                 }
             }
             Err(RecvError::Lagged(missed)) => {

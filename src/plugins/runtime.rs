@@ -22,7 +22,7 @@ use wasmtime::{
 };
 
 use super::manifest::{Capability, Manifest};
-use crate::store::PluginKv;
+use crate::store::KvSpace;
 use decentd_protocol::{PluginInput, PluginOutput};
 
 /// Longest answer a plugin may give, and longest key and value in its key-value space.
@@ -80,7 +80,7 @@ impl std::fmt::Display for CallError {
 /// What a store carries for host functions.
 pub struct Ctx {
     limits: StoreLimits,
-    kv: Option<PluginKv>,
+    kv: Option<std::sync::Arc<dyn KvSpace>>,
     plugin: Arc<str>,
 }
 
@@ -175,7 +175,7 @@ impl Runtime {
         self: &Arc<Self>,
         manifest: &Manifest,
         module: Module,
-        kv: Option<PluginKv>,
+        kv: Option<std::sync::Arc<dyn KvSpace>>,
     ) -> Instances {
         self.start_ticker();
         let config = toml_to_json(&manifest.config);
@@ -210,7 +210,7 @@ struct Live {
 pub struct Instances {
     runtime: Arc<Runtime>,
     module: Module,
-    kv: Option<PluginKv>,
+    kv: Option<std::sync::Arc<dyn KvSpace>>,
     plugin: Arc<str>,
     memory_bytes: usize,
     init_deadline: Duration,
@@ -377,11 +377,11 @@ fn give_guest(caller: &mut Caller<'_, Ctx>, bytes: &[u8]) -> wasmtime::Result<i6
     Ok(((ptr as u32 as i64) << 32) | bytes.len() as i64)
 }
 
-fn kv_space<'a>(caller: &'a Caller<'_, Ctx>) -> wasmtime::Result<&'a PluginKv> {
+fn kv_space<'a>(caller: &'a Caller<'_, Ctx>) -> wasmtime::Result<&'a dyn KvSpace> {
     caller
         .data()
         .kv
-        .as_ref()
+        .as_deref()
         .ok_or_else(|| wasmtime::Error::msg("the kv capability is not granted"))
 }
 

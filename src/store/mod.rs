@@ -12,12 +12,14 @@ mod emotes;
 mod licenses;
 mod plugins;
 mod space;
+mod storage;
 mod users;
 
 pub use channels::{Author, ChannelNameError, ChannelRecord, MessageRecord, PinChange, PurgeStats};
 pub use emotes::EmoteRecord;
 pub use licenses::{KeyLookup, LicenseKeyHash, LicenseRecord};
 pub use plugins::{PluginKv, PluginRecord};
+pub use storage::{KvSpace, Storage};
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -233,6 +235,14 @@ fn update_record<T: Serialize + serde::de::DeserializeOwned>(
         }
         Ok(record)
     }))
+}
+
+/// Opens the embedded storage in `dir` (sled), refusing writes while less than
+/// `min_free_space` bytes are free on its disk.
+pub fn open(dir: &Path, cache_bytes: u64, min_free_space: u64) -> Result<Box<dyn Storage>> {
+    Ok(Box::new(
+        Store::open(dir, cache_bytes)?.with_min_free_space(min_free_space),
+    ))
 }
 
 impl Store {

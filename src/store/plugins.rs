@@ -70,12 +70,14 @@ impl PluginKv {
         k.extend_from_slice(key);
         k
     }
+}
 
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+impl super::KvSpace for PluginKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.tree.get(self.key(key))?.map(|v| v.to_vec()))
     }
 
-    pub fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
+    fn set(&self, key: &[u8], value: &[u8]) -> Result<()> {
         if !self.space.allows_writes() {
             return Err(StoreError::DiskFull);
         }
@@ -83,7 +85,7 @@ impl PluginKv {
         Ok(())
     }
 
-    pub fn delete(&self, key: &[u8]) -> Result<()> {
+    fn delete(&self, key: &[u8]) -> Result<()> {
         if !self.space.allows_writes() {
             return Err(StoreError::DiskFull);
         }
@@ -91,13 +93,8 @@ impl PluginKv {
         Ok(())
     }
 
-    /// Keys stored, for the per-plugin quota.
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.tree.scan_prefix(&self.prefix).count()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

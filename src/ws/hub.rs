@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::connection::{text_frame, Socket};
+use crate::net::websocket::{text_frame, Socket};
 use crate::events::{Audience, Event};
 use crate::perms::{Permission, Requester};
-use crate::state::AppState;
+use super::WsDoor;
 
 /// The fan-out's side of one socket.
 #[derive(Debug)]
@@ -118,7 +118,7 @@ impl Hub {
     fn deliver(
         &self,
         shard: usize,
-        state: &AppState,
+        state: &WsDoor,
         event: &Event,
         recipients: &mut Vec<Arc<Socket>>,
     ) {
@@ -164,11 +164,11 @@ impl Hub {
 }
 
 /// Starts one fan-out thread per shard. Each holds the state weakly and ends with the bus.
-pub fn start_fanout(state: &Arc<AppState>) -> std::io::Result<()> {
+pub fn start_fanout(state: &Arc<WsDoor>) -> std::io::Result<()> {
     for shard in 0..state.hub.shards.len() {
         // Subscribed here, so no event emitted after startup is missed.
-        let mut events = state.bus.subscribe();
-        let state: Weak<AppState> = Arc::downgrade(state);
+        let mut events = state.subscribe();
+        let state: Weak<WsDoor> = Arc::downgrade(state);
         std::thread::Builder::new()
             .name(format!("ws-fanout-{shard}"))
             .spawn(move || {

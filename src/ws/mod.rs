@@ -9,24 +9,38 @@
 //! code and a logged reason. `upgrade` takes connections over from the HTTP layer. Incoming frames are capped in size and rate: invalid JSON and unknown
 //! events are ignored, as the spec says, but a client that floods is closed.
 
-pub mod connection;
 pub mod hub;
-pub mod upgrade;
 
 use actix_http::ws::{CloseCode, CloseReason};
 use actix_web::http::StatusCode;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpRequest, HttpResponse};
-use connection::{Connection, Ending, Incoming, Socket};
+use crate::net::upgrade;
+use crate::net::websocket::{self as connection, Connection, Ending, Incoming, Socket};
 use serde_json::{json, Value};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+use crate::chat::Chat;
 use crate::error::{ApiError, ErrorCode};
 use crate::events::Audience;
-use crate::params::resolve_session;
-use crate::state::AppState;
+use crate::chat::sessions::resolve as resolve_session;
+
+/// The WebSocket door: the core and the open sockets.
+#[derive(Debug)]
+pub struct WsDoor {
+    pub chat: Arc<Chat>,
+    /// Open WebSockets, fed by the fan-out threads (`hub`).
+    pub hub: hub::Hub,
+}
+
+impl std::ops::Deref for WsDoor {
+    type Target = Chat;
+    fn deref(&self) -> &Chat {
+        &self.chat
+    }
+}
 
 /// Largest message a client may send; pongdata is tiny.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
@@ -44,7 +58,7 @@ fn ping_phase(socket: u64, interval: Duration) -> Duration {
 }
 
 /// Upgrades `GET /` with `Upgrade: websocket`; 503 when `--max-websockets` are open.
-pub async fn upgrade(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn upgrade(req: HttpRequest, state: web::Data<WsDoor>) -> HttpResponse {
     let Some(slot) = state.hub.reserve(state.config.max_websockets) else {
         tracing::warn!(
             max = state.config.max_websockets,
@@ -63,7 +77,7 @@ pub async fn upgrade(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
 }
 
 /// The user a `pongdata` names, if its session ID is valid.
-fn pong_user(state: &AppState, text: &str) -> Option<Option<u64>> {
+fn pong_user(state: &WsDoor, text: &str) -> Option<Option<u64>> {
     let value: Value = serde_json::from_str(text).ok()?;
     if value.get("evt")?.as_str()? != "pongdata" {
         return None;
@@ -73,13 +87,13 @@ fn pong_user(state: &AppState, text: &str) -> Option<Option<u64>> {
         .and_then(|d| d.get("sessionID"))
         .and_then(Value::as_str);
     Some(session_id.and_then(|id| {
-        resolve_session(id.to_owned(), state)
+        resolve_session(state, id.to_owned())
             .ok()
             .map(|s| s.user.id)
     }))
 }
 
-fn set_user(state: &Arc<AppState>, socket: u64, current: &mut Option<u64>, next: Option<u64>) {
+fn set_user(state: &Arc<WsDoor>, socket: u64, current: &mut Option<u64>, next: Option<u64>) {
     if *current == next {
         return;
     }
@@ -88,9 +102,9 @@ fn set_user(state: &Arc<AppState>, socket: u64, current: &mut Option<u64>, next:
         if let Some(departure) = state.presence.disconnect(old) {
             let state = state.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(crate::state::PRESENCE_GRACE).await;
+                tokio::time::sleep(crate::chat::PRESENCE_GRACE).await;
                 if state.presence.settle(old, departure) {
-                    state.bus.emit(
+                    state.emit(
                         "user/offline",
                         json!({ "userID": old.to_string() }),
                         Audience::Everyone,
@@ -101,7 +115,7 @@ fn set_user(state: &Arc<AppState>, socket: u64, current: &mut Option<u64>, next:
     }
     if let Some(new) = next {
         if state.presence.connect(new) {
-            state.bus.emit(
+            state.emit(
                 "user/online",
                 json!({ "userID": new.to_string() }),
                 Audience::Everyone,
@@ -118,7 +132,7 @@ fn policy(reason: &str) -> Option<CloseReason> {
     })
 }
 
-async fn run(state: Arc<AppState>, slot: hub::Slot, stream: TcpStream, read: BytesMut) {
+async fn run(state: Arc<WsDoor>, slot: hub::Slot, stream: TcpStream, read: BytesMut) {
     let id = slot.id;
     let socket = Socket::new(stream, state.config.ws_send_queue);
     let mut conn = Connection::new(

@@ -22,6 +22,9 @@
 //! WebSocket connections leave `TimedStream` at the upgrade (`into_inner`): they have their own
 //! write timeout and queue bound (`ws::connection`).
 
+pub mod upgrade;
+pub mod websocket;
+
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
@@ -37,7 +40,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use crate::state::AppState;
+use crate::chat::Chat;
 
 /// Malformed requests since the last summary.
 static MALFORMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -77,7 +80,7 @@ pub async fn limit_body_reads(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let timeout = match req.app_data::<web::Data<AppState>>() {
+    let timeout = match req.app_data::<web::Data<Chat>>() {
         Some(state) => state.config.http_body_timeout,
         None => Duration::from_secs(crate::config::DEFAULT_HTTP_BODY_TIMEOUT_SECS),
     };
@@ -303,6 +306,27 @@ pub(crate) async fn loopback_pair() -> (TcpStream, TcpStream) {
         .set_send_buffer_size(4096)
         .unwrap();
     (server, client)
+}
+
+/// Whether a request asks for a WebSocket upgrade.
+pub fn is_websocket_upgrade(head: &actix_web::dev::RequestHead) -> bool {
+    head.headers()
+        .get(actix_web::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The fallback for every unknown route or method: NOT_FOUND as JSON under `/api`, a plain 404
+/// elsewhere.
+pub async fn not_found(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
+    let path = req.path();
+    if path == "/api" || path.starts_with("/api/") {
+        actix_web::ResponseError::error_response(&crate::error::ApiError::not_found("API route"))
+    } else {
+        actix_web::HttpResponse::NotFound()
+            .content_type("text/plain; charset=utf-8")
+            .body("404 Not Found\n")
+    }
 }
 
 #[cfg(test)]

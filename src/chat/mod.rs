@@ -1,16 +1,45 @@
-//! Shared server state: storage, the permission index, the password hasher, the event bus,
-//! presence and configuration. Built once at startup and handed to every handler.
+//! The chat core: every use case of the chat, once, below every door.
+//!
+//! `Chat` holds what the rules need: storage (`store::Storage`), the permission index, the
+//! password hasher, the event bus (`events::Bus`), presence, configuration, and the ports
+//! through which the core reaches the plugin host and the bot gateway without naming them
+//! (`ports`). The doors (`api`, `ws`, `chatbox`, `plugins`) parse their protocol, call a use
+//! case here with a caller and plain values, and render the answer. Each use case validates,
+//! authorizes, runs the plugins' hooks, stores, waits until the write is durable, and emits.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub mod caller;
+pub mod channels;
+pub mod commands;
+pub mod emotes;
+pub mod licenses;
+pub mod messages;
+pub mod plugins;
+pub mod ports;
+pub mod presence;
+pub mod restart;
+pub mod roles;
+pub mod sessions;
+pub mod settings;
+pub mod users;
+pub mod views;
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
+
+use serde_json::Value;
 
 use crate::auth::{AuthError, PasswordHasher};
 use crate::config::ServerConfig;
 use crate::error::{ApiError, ApiResult};
-use crate::events::EventBus;
+use crate::events::{Audience, Bus, Event, LocalBus};
 use crate::ids::now_ms;
-use crate::perms::{Granted, Permission, PermissionIndex, ReadAccess, Requester};
-use crate::store::{Store, StoreError, UserRecord};
+use crate::perms::{Change, Granted, Permission, PermissionIndex, ReadAccess, Requester};
+use crate::store::{Storage, StoreError, UserRecord};
+
+pub use caller::Caller;
+pub use ports::{Bots, Plugins};
+pub use presence::{Presence, PRESENCE_GRACE};
+pub use restart::Restart;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -25,91 +54,13 @@ pub enum StartupError {
     Config(#[from] crate::config::ConfigError),
 }
 
-/// How long a user whose last socket went away still counts as online. A user who comes back
-/// within it (a reload, a flaky network, a client toggling its session) causes no
-/// `user/offline` and `user/online` pair for every socket of the server.
-pub const PRESENCE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Which users are online: the number of live, ponging sockets per user.
-#[derive(Debug, Default)]
-pub struct Presence {
-    users: Mutex<HashMap<u64, PresenceEntry>>,
-    /// Tells apart successive departures of one user.
-    generation: std::sync::atomic::AtomicU64,
-}
-
+/// The chat: its state and, in the submodules, its use cases.
 #[derive(Debug)]
-struct PresenceEntry {
-    sockets: usize,
-    /// The user's last socket left: the departure's generation, settled after the grace.
-    leaving: Option<u64>,
-}
-
-impl Presence {
-    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<u64, PresenceEntry>> {
-        self.users.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn is_online(&self, user: u64) -> bool {
-        self.users().contains_key(&user)
-    }
-
-    /// Every online user.
-    pub fn online(&self) -> Vec<u64> {
-        self.users().keys().copied().collect()
-    }
-
-    /// Counts one more socket for a user; true when the user just came online (and was not
-    /// merely within the grace of a departure).
-    pub fn connect(&self, user: u64) -> bool {
-        let mut users = self.users();
-        let entry = users.entry(user).or_insert(PresenceEntry {
-            sockets: 0,
-            leaving: None,
-        });
-        entry.sockets += 1;
-        let returning = entry.leaving.take().is_some();
-        entry.sockets == 1 && !returning
-    }
-
-    /// Counts one socket less. When it was the user's last, returns the departure to
-    /// `settle` after `PRESENCE_GRACE`.
-    pub fn disconnect(&self, user: u64) -> Option<u64> {
-        let mut users = self.users();
-        let entry = users.get_mut(&user)?;
-        entry.sockets = entry.sockets.saturating_sub(1);
-        if entry.sockets > 0 {
-            return None;
-        }
-        let generation = self
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        entry.leaving = Some(generation);
-        Some(generation)
-    }
-
-    /// Ends a departure: true when the user is now offline (nobody came back meanwhile).
-    pub fn settle(&self, user: u64, departure: u64) -> bool {
-        let mut users = self.users();
-        match users.get(&user) {
-            Some(entry) if entry.sockets == 0 && entry.leaving == Some(departure) => {
-                users.remove(&user);
-                true
-            }
-            _ => false,
-        }
-    }
-}
-
-/// Everything a handler needs.
-#[derive(Debug)]
-pub struct AppState {
-    pub store: Store,
+pub struct Chat {
+    pub store: Box<dyn Storage>,
     perms: RwLock<PermissionIndex>,
     pub hasher: PasswordHasher,
-    pub bus: EventBus,
-    /// Open WebSockets, fed by the dispatcher (`ws::hub`).
-    pub hub: crate::ws::hub::Hub,
+    bus: Box<dyn Bus>,
     pub presence: Presence,
     pub config: ServerConfig,
     /// Lowercased `--admin` names.
@@ -119,17 +70,24 @@ pub struct AppState {
     /// The first-run setup token: set at startup when no user holds the Admin role and no
     /// `--admin` is configured; registering with it creates the administrator. Used once.
     pub setup_token: std::sync::Mutex<Option<String>>,
-    /// WASM plugins.
-    pub plugins: crate::plugins::PluginHost,
-    /// Chatbox bot connections, rate limits and the announced restart.
-    pub chatbox: crate::chatbox::Gateway,
+    /// The scheduled graceful stop, if any (`restart`).
+    pub restart: tokio::sync::watch::Sender<Option<Restart>>,
     /// Flips to true when the server starts stopping; long-lived connections watch it.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// The plugin host, once attached.
+    plugins: OnceLock<Arc<dyn Plugins>>,
+    /// The bot gateway, once attached.
+    bots: OnceLock<Arc<dyn Bots>>,
+}
+
+/// The ID a client named (a decimal string), or NOT_FOUND naming what it should have named.
+pub fn id(raw: &str, what: &str) -> ApiResult<u64> {
+    crate::ids::parse_id(raw).ok_or_else(|| ApiError::not_found(what))
 }
 
 /// Grants the Admin role to a user by name, creating the role if needed. Returns the updated
 /// user, or `None` if no user has that name. Used by startup and by `decentd make-admin`.
-pub fn grant_admin(store: &Store, username: &str) -> Result<Option<UserRecord>, StoreError> {
+pub fn grant_admin(store: &dyn Storage, username: &str) -> Result<Option<UserRecord>, StoreError> {
     let Some(user) = store.user_by_name(username)? else {
         return Ok(None);
     };
@@ -139,14 +97,17 @@ pub fn grant_admin(store: &Store, username: &str) -> Result<Option<UserRecord>, 
 
 /// Builds the permission index from storage: every role, the order, every user's roles and
 /// every channel's overrides.
-pub fn load_permission_index(store: &Store) -> Result<PermissionIndex, StoreError> {
+pub fn load_permission_index(store: &dyn Storage) -> Result<PermissionIndex, StoreError> {
     let mut index = PermissionIndex::new(
         store.roles()?.into_iter().map(|r| (r.id, r.permissions)),
         store.role_order()?,
         store.users()?.into_iter().map(|u| (u.id, u.role_ids)),
     );
     for channel in store.channels()? {
-        index.set_channel_overrides(channel.id, channel.overrides);
+        index.apply(Change::SetChannelOverrides {
+            channel: channel.id,
+            overrides: channel.overrides,
+        });
     }
     Ok(index)
 }
@@ -154,7 +115,7 @@ pub fn load_permission_index(store: &Store) -> Result<PermissionIndex, StoreErro
 /// The read-access preset in force. A data directory's first start stores the flag's choice
 /// (`members` by default); data from before the setting existed keeps what it did then
 /// (`public`). Afterwards the stored setting rules, and a differing flag is only reported.
-fn settle_read_access(store: &Store, wanted: Option<ReadAccess>) -> Result<ReadAccess, StoreError> {
+fn settle_read_access(store: &dyn Storage, wanted: Option<ReadAccess>) -> Result<ReadAccess, StoreError> {
     if let Some(stored) = store.read_access()? {
         if let Some(flag) = wanted.filter(|w| *w != stored) {
             tracing::warn!(
@@ -176,7 +137,7 @@ fn settle_read_access(store: &Store, wanted: Option<ReadAccess>) -> Result<ReadA
 }
 
 /// Finishes removing the contents of channels whose deletion was interrupted.
-fn finish_purges(store: &Store) -> Result<(), StoreError> {
+fn finish_purges(store: &dyn Storage) -> Result<(), StoreError> {
     for user in store.pending_user_purges()? {
         store.purge_user(user)?;
         tracing::info!(
@@ -195,12 +156,16 @@ fn finish_purges(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl AppState {
+impl Chat {
     /// Opens storage, loads the permission index and applies `--admin`.
     pub fn open(config: ServerConfig) -> Result<Self, StartupError> {
-        let store = Store::open(&config.data, config.cache_bytes)?
-            .with_min_free_space(config.min_free_space);
-        finish_purges(&store)?;
+        let store = crate::store::open(&config.data, config.cache_bytes, config.min_free_space)?;
+        Self::with_store(config, store)
+    }
+
+    /// `open` over a given storage.
+    pub fn with_store(config: ServerConfig, store: Box<dyn Storage>) -> Result<Self, StartupError> {
+        finish_purges(&*store)?;
         let repaired = store.repair_message_index(4096)?;
         if repaired > 0 {
             tracing::info!(
@@ -216,7 +181,7 @@ impl AppState {
         if !config.admins.is_empty() {
             admin_role = Some(store.ensure_admin_role()?.id);
             for name in &config.admins {
-                match grant_admin(&store, name)? {
+                match grant_admin(&*store, name)? {
                     Some(user) => tracing::info!(user = %user.username, "admin role granted"),
                     None => tracing::info!(
                         user = %name,
@@ -229,19 +194,16 @@ impl AppState {
         if config.admins.is_empty() && !store.has_admin()? {
             setup_token = Some(hex::encode(crate::auth::random_bytes::<16>()));
         }
-        let access = settle_read_access(&store, config.read_access)?;
+        let access = settle_read_access(&*store, config.read_access)?;
         store.flush()?;
-        let mut index = load_permission_index(&store)?;
-        index.set_read_access(access);
+        let mut index = load_permission_index(&*store)?;
+        index.apply(Change::SetReadAccess(access));
         let hasher = PasswordHasher::new(config.scrypt, config.hash_concurrency)?;
-        let plugins =
-            crate::plugins::PluginHost::new(config.plugins.clone(), &store.plugin_records()?);
         Ok(Self {
             store,
             perms: RwLock::new(index),
             hasher,
-            bus: EventBus::new(4096),
-            hub: crate::ws::hub::Hub::new(config.workers),
+            bus: Box::new(LocalBus::new(4096)),
             presence: Presence::default(),
             admin_names: config
                 .admins
@@ -250,11 +212,32 @@ impl AppState {
                 .collect(),
             admin_role,
             setup_token: std::sync::Mutex::new(setup_token),
-            plugins,
-            chatbox: crate::chatbox::Gateway::default(),
+            restart: tokio::sync::watch::Sender::new(None),
             shutdown: tokio::sync::watch::Sender::new(false),
+            plugins: OnceLock::new(),
+            bots: OnceLock::new(),
             config,
         })
+    }
+
+    /// Attaches the plugin host (once, at startup).
+    pub fn attach_plugins(&self, plugins: Arc<dyn Plugins>) {
+        let _ = self.plugins.set(plugins);
+    }
+
+    /// Attaches the bot gateway (once, at startup).
+    pub fn attach_bots(&self, bots: Arc<dyn Bots>) {
+        let _ = self.bots.set(bots);
+    }
+
+    /// The plugin host, if attached.
+    pub fn plugins(&self) -> Option<&Arc<dyn Plugins>> {
+        self.plugins.get()
+    }
+
+    /// The bot gateway, if attached.
+    pub fn bots(&self) -> Option<&Arc<dyn Bots>> {
+        self.bots.get()
     }
 
     /// Read access to the permission index.
@@ -264,9 +247,39 @@ impl AppState {
         self.perms.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Write access to the permission index; hold it across the storage write it mirrors.
-    pub fn perms_mut(&self) -> RwLockWriteGuard<'_, PermissionIndex> {
-        self.perms.write().unwrap_or_else(|e| e.into_inner())
+    /// Changes the permission index together with the storage write it mirrors: `write` runs
+    /// under the index's write lock and returns its result and the index changes to apply
+    /// (none when it failed). Local use cases and, later, changes received from other nodes
+    /// go through here or `apply_changes`.
+    pub fn change_perms<T, E>(
+        &self,
+        write: impl FnOnce(&PermissionIndex) -> Result<(T, Vec<Change>), E>,
+    ) -> Result<T, E> {
+        let mut index = self.perms.write().unwrap_or_else(|e| e.into_inner());
+        let (value, changes) = write(&index)?;
+        for change in changes {
+            index.apply(change);
+        }
+        Ok(value)
+    }
+
+    /// Applies index changes that storage already holds.
+    pub fn apply_changes(&self, changes: impl IntoIterator<Item = Change>) {
+        let mut index = self.perms.write().unwrap_or_else(|e| e.into_inner());
+        for change in changes {
+            index.apply(change);
+        }
+    }
+
+    /// Announces an event, stamped with the permission changes it follows.
+    pub fn emit(&self, name: &'static str, data: Value, audience: Audience) {
+        let seq = self.perms().seq();
+        self.bus.publish(Event::new(name, data, audience, seq));
+    }
+
+    /// Every event emitted from now on.
+    pub fn subscribe(&self) -> crate::events::Subscription {
+        self.bus.subscribe()
     }
 
     /// Every permission of a requester, server-wide or in a channel.
@@ -300,6 +313,11 @@ impl AppState {
         }
     }
 
+    /// Whether a user is a plugin's bot user.
+    pub fn is_bot(&self, user: u64) -> bool {
+        self.plugins().is_some_and(|p| p.is_bot(user))
+    }
+
     /// A user as plugins and chatbox bots see them.
     pub fn chat_user(&self, user: &UserRecord) -> decentd_protocol::ChatUser {
         self.chat_user_named(user.id, &user.username)
@@ -310,7 +328,7 @@ impl AppState {
         let admin = self
             .perms()
             .has(Requester::User(id), None, Permission::ManageServer);
-        decentd_protocol::ChatUser::new(id, username, self.plugins.is_bot(id), admin)
+        decentd_protocol::ChatUser::new(id, username, self.is_bot(id), admin)
     }
 
     /// The user a plugin or bot names: by the UUID of its user object, its ID, or its name.
@@ -331,7 +349,7 @@ impl AppState {
 mod tests {
     use super::*;
     use crate::perms::ChannelOverrides;
-    use crate::store::ChannelRecord;
+    use crate::store::{ChannelRecord, Store};
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -6,14 +6,41 @@
 
 use sha2::{Digest, Sha256};
 
-use super::Identity;
+use serde_json::{json, Value};
+
 use crate::auth::random_bytes;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::ids::now_ms;
+use crate::ids::{now_ms, unix_seconds};
 use crate::perms::{Permission, Requester};
-use crate::state::AppState;
 use crate::store::{KeyLookup, LicenseKeyHash, LicenseRecord, UserRecord};
 use decentd_protocol::chatbox::{Capability, CloseReason};
+
+use super::{id, Caller, Chat};
+
+/// Longest license label, in characters.
+pub const MAX_LABEL_CHARS: usize = 64;
+
+/// Who a bot connection acts as: a license (with its owner and effective capabilities) or a
+/// guest.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub license: Option<u64>,
+    pub owner: Option<UserRecord>,
+    /// Capability bits, already clamped to what the owner may do now.
+    pub capabilities: u8,
+}
+
+impl Identity {
+    pub fn has(&self, capability: Capability) -> bool {
+        self.capabilities & capability.bit() != 0
+    }
+
+    pub fn requester(&self) -> Requester {
+        self.owner
+            .as_ref()
+            .map_or(Requester::Guest, |o| Requester::User(o.id))
+    }
+}
 
 /// Length of a license key in characters.
 pub const KEY_CHARS: usize = 64;
@@ -30,7 +57,7 @@ pub fn key_hash(key: &str) -> Option<LicenseKeyHash> {
 }
 
 /// The capabilities a user may give a license now, as bits.
-pub fn allowed(state: &AppState, user: u64) -> u8 {
+pub fn allowed(state: &Chat, user: u64) -> u8 {
     let mut bits = Capability::Read.bit() | Capability::Command.bit();
     if state
         .perms()
@@ -42,7 +69,7 @@ pub fn allowed(state: &AppState, user: u64) -> u8 {
 }
 
 /// Who a key connects as, or why it may not.
-pub fn identify(state: &AppState, key: &str) -> Result<Identity, CloseReason> {
+pub fn identify(state: &Chat, key: &str) -> Result<Identity, CloseReason> {
     let hash = key_hash(key).ok_or(CloseReason::InvalidLicenseKey)?;
     let lookup = state.store.license_by_key(&hash).map_err(|e| {
         tracing::error!(error = %e, "cannot look a license up");
@@ -73,7 +100,7 @@ pub fn identify(state: &AppState, key: &str) -> Result<Identity, CloseReason> {
 
 /// Creates a license; answers the record and the key (which is never shown again).
 pub async fn create(
-    state: &AppState,
+    state: &Chat,
     owner: &UserRecord,
     capabilities: u8,
     label: String,
@@ -102,21 +129,21 @@ pub async fn create(
 }
 
 /// Revokes a license and closes its connections with `changed_license_key`.
-pub fn revoke(state: &AppState, license: u64) -> ApiResult<LicenseRecord> {
+pub fn revoke(state: &Chat, license: u64) -> ApiResult<LicenseRecord> {
     let record = state
         .store
         .revoke_license(license)?
         .ok_or_else(|| ApiError::not_found("license"))?;
-    state
-        .chatbox
-        .kick_license(license, CloseReason::ChangedLicenseKey);
+    if let Some(bots) = state.bots() {
+        bots.kick_license(license, CloseReason::ChangedLicenseKey);
+    }
     tracing::info!(license, owner = record.owner, "chatbox license revoked");
     Ok(record)
 }
 
 /// The in-chat `\chatbox ...` command: the private answer.
 pub async fn chat_command(
-    state: &AppState,
+    state: &Chat,
     user: &UserRecord,
     args: &[String],
 ) -> ApiResult<String> {
@@ -150,7 +177,7 @@ pub async fn chat_command(
 }
 
 /// Parses requested capability names; NOT_ALLOWED for one the user may not give.
-pub fn requested(state: &AppState, user: u64, names: &[String]) -> ApiResult<u8> {
+pub fn requested(state: &Chat, user: u64, names: &[String]) -> ApiResult<u8> {
     let allowed = allowed(state, user);
     let mut bits = 0;
     for name in names {
@@ -173,6 +200,128 @@ pub fn requested(state: &AppState, user: u64, names: &[String]) -> ApiResult<u8>
         bits |= capability.bit();
     }
     Ok(bits)
+}
+
+/// A license as the API shows it.
+pub fn view(state: &Chat, license: &LicenseRecord) -> Value {
+    json!({
+        "id": license.id.to_string(),
+        "ownerID": license.owner.to_string(),
+        "label": license.label,
+        "capabilities": Capability::from_bits(license.capabilities),
+        "dateCreated": unix_seconds(license.created_ms),
+        "disabled": license.disabled,
+        "connections": state.bots().map_or(0, |b| b.connections_of(license.id)),
+    })
+}
+
+/// A new license for the caller, with the capabilities named (or all they may give): the
+/// record and the key, which is shown only this once.
+pub async fn create_by(
+    state: &Chat,
+    caller: Caller<'_>,
+    capabilities: Option<&[String]>,
+    label: String,
+) -> ApiResult<(LicenseRecord, String)> {
+    let user = caller.user()?;
+    let capabilities = match capabilities {
+        Some(names) => requested(state, user.id, names)?,
+        None => allowed(state, user.id),
+    };
+    if label.chars().count() > MAX_LABEL_CHARS || label.chars().any(char::is_control) {
+        return Err(ApiError::invalid_type(
+            "label",
+            "a string of at most 64 characters without control characters",
+        ));
+    }
+    create(state, user, capabilities, label, false).await
+}
+
+/// Whose licenses to list.
+#[derive(Debug, Clone, Copy)]
+pub enum Owners<'a> {
+    /// The caller's.
+    Mine,
+    /// One user's (by ID); another user's needs manageServer.
+    User(&'a str),
+    /// Everyone's (manageServer).
+    All,
+}
+
+/// Licenses of the caller, of a user, or of everyone.
+pub fn list(state: &Chat, caller: Caller<'_>, owners: Owners<'_>) -> ApiResult<Vec<LicenseRecord>> {
+    let me = caller.user()?.id;
+    Ok(match owners {
+        Owners::All => {
+            state.require(caller.requester(), Permission::ManageServer)?;
+            state.store.all_licenses()?
+        }
+        Owners::User(raw) if raw != me.to_string() => {
+            state.require(caller.requester(), Permission::ManageServer)?;
+            state.store.licenses_of(id(raw, "user")?)?
+        }
+        _ => state.store.licenses_of(me)?,
+    })
+}
+
+/// The license an ID names, if the caller owns it or has manageServer; NOT_FOUND otherwise.
+fn find(state: &Chat, caller: Caller<'_>, raw: &str, staff_only: bool) -> ApiResult<LicenseRecord> {
+    let user = caller.user()?;
+    let license = state
+        .store
+        .license(id(raw, "license")?)?
+        .ok_or_else(|| ApiError::not_found("license"))?;
+    let staff = state
+        .granted(caller.requester(), None)
+        .has(Permission::ManageServer);
+    if staff {
+        return Ok(license);
+    }
+    if license.owner != user.id {
+        return Err(ApiError::not_found("license"));
+    }
+    if staff_only {
+        return Err(ApiError::missing_permission(Permission::ManageServer));
+    }
+    Ok(license)
+}
+
+/// Revokes a license (its owner or manageServer).
+pub async fn revoke_by(state: &Chat, caller: Caller<'_>, raw: &str) -> ApiResult<()> {
+    let license = find(state, caller, raw, false)?;
+    revoke(state, license.id)?;
+    state.store.durable().await?;
+    Ok(())
+}
+
+/// Disables or enables a license (manageServer): the new record. A disabled license's bots
+/// are closed with `disabled_license`.
+pub async fn switch(
+    state: &Chat,
+    caller: Caller<'_>,
+    raw: &str,
+    disabled: bool,
+) -> ApiResult<LicenseRecord> {
+    let license = find(state, caller, raw, true)?;
+    if license.disabled == disabled {
+        let what = if disabled { "disabled" } else { "enabled" };
+        return Err(ApiError::new(
+            ErrorCode::AlreadyPerformed,
+            format!("the license is already {what}"),
+        ));
+    }
+    let license = state
+        .store
+        .update_license(license.id, &|l| l.disabled = disabled)?
+        .ok_or_else(|| ApiError::not_found("license"))?;
+    state.store.durable().await?;
+    if disabled {
+        if let Some(bots) = state.bots() {
+            bots.kick_license(license.id, CloseReason::DisabledLicense);
+        }
+    }
+    tracing::info!(license = license.id, disabled, "chatbox license switched");
+    Ok(license)
 }
 
 #[cfg(test)]
