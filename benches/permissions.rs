@@ -6,8 +6,10 @@
 //! storage for 100,000 users.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use decentd::perms::{Change, ChannelOverrides, Permission, PermissionIndex, PermissionSet, Requester};
 use decentd::chat::load_permission_index;
+use decentd::perms::{
+    Change, ChannelOverrides, Permission, PermissionIndex, PermissionSet, Requester,
+};
 use decentd::store::{RoleRecord, Store, UserRecord};
 use std::time::Duration;
 

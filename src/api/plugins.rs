@@ -11,7 +11,9 @@ use crate::params::ApiRequest;
 
 /// `GET /api/plugins`
 pub async fn list(state: web::Data<Chat>, req: ApiRequest) -> ApiResult<HttpResponse> {
-    Ok(ok(json!({ "plugins": plugins::list(&state, caller(&req))? })))
+    Ok(ok(
+        json!({ "plugins": plugins::list(&state, caller(&req))? }),
+    ))
 }
 
 /// `GET /api/plugins/:name`
@@ -20,7 +22,9 @@ pub async fn get(
     req: ApiRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    Ok(ok(json!({ "plugin": plugins::get(&state, caller(&req), &path)? })))
+    Ok(ok(
+        json!({ "plugin": plugins::get(&state, caller(&req), &path)? }),
+    ))
 }
 
 /// `POST /api/plugins/:name/enable`

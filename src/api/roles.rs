@@ -99,7 +99,9 @@ pub async fn user_roles(
     _req: ApiRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    Ok(ok(json!({ "roleIDs": ids(&roles::user_roles(&state, &path)?) })))
+    Ok(ok(
+        json!({ "roleIDs": ids(&roles::user_roles(&state, &path)?) }),
+    ))
 }
 
 /// `GET /api/users/:id/permissions`

@@ -15,11 +15,11 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::ok;
+use crate::chat::Chat;
 use crate::domain::ImageFormat;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::params::{resolve_session, ApiRequest, Session};
 use crate::perms::{Permission, Requester};
-use crate::chat::Chat;
 
 /// Room for multipart framing and small fields on top of the image itself.
 const FORM_OVERHEAD: usize = 64 * 1024;

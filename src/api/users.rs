@@ -31,7 +31,9 @@ pub async fn get(
     req: ApiRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    Ok(ok(json!({ "user": users::get(&state, caller(&req), &path)? })))
+    Ok(ok(
+        json!({ "user": users::get(&state, caller(&req), &path)? }),
+    ))
 }
 
 /// `PATCH /api/users/:id`: password (self only), email and flair (self or manageUsers).

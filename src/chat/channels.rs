@@ -13,7 +13,9 @@ use crate::events::Audience;
 use crate::perms::{Change, ChannelOverrides, Permission, PermissionSet, Requester};
 use crate::store::{ChannelNameError, ChannelRecord, MessageRecord, PinChange};
 
-use super::roles::{parse_permission_object, parse_role_ref, RoleRef, EVERYONE_ROLE_ID, USER_ROLE_ID};
+use super::roles::{
+    parse_permission_object, parse_role_ref, RoleRef, EVERYONE_ROLE_ID, USER_ROLE_ID,
+};
 use super::views::message_json;
 use super::{id as path_id, Caller, Chat};
 
@@ -366,10 +368,7 @@ pub async fn set_role_permissions(
             .store
             .set_channel_overrides(channel, &overrides)?
             .ok_or_else(|| ApiError::not_found("channel"))?;
-        Ok::<_, ApiError>((
-            (),
-            vec![Change::SetChannelOverrides { channel, overrides }],
-        ))
+        Ok::<_, ApiError>(((), vec![Change::SetChannelOverrides { channel, overrides }]))
     })?;
     state.store.durable().await?;
     Ok(())

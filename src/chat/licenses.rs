@@ -142,11 +142,7 @@ pub fn revoke(state: &Chat, license: u64) -> ApiResult<LicenseRecord> {
 }
 
 /// The in-chat `\chatbox ...` command: the private answer.
-pub async fn chat_command(
-    state: &Chat,
-    user: &UserRecord,
-    args: &[String],
-) -> ApiResult<String> {
+pub async fn chat_command(state: &Chat, user: &UserRecord, args: &[String]) -> ApiResult<String> {
     let words: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).collect();
     if words != ["license", "register"] {
         return Ok(

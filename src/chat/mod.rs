@@ -115,7 +115,10 @@ pub fn load_permission_index(store: &dyn Storage) -> Result<PermissionIndex, Sto
 /// The read-access preset in force. A data directory's first start stores the flag's choice
 /// (`members` by default); data from before the setting existed keeps what it did then
 /// (`public`). Afterwards the stored setting rules, and a differing flag is only reported.
-fn settle_read_access(store: &dyn Storage, wanted: Option<ReadAccess>) -> Result<ReadAccess, StoreError> {
+fn settle_read_access(
+    store: &dyn Storage,
+    wanted: Option<ReadAccess>,
+) -> Result<ReadAccess, StoreError> {
     if let Some(stored) = store.read_access()? {
         if let Some(flag) = wanted.filter(|w| *w != stored) {
             tracing::warn!(

@@ -14,8 +14,8 @@ use super::{id as path_id, Caller, Chat};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::Audience;
 use crate::perms::{
-    Change, Granted, Permission, PermissionIndex, PermissionObjectError, PermissionSet,
-    ReadAccess, Requester,
+    Change, Granted, Permission, PermissionIndex, PermissionObjectError, PermissionSet, ReadAccess,
+    Requester,
 };
 use crate::store::RoleRecord;
 
@@ -173,9 +173,7 @@ pub async fn create(
     name: String,
     permissions: PermissionSet,
 ) -> ApiResult<u64> {
-    let name = Some(name);
-    check_name(&name)?;
-    let name = name.unwrap_or_default();
+    check_name(&Some(name.clone()))?;
     let who = caller.requester();
     let role = state.change_perms(|index| {
         let granted = index.resolve(who, None);

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, Notify};
 
+use crate::chat::{licenses, Bots, Chat, Restart};
 use crate::events::{Audience, Event};
 use crate::ids::{iso8601, now_ms};
 use crate::perms::{Permission, Requester};
-use crate::chat::{licenses, Bots, Chat, Restart};
 use crate::store::UserRecord;
 use decentd_protocol::chatbox::{
     parse_command, plain_text, rendered_text, BotRequest, Capability, ChatEvent, CloseReason,
@@ -54,7 +54,6 @@ impl std::ops::Deref for BotDoor {
 pub const BOT_QUEUE: usize = 256;
 
 pub use crate::chat::licenses::Identity;
-
 
 /// Tells a connection to close, once, with a reason.
 #[derive(Debug, Default)]
@@ -457,7 +456,13 @@ impl Bots for Gateway {
     /// Hands a chat command to bots: public commands to every bot with `command` whose owner
     /// may read the channel, owner-only commands only to the invoker's own bots. Returns how
     /// many connections got it.
-    fn command(&self, state: &Chat, user: &UserRecord, channel: u64, command: &CommandText) -> usize {
+    fn command(
+        &self,
+        state: &Chat,
+        user: &UserRecord,
+        channel: u64,
+        command: &CommandText,
+    ) -> usize {
         let packet = event_packet(
             ChatEvent::Command {
                 user: state.chat_user(user),
@@ -570,11 +575,7 @@ fn tell_target(state: &Chat, user: &str) -> Result<u64, Refused> {
 }
 
 /// Checks a request against the current state of the server.
-fn prepare(
-    state: &Chat,
-    identity: &Identity,
-    request: BotRequest,
-) -> Result<Prepared, Refused> {
+fn prepare(state: &Chat, identity: &Identity, request: BotRequest) -> Result<Prepared, Refused> {
     // The owner as they are now: renamed, or no longer allowed to send.
     let owner = identity
         .owner
@@ -608,11 +609,7 @@ fn prepare(
 }
 
 /// Carries out a prepared request as the license owner.
-async fn execute(
-    state: &Arc<Chat>,
-    identity: &Identity,
-    action: Prepared,
-) -> Result<(), Refused> {
+async fn execute(state: &Arc<Chat>, identity: &Identity, action: Prepared) -> Result<(), Refused> {
     let Some(license) = identity.license else {
         return Err((ErrorKind::MissingCapability, None));
     };

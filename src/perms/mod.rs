@@ -347,13 +347,19 @@ pub enum Change {
         position: usize,
     },
     /// An existing role's server-wide permissions.
-    UpdateRole { id: u64, permissions: PermissionSet },
+    UpdateRole {
+        id: u64,
+        permissions: PermissionSet,
+    },
     /// A role removed everywhere: the order, user role sets and channel overrides.
     RemoveRole(u64),
     /// The prioritization order (most prioritized first), naming every role.
     SetOrder(Vec<u64>),
     /// A user's role set (also a new user).
-    SetUserRoles { user: u64, roles: Vec<u64> },
+    SetUserRoles {
+        user: u64,
+        roles: Vec<u64>,
+    },
     RemoveUser(u64),
     /// A channel's overrides (also a new channel).
     SetChannelOverrides {

@@ -6,8 +6,8 @@ use serde_json::json;
 use std::sync::Arc;
 
 use super::Plugin;
-use crate::events::Audience;
 use crate::chat::Chat;
+use crate::events::Audience;
 use decentd_protocol::{to_decent_text, Action};
 
 /// Where an answer's actions apply.
@@ -34,12 +34,7 @@ pub(super) fn perform_soon(
 }
 
 /// Carries out a plugin's actions (already allowed by its capabilities).
-pub(super) async fn perform(
-    state: &Chat,
-    plugin: &Plugin,
-    actions: Vec<Action>,
-    context: Context,
-) {
+pub(super) async fn perform(state: &Chat, plugin: &Plugin, actions: Vec<Action>, context: Context) {
     for action in actions {
         let result = match action {
             Action::Say {

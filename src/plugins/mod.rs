@@ -26,11 +26,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
+use crate::chat::Chat;
 use crate::error::{ApiError, ErrorCode};
 use crate::events::Audience;
 use crate::ids::now_ms;
 use crate::perms::{Permission, Requester};
-use crate::chat::Chat;
 use crate::store::{InsertUserError, PluginRecord, UserRecord};
 use actions::{perform, perform_soon, Context};
 use decentd_protocol::chatbox::CommandText;
@@ -213,7 +213,9 @@ impl PluginHost {
 
     /// The host as a shared handle.
     fn this(&self) -> Arc<Self> {
-        self.me.upgrade().expect("the plugin host is alive while in use")
+        self.me
+            .upgrade()
+            .expect("the plugin host is alive while in use")
     }
 
     /// Runs one call of `plugin` on a plugin thread; the caller awaits it without blocking.
@@ -735,10 +737,7 @@ async fn worker(
             }
         };
         let deadline = plugin.manifest.limits.event_deadline();
-        let actions = match host
-            .call_off_thread(&plugin, input, deadline)
-            .await
-        {
+        let actions = match host.call_off_thread(&plugin, input, deadline).await {
             Ok(actions) => actions,
             Err(CallError::Busy) => {
                 plugin.stats.dropped_events.fetch_add(1, Ordering::Relaxed);

@@ -101,6 +101,7 @@ impl super::KvSpace for PluginKv {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::KvSpace;
 
     #[test]
     fn plugin_spaces_are_private_and_records_persist() {

@@ -37,7 +37,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn settings(&self) -> Result<Settings>;
     /// Changes the settings, and the read-access preset if `access` is given, in one
     /// transaction; returns the new settings.
-    fn update_settings(&self, change: &dyn Fn(&mut Settings) , access: Option<ReadAccess>, ) -> Result<Settings>;
+    fn update_settings(
+        &self,
+        change: &dyn Fn(&mut Settings),
+        access: Option<ReadAccess>,
+    ) -> Result<Settings>;
     /// The stored read-access preset; `None` for data from before the setting existed (and
     /// for a data directory that has never started).
     fn read_access(&self) -> Result<Option<ReadAccess>>;
@@ -75,7 +79,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn users(&self) -> Result<Vec<UserRecord>>;
     /// Changes a stored user atomically (the username must not change). Returns the updated
     /// user, or `None` if there is no such user.
-    fn update_user(&self, id: u64, change: &dyn Fn(&mut UserRecord) , ) -> Result<Option<UserRecord>>;
+    fn update_user(&self, id: u64, change: &dyn Fn(&mut UserRecord)) -> Result<Option<UserRecord>>;
     /// Deletes a user, their name and every session of theirs. Returns the deleted user.
     /// Deletes a user: record, name, sessions and chatbox licenses in one transaction, with a
     /// marker under which the rest (mention index, read state) is removed next; startup
@@ -102,9 +106,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn insert_channel(&self, channel: &ChannelRecord) -> Result<(), ChannelNameError>;
     /// Renames a channel, refusing a name another channel has (ignoring case). Returns the
     /// updated channel, or `None` if there is none.
-    fn rename_channel(&self, id: u64, name: &str) -> Result<Option<ChannelRecord>, ChannelNameError>;
+    fn rename_channel(
+        &self,
+        id: u64,
+        name: &str,
+    ) -> Result<Option<ChannelRecord>, ChannelNameError>;
     /// Replaces a channel's role overrides. Returns the updated channel, or `None`.
-    fn set_channel_overrides(&self, id: u64, overrides: &ChannelOverrides) -> Result<Option<ChannelRecord>>;
+    fn set_channel_overrides(
+        &self,
+        id: u64,
+        overrides: &ChannelOverrides,
+    ) -> Result<Option<ChannelRecord>>;
     /// Deletes a channel and marks its contents for purging, atomically. Returns the deleted
     /// channel. Call `purge_channel` afterwards (startup does it for interrupted purges).
     fn delete_channel(&self, id: u64) -> Result<Option<ChannelRecord>>;
@@ -133,10 +145,22 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Up to `limit` messages of a channel strictly between `after` and `before`, oldest
     /// first: with `after`, the first ones after it (paging forward, so a client catching up
     /// misses nothing); without, the most recent ones.
-    fn messages(&self, channel: u64, before: Option<u64>, after: Option<u64>, limit: usize) -> Result<Vec<MessageRecord>>;
+    fn messages(
+        &self,
+        channel: u64,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>>;
     /// Changes a message's text and mentions (and edit time) in one transaction with the
     /// mention index. Returns (before, after), or `None` if the message does not exist.
-    fn edit_message(&self, id: u64, text: &str, new_mentions: &[u64], edited_ms: u64) -> Result<Option<(MessageRecord, MessageRecord)>>;
+    fn edit_message(
+        &self,
+        id: u64,
+        text: &str,
+        new_mentions: &[u64],
+        edited_ms: u64,
+    ) -> Result<Option<(MessageRecord, MessageRecord)>>;
     /// Deletes a message with its index entry, mentions and pin. Returns the deleted message.
     fn delete_message(&self, id: u64) -> Result<Option<MessageRecord>>;
     /// Pins or unpins a message of a channel.
@@ -167,7 +191,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Every license, oldest first.
     fn all_licenses(&self) -> Result<Vec<LicenseRecord>>;
     /// Changes a license record; None if it does not exist.
-    fn update_license(&self, id: u64, change: &dyn Fn(&mut LicenseRecord) , ) -> Result<Option<LicenseRecord>>;
+    fn update_license(
+        &self,
+        id: u64,
+        change: &dyn Fn(&mut LicenseRecord),
+    ) -> Result<Option<LicenseRecord>>;
     /// Revokes a license: its key then names a revoked license. Returns the removed record.
     fn revoke_license(&self, id: u64) -> Result<Option<LicenseRecord>>;
     fn plugin_record(&self, name: &str) -> Result<Option<PluginRecord>>;
@@ -197,7 +225,11 @@ impl Storage for Store {
     fn settings(&self) -> Result<Settings> {
         Store::settings(self)
     }
-    fn update_settings(&self, change: &dyn Fn(&mut Settings) , access: Option<ReadAccess>, ) -> Result<Settings> {
+    fn update_settings(
+        &self,
+        change: &dyn Fn(&mut Settings),
+        access: Option<ReadAccess>,
+    ) -> Result<Settings> {
         Store::update_settings(self, change, access)
     }
     fn read_access(&self) -> Result<Option<ReadAccess>> {
@@ -254,7 +286,7 @@ impl Storage for Store {
     fn users(&self) -> Result<Vec<UserRecord>> {
         Store::users(self)
     }
-    fn update_user(&self, id: u64, change: &dyn Fn(&mut UserRecord) , ) -> Result<Option<UserRecord>> {
+    fn update_user(&self, id: u64, change: &dyn Fn(&mut UserRecord)) -> Result<Option<UserRecord>> {
         Store::update_user(self, id, change)
     }
     fn delete_user(&self, id: u64) -> Result<Option<UserRecord>> {
@@ -290,10 +322,18 @@ impl Storage for Store {
     fn insert_channel(&self, channel: &ChannelRecord) -> Result<(), ChannelNameError> {
         Store::insert_channel(self, channel)
     }
-    fn rename_channel(&self, id: u64, name: &str) -> Result<Option<ChannelRecord>, ChannelNameError> {
+    fn rename_channel(
+        &self,
+        id: u64,
+        name: &str,
+    ) -> Result<Option<ChannelRecord>, ChannelNameError> {
         Store::rename_channel(self, id, name)
     }
-    fn set_channel_overrides(&self, id: u64, overrides: &ChannelOverrides) -> Result<Option<ChannelRecord>> {
+    fn set_channel_overrides(
+        &self,
+        id: u64,
+        overrides: &ChannelOverrides,
+    ) -> Result<Option<ChannelRecord>> {
         Store::set_channel_overrides(self, id, overrides)
     }
     fn delete_channel(&self, id: u64) -> Result<Option<ChannelRecord>> {
@@ -320,10 +360,22 @@ impl Storage for Store {
     fn message_in(&self, channel: u64, id: u64) -> Result<Option<MessageRecord>> {
         Store::message_in(self, channel, id)
     }
-    fn messages(&self, channel: u64, before: Option<u64>, after: Option<u64>, limit: usize) -> Result<Vec<MessageRecord>> {
+    fn messages(
+        &self,
+        channel: u64,
+        before: Option<u64>,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
         Store::messages(self, channel, before, after, limit)
     }
-    fn edit_message(&self, id: u64, text: &str, new_mentions: &[u64], edited_ms: u64) -> Result<Option<(MessageRecord, MessageRecord)>> {
+    fn edit_message(
+        &self,
+        id: u64,
+        text: &str,
+        new_mentions: &[u64],
+        edited_ms: u64,
+    ) -> Result<Option<(MessageRecord, MessageRecord)>> {
         Store::edit_message(self, id, text, new_mentions, edited_ms)
     }
     fn delete_message(&self, id: u64) -> Result<Option<MessageRecord>> {
@@ -374,7 +426,11 @@ impl Storage for Store {
     fn all_licenses(&self) -> Result<Vec<LicenseRecord>> {
         Store::all_licenses(self)
     }
-    fn update_license(&self, id: u64, change: &dyn Fn(&mut LicenseRecord) , ) -> Result<Option<LicenseRecord>> {
+    fn update_license(
+        &self,
+        id: u64,
+        change: &dyn Fn(&mut LicenseRecord),
+    ) -> Result<Option<LicenseRecord>> {
         Store::update_license(self, id, change)
     }
     fn revoke_license(&self, id: u64) -> Result<Option<LicenseRecord>> {

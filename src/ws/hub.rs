@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::net::websocket::{text_frame, Socket};
-use crate::events::{Audience, Event};
-use crate::perms::{Permission, Requester};
 use super::WsDoor;
+use crate::events::{Audience, Event};
+use crate::net::websocket::{text_frame, Socket};
+use crate::perms::{Permission, Requester};
 
 /// The fan-out's side of one socket.
 #[derive(Debug)]

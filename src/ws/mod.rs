@@ -11,21 +11,21 @@
 
 pub mod hub;
 
+use crate::net::upgrade;
+use crate::net::websocket::{self as connection, Connection, Ending, Incoming, Socket};
 use actix_http::ws::{CloseCode, CloseReason};
 use actix_web::http::StatusCode;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpRequest, HttpResponse};
-use crate::net::upgrade;
-use crate::net::websocket::{self as connection, Connection, Ending, Incoming, Socket};
 use serde_json::{json, Value};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
+use crate::chat::sessions::resolve as resolve_session;
 use crate::chat::Chat;
 use crate::error::{ApiError, ErrorCode};
 use crate::events::Audience;
-use crate::chat::sessions::resolve as resolve_session;
 
 /// The WebSocket door: the core and the open sockets.
 #[derive(Debug)]
