@@ -48,9 +48,17 @@ pub fn restart_server(mut old: Server, args: &[&str]) -> Server {
     start_server_in(tmp, args)
 }
 
+/// The server binary: this build's, or `DECENTD_BENCH_BIN` (to measure another build, e.g. the
+/// commit before a change, with the same harness in the same session).
+pub fn server_binary() -> std::path::PathBuf {
+    std::env::var_os("DECENTD_BENCH_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_decentd").into())
+}
+
 fn start_server_in(tmp: tempfile::TempDir, args: &[&str]) -> Server {
     let data = tmp.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_decentd"))
+    let mut child = Command::new(server_binary())
         .arg("serve")
         .args(["--listen", "127.0.0.1:0"])
         .args([
