@@ -17,7 +17,9 @@ fn named_modules(text: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for (i, _) in text.match_indices("crate::") {
         let rest = &text[i + "crate::".len()..];
-        let group = rest.strip_prefix('{').map(|g| &g[..g.find('}').unwrap_or(g.len())]);
+        let group = rest
+            .strip_prefix('{')
+            .map(|g| &g[..g.find('}').unwrap_or(g.len())]);
         let parts: Vec<&str> = match group {
             Some(g) => g.split(',').collect(),
             None => vec![rest],
@@ -90,6 +92,9 @@ fn paths_in_groups_and_nested_paths_are_seen() {
     let names = named_modules("use crate::{api::x, chat};\nlet a = crate::ws::hub::Hub::new();");
     assert_eq!(
         names,
-        ["api", "chat", "ws"].into_iter().map(String::from).collect()
+        ["api", "chat", "ws"]
+            .into_iter()
+            .map(String::from)
+            .collect()
     );
 }

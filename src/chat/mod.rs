@@ -389,4 +389,39 @@ mod tests {
         let again = settle_read_access(&store, Some(ReadAccess::Members)).unwrap();
         assert_eq!(again, ReadAccess::Public);
     }
+
+    fn chat() -> (tempfile::TempDir, Chat) {
+        let dir = tempfile::tempdir().unwrap();
+        let args = crate::config::ServeArgs {
+            data: Some(dir.path().join("data")),
+            ..Default::default()
+        };
+        let config = args.resolve().unwrap();
+        (dir, Chat::open(config).unwrap())
+    }
+
+    #[tokio::test]
+    async fn events_carry_the_permission_changes_they_follow() {
+        let (_dir, chat) = chat();
+        let mut events = chat.subscribe();
+        let before = chat.perms().seq();
+        chat.emit("a", serde_json::json!({}), Audience::Everyone);
+        // A refused write changes neither storage nor the index.
+        let refused: Result<(), ApiError> = chat.change_perms(|_| Err(ApiError::not_found("x")));
+        assert!(refused.is_err());
+        assert_eq!(chat.perms().seq(), before);
+        chat.change_perms(|_| {
+            Ok::<_, ApiError>(((), vec![Change::SetReadAccess(ReadAccess::Spec)]))
+        })
+        .unwrap();
+        // What a change received from another node would do.
+        chat.apply_changes([Change::RemoveChannel(77)]);
+        chat.emit("b", serde_json::json!({}), Audience::User(1));
+        let first = events.recv().await.unwrap();
+        let second = events.recv().await.unwrap();
+        assert_eq!(first.perm_seq, before);
+        assert_eq!(second.perm_seq, before + 2);
+        assert_eq!(second.audience, Audience::User(1));
+        assert_eq!(chat.perms().read_access(), ReadAccess::Spec);
+    }
 }
