@@ -131,6 +131,20 @@ pub async fn post(
     Ok(Posted::Stored(message))
 }
 
+/// A chatbox bot's `say`, as its license owner (the gateway has checked the owner's
+/// permissions): through the pre-store hooks, then stored with `via` (`{name, licenseID}`).
+/// Bots speak; they do not run commands (the chatbox API's commands are what people type).
+pub async fn say_for_bot(
+    chat: &Arc<Chat>,
+    owner: &UserRecord,
+    channel: u64,
+    text: String,
+    via: Value,
+) -> ApiResult<MessageRecord> {
+    let text = hooked(chat, owner, channel, None, text).await?;
+    store(chat, owner, channel, text, false, Some(via)).await
+}
+
 /// Stores a new message by `user` (or a system message) in `channel`, waits until it is
 /// durable, and emits `message/new` and mention events. No permission checks and no hooks:
 /// callers do them. `via` (a chatbox bot's `{name, licenseID}`) travels in the `message/new`

@@ -20,6 +20,7 @@ pub mod restart;
 pub mod roles;
 pub mod sessions;
 pub mod settings;
+pub mod tells;
 pub mod users;
 pub mod views;
 

@@ -1,7 +1,12 @@
 //! Which users are online, with a grace period for sockets that come back at once.
 
+use serde_json::json;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::events::Audience;
+
+use super::Chat;
 
 /// How long a user whose last socket went away still counts as online. A user who comes back
 /// within it (a reload, a flaky network, a client toggling its session) causes no
@@ -77,4 +82,34 @@ impl Presence {
             _ => false,
         }
     }
+}
+
+/// A user's socket came (for the first time, or back after the grace): `user/online`.
+pub fn arrive(chat: &Chat, user: u64) {
+    if chat.presence.connect(user) {
+        chat.emit(
+            "user/online",
+            json!({ "userID": user.to_string() }),
+            Audience::Everyone,
+        );
+    }
+}
+
+/// A user's socket went: when it was their last and nobody comes back within
+/// `PRESENCE_GRACE`, `user/offline`.
+pub fn leave(chat: &Arc<Chat>, user: u64) {
+    let Some(departure) = chat.presence.disconnect(user) else {
+        return;
+    };
+    let chat = chat.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(PRESENCE_GRACE).await;
+        if chat.presence.settle(user, departure) {
+            chat.emit(
+                "user/offline",
+                json!({ "userID": user.to_string() }),
+                Audience::Everyone,
+            );
+        }
+    });
 }

@@ -7,7 +7,7 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::Audience;
 use crate::ids::now_ms;
 use crate::perms::{Change, Permission};
-use crate::store::{InsertUserError, UserRecord};
+use crate::store::{InsertUserError, PluginRecord, UserRecord};
 
 use super::views::{user_view, UserView};
 use super::{id as path_id, Caller, Chat};
@@ -278,4 +278,67 @@ pub async fn delete(state: &Chat, caller: Caller<'_>, id: &str) -> ApiResult<()>
 pub fn username_available(state: &Chat, name: &str) -> ApiResult<bool> {
     validate_name(name)?;
     Ok(state.store.user_by_name(name)?.is_none())
+}
+
+/// Makes sure a plugin's bot user exists: an ordinary user record named after the plugin (a
+/// password hash that is not a PHC string, so no login matches) and the plugin's record.
+/// `known` learns a new bot user's ID before `user/new` announces it.
+pub async fn ensure_plugin_user(
+    state: &Chat,
+    name: &str,
+    known: impl FnOnce(u64),
+) -> Result<PluginRecord, String> {
+    let store_error = |e: crate::store::StoreError| format!("storage: {e}");
+    if let Some(record) = state.store.plugin_record(name).map_err(store_error)? {
+        if state
+            .store
+            .user(record.bot_user)
+            .map_err(store_error)?
+            .is_some()
+        {
+            return Ok(record);
+        }
+    }
+    let user = UserRecord {
+        id: state.store.next_id(),
+        username: name.to_owned(),
+        // Not a PHC string: no password ever matches, so nobody can log in as a bot.
+        password_hash: "!bot".into(),
+        email: None,
+        flair: Some("bot".into()),
+        role_ids: Vec::new(),
+        created_ms: now_ms(),
+    };
+    match state.store.insert_user(&user) {
+        Ok(()) => {}
+        Err(InsertUserError::NameTaken) => {
+            return Err(format!(
+                "the username {name:?} belongs to a user; a plugin's name is its bot user's \
+                 username, so rename the plugin or that user"
+            ))
+        }
+        Err(InsertUserError::Store(e)) => return Err(store_error(e)),
+    }
+    let record = PluginRecord {
+        bot_user: user.id,
+        enabled: true,
+        disabled_reason: None,
+    };
+    state
+        .store
+        .set_plugin_record(name, &record)
+        .map_err(store_error)?;
+    state.store.durable().await.map_err(store_error)?;
+    known(user.id);
+    state.emit(
+        "user/new",
+        json!({ "user": user_view(state, &user, None) }),
+        Audience::Everyone,
+    );
+    tracing::info!(
+        plugin = name,
+        user = user.id,
+        "created the plugin's bot user"
+    );
+    Ok(record)
 }

@@ -25,7 +25,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, Notify};
 
 use crate::chat::{licenses, Bots, Chat, Restart};
-use crate::events::{Audience, Event};
+use crate::events::Event;
 use crate::ids::{iso8601, now_ms};
 use crate::perms::{Permission, Requester};
 use crate::store::UserRecord;
@@ -621,29 +621,16 @@ async fn execute(state: &Arc<Chat>, identity: &Identity, action: Prepared) -> Re
     } = action;
     match target {
         Target::Channel(channel) => {
-            let text = crate::chat::messages::hooked(state, &owner, channel, None, text)
-                .await
-                .map_err(|e| (ErrorKind::UnknownError, Some(e.message)))?;
             let via = json!({ "name": name, "licenseID": license.to_string() });
-            crate::chat::messages::store(state, &owner, channel, text, false, Some(via))
+            crate::chat::messages::say_for_bot(state, &owner, channel, text, via)
                 .await
                 .map(|_| ())
                 .map_err(|e| (ErrorKind::UnknownError, Some(e.message)))
         }
         Target::User(user) => {
-            if !state.presence.is_online(user) {
+            if !crate::chat::tells::from_bot(state, &owner, user, &name, &text) {
                 return Err((ErrorKind::UnknownUser, None));
             }
-            state.emit(
-                "chatbox/tell",
-                json!({
-                    "name": name,
-                    "text": text,
-                    "ownerID": owner.id.to_string(),
-                    "ownerUsername": owner.username,
-                }),
-                Audience::User(user),
-            );
             Ok(())
         }
     }

@@ -2,12 +2,10 @@
 //! private `plugin/tell` event), `delete`. The host checks each action against the plugin's
 //! capabilities before it gets here.
 
-use serde_json::json;
 use std::sync::Arc;
 
 use super::Plugin;
 use crate::chat::Chat;
-use crate::events::Audience;
 use decentd_protocol::{to_decent_text, Action};
 
 /// Where an answer's actions apply.
@@ -100,16 +98,7 @@ fn tell(
     name: Option<&str>,
     channel: Option<u64>,
 ) -> Result<(), String> {
-    state.emit(
-        "plugin/tell",
-        json!({
-            "plugin": plugin.name(),
-            "name": name,
-            "text": text,
-            "channelID": channel.map(|c| c.to_string()),
-        }),
-        Audience::User(user),
-    );
+    crate::chat::tells::from_plugin(state, plugin.name(), user, text, name, channel);
     Ok(())
 }
 

@@ -28,10 +28,9 @@ use tokio::sync::mpsc;
 
 use crate::chat::Chat;
 use crate::error::{ApiError, ErrorCode};
-use crate::events::Audience;
 use crate::ids::now_ms;
 use crate::perms::{Permission, Requester};
-use crate::store::{InsertUserError, PluginRecord, UserRecord};
+use crate::store::{PluginRecord, UserRecord};
 use actions::{perform, perform_soon, Context};
 use decentd_protocol::chatbox::CommandText;
 use decentd_protocol::{Action, CommandEvent, PendingMessage, PluginInput, EVENTS};
@@ -632,64 +631,16 @@ fn rejected(plugin: &str, reason: &str) -> ApiError {
     .with("reason", reason)
 }
 
-/// Makes sure the plugin's bot user exists; returns its record.
+/// Makes sure the plugin's bot user exists (`chat::users::ensure_plugin_user`); returns its
+/// record.
 async fn ensure_bot(state: &Chat, host: &PluginHost, name: &str) -> Result<PluginRecord, String> {
-    let store_error = |e: crate::store::StoreError| format!("storage: {e}");
-    if let Some(record) = state.store.plugin_record(name).map_err(store_error)? {
-        if state
-            .store
-            .user(record.bot_user)
-            .map_err(store_error)?
-            .is_some()
-        {
-            return Ok(record);
-        }
-    }
-    let user = UserRecord {
-        id: state.store.next_id(),
-        username: name.to_owned(),
-        // Not a PHC string: no password ever matches, so nobody can log in as a bot.
-        password_hash: "!bot".into(),
-        email: None,
-        flair: Some("bot".into()),
-        role_ids: Vec::new(),
-        created_ms: now_ms(),
-    };
-    match state.store.insert_user(&user) {
-        Ok(()) => {}
-        Err(InsertUserError::NameTaken) => {
-            return Err(format!(
-                "the username {name:?} belongs to a user; a plugin's name is its bot user's \
-                 username, so rename the plugin or that user"
-            ))
-        }
-        Err(InsertUserError::Store(e)) => return Err(store_error(e)),
-    }
-    let record = PluginRecord {
-        bot_user: user.id,
-        enabled: true,
-        disabled_reason: None,
-    };
-    state
-        .store
-        .set_plugin_record(name, &record)
-        .map_err(store_error)?;
-    state.store.durable().await.map_err(store_error)?;
-    host.bots
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(user.id);
-    state.emit(
-        "user/new",
-        json!({ "user": crate::chat::views::user_view(state, &user, None) }),
-        Audience::Everyone,
-    );
-    tracing::info!(
-        plugin = name,
-        user = user.id,
-        "created the plugin's bot user"
-    );
-    Ok(record)
+    crate::chat::users::ensure_plugin_user(state, name, |user| {
+        host.bots
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user);
+    })
+    .await
 }
 
 /// A plugin's worker: its events and commands, one call at a time, in order.

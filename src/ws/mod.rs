@@ -17,15 +17,14 @@ use actix_http::ws::{CloseCode, CloseReason};
 use actix_web::http::StatusCode;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 use crate::chat::sessions::resolve as resolve_session;
-use crate::chat::Chat;
+use crate::chat::{presence, Chat};
 use crate::error::{ApiError, ErrorCode};
-use crate::events::Audience;
 
 /// The WebSocket door: the core and the open sockets.
 #[derive(Debug)]
@@ -99,28 +98,10 @@ fn set_user(state: &Arc<WsDoor>, socket: u64, current: &mut Option<u64>, next: O
     }
     state.hub.set_user(socket, next);
     if let Some(old) = current.take() {
-        if let Some(departure) = state.presence.disconnect(old) {
-            let state = state.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(crate::chat::PRESENCE_GRACE).await;
-                if state.presence.settle(old, departure) {
-                    state.emit(
-                        "user/offline",
-                        json!({ "userID": old.to_string() }),
-                        Audience::Everyone,
-                    );
-                }
-            });
-        }
+        presence::leave(&state.chat, old);
     }
     if let Some(new) = next {
-        if state.presence.connect(new) {
-            state.emit(
-                "user/online",
-                json!({ "userID": new.to_string() }),
-                Audience::Everyone,
-            );
-        }
+        presence::arrive(&state.chat, new);
     }
     *current = next;
 }
