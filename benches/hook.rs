@@ -42,6 +42,9 @@ fn in_process(dir: &Path) {
         "well darn, this one gets masked by the filter",
     ];
     let mut micros = Vec::with_capacity(calls);
+    // A call the machine descheduled past its deadline is counted, not fatal: on shared cores
+    // a ~10 µs call can miss a 5 ms deadline when another tenant takes the CPU.
+    let mut deadline_hits = 0;
     for i in 0..calls + 1000 {
         let started = Instant::now();
         let input = PluginInput::BeforeStore {
@@ -53,7 +56,14 @@ fn in_process(dir: &Path) {
             },
         };
         let bytes = serde_json::to_vec(&input).unwrap();
-        let output = instances.call(&bytes, deadline).expect("hook call");
+        let output = match instances.call(&bytes, deadline) {
+            Ok(output) => output,
+            Err(decentd::plugins::runtime::CallError::Deadline { .. }) => {
+                deadline_hits += 1;
+                continue;
+            }
+            Err(e) => panic!("hook call: {e:?}"),
+        };
         let elapsed = started.elapsed();
         assert_eq!(
             output.actions.len(),
@@ -66,7 +76,7 @@ fn in_process(dir: &Path) {
     }
     micros.sort_by(f64::total_cmp);
     println!(
-        "hook call in process ({calls} calls, half rewritten): p50 {:.1} µs, p99 {:.1} µs",
+        "hook call in process ({calls} calls, half rewritten): p50 {:.1} µs, p99 {:.1} µs, {deadline_hits} past the deadline",
         percentile(&micros, 0.5),
         percentile(&micros, 0.99)
     );

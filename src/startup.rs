@@ -16,7 +16,6 @@ use crate::chatbox::{BotDoor, Gateway};
 use crate::config::{MakeAdminArgs, ServerConfig};
 use crate::net::{is_websocket_upgrade, TimedStream};
 use crate::plugins::PluginHost;
-use crate::store::Store;
 use crate::ws::WsDoor;
 use crate::{api, logging};
 
@@ -353,8 +352,8 @@ impl Signals {
 
 /// `decentd make-admin`: grants the Admin role offline. Returns a message for the operator.
 pub fn make_admin(args: &MakeAdminArgs) -> Result<String, String> {
-    let store = Store::open(&args.data, 8 * 1024 * 1024).map_err(|e| e.to_string())?;
-    let user = grant_admin(&store, &args.username)
+    let store = crate::store::open(&args.data, 8 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
+    let user = grant_admin(&*store, &args.username)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| {
             format!(
