@@ -13,28 +13,29 @@
 //! - Restarts: a scheduled graceful stop is announced to every bot and cancelled the same way.
 
 pub mod limiter;
+mod requests;
 pub mod socket;
 
+pub use requests::{request, Refused};
+
 use bytestring::ByteString;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, Notify};
 
-use crate::chat::{licenses, Bots, Chat, Restart};
+use crate::chat::{Bots, Chat, Restart};
 use crate::events::Event;
 use crate::ids::{iso8601, now_ms};
-use crate::perms::{Permission, Requester};
 use crate::store::UserRecord;
 use decentd_protocol::chatbox::{
-    parse_command, plain_text, rendered_text, BotRequest, Capability, ChatEvent, CloseReason,
-    CommandText, ErrorKind, EventPacket, ServerPacket, RATE_INTERVAL_MS, RATE_QUEUE,
+    parse_command, plain_text, rendered_text, Capability, ChatEvent, CloseReason, CommandText,
+    EventPacket, ServerPacket,
 };
 use decentd_protocol::ChatUser;
-use limiter::{Admit, Limiter};
+use requests::Lane;
 
 /// The bot gateway's door: the core and the connections.
 #[derive(Debug)]
@@ -110,42 +111,6 @@ pub fn restart_packet(restart: &Restart) -> ServerPacket {
         restart.scheduled_ms,
         None,
     )
-}
-
-/// One license's rate limit and the worker that sends its queued messages.
-#[derive(Debug)]
-struct Lane {
-    limiter: Mutex<Limiter>,
-    jobs: mpsc::UnboundedSender<Queued>,
-}
-
-/// A message waiting for its slot.
-#[derive(Debug)]
-struct Queued {
-    at: Instant,
-    identity: Identity,
-    action: Prepared,
-    id: Option<i64>,
-    reply: mpsc::Sender<ByteString>,
-}
-
-/// A checked request, ready to carry out as `owner` (loaded when it was checked).
-#[derive(Debug, Clone)]
-struct Prepared {
-    owner: UserRecord,
-    target: Target,
-    text: String,
-    /// The chatbox name shown.
-    name: String,
-}
-
-/// Where a checked request goes.
-#[derive(Debug, Clone, Copy)]
-enum Target {
-    /// `say`: a channel the owner may post in.
-    Channel(u64),
-    /// `tell`: an online user.
-    User(u64),
 }
 
 /// Every open bot connection, the rate limits, and the pending restart.
@@ -270,26 +235,6 @@ impl Gateway {
                 conn.kick.kick(CloseReason::FatalError);
             }
         }
-    }
-
-    /// The rate-limit lane of a license (created on first use).
-    fn lane(&self, state: &Arc<Chat>, license: u64) -> Arc<Lane> {
-        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        lanes
-            .entry(license)
-            .or_insert_with(|| {
-                let (jobs, rx) = mpsc::unbounded_channel();
-                let lane = Arc::new(Lane {
-                    limiter: Mutex::new(Limiter::new(
-                        Duration::from_millis(RATE_INTERVAL_MS),
-                        RATE_QUEUE,
-                    )),
-                    jobs,
-                });
-                actix_web::rt::spawn(lane_worker(state.clone(), Arc::downgrade(&lane), rx));
-                lane
-            })
-            .clone()
     }
 }
 
@@ -510,224 +455,5 @@ impl Bots for Gateway {
             None,
         );
         self.send(|| packet, |_| true);
-    }
-}
-
-/// A refusal with an optional message other than the documented one.
-pub type Refused = (ErrorKind, Option<String>);
-
-/// The channel a `say` goes to: the one named (ID or name), else the configured default, else
-/// the oldest channel the owner may post in.
-fn say_channel(state: &Chat, owner: &UserRecord, named: Option<&str>) -> Result<u64, Refused> {
-    let who = Requester::User(owner.id);
-    let may_post = |channel: u64| {
-        state.can_read(who, channel)
-            && state
-                .perms()
-                .has(who, Some(channel), Permission::SendMessages)
-    };
-    let unknown = |what: &str| {
-        (
-            ErrorKind::UnknownChannel,
-            Some(format!(
-                "Channel {what:?} does not exist or you may not post in it."
-            )),
-        )
-    };
-    let channels = state
-        .store
-        .channels()
-        .map_err(|e| (ErrorKind::UnknownError, Some(e.to_string())))?;
-    let find = |wanted: &str| {
-        let by_id = wanted.parse::<u64>().ok();
-        channels
-            .iter()
-            .find(|c| Some(c.id) == by_id || c.name.eq_ignore_ascii_case(wanted))
-            .map(|c| c.id)
-    };
-    let wanted = named.or(state.config.chatbox_channel.as_deref());
-    match wanted {
-        Some(wanted) => find(wanted)
-            .filter(|c| may_post(*c))
-            .ok_or_else(|| unknown(wanted)),
-        None => channels
-            .iter()
-            .map(|c| c.id)
-            .find(|c| may_post(*c))
-            .ok_or_else(|| {
-                (
-                    ErrorKind::UnknownChannel,
-                    Some("There is no channel you may post in.".into()),
-                )
-            }),
-    }
-}
-
-/// The online user a `tell` names (by the UUID of its user object, ID or username).
-fn tell_target(state: &Chat, user: &str) -> Result<u64, Refused> {
-    state
-        .user_named(user)
-        .ok()
-        .flatten()
-        .map(|u| u.id)
-        .filter(|id| state.presence.is_online(*id))
-        .ok_or((ErrorKind::UnknownUser, None))
-}
-
-/// Checks a request against the current state of the server.
-fn prepare(state: &Chat, identity: &Identity, request: BotRequest) -> Result<Prepared, Refused> {
-    // The owner as they are now: renamed, or no longer allowed to send.
-    let owner = identity
-        .owner
-        .as_ref()
-        .and_then(|o| state.store.user(o.id).ok().flatten())
-        .ok_or((ErrorKind::MissingCapability, None))?;
-    if licenses::allowed(state, owner.id) & request.needs().bit() == 0 {
-        return Err((ErrorKind::MissingCapability, None));
-    }
-    let (target, text, name) = match request {
-        BotRequest::Say {
-            text,
-            name,
-            channel,
-            ..
-        } => (
-            Target::Channel(say_channel(state, &owner, channel.as_deref())?),
-            text,
-            name,
-        ),
-        BotRequest::Tell {
-            user, text, name, ..
-        } => (Target::User(tell_target(state, &user)?), text, name),
-    };
-    Ok(Prepared {
-        name: name.unwrap_or_else(|| owner.username.clone()),
-        owner,
-        target,
-        text,
-    })
-}
-
-/// Carries out a prepared request as the license owner.
-async fn execute(state: &Arc<Chat>, identity: &Identity, action: Prepared) -> Result<(), Refused> {
-    let Some(license) = identity.license else {
-        return Err((ErrorKind::MissingCapability, None));
-    };
-    let Prepared {
-        owner,
-        target,
-        text,
-        name,
-    } = action;
-    match target {
-        Target::Channel(channel) => {
-            let via = json!({ "name": name, "licenseID": license.to_string() });
-            crate::chat::messages::say_for_bot(state, &owner, channel, text, via)
-                .await
-                .map(|_| ())
-                .map_err(|e| (ErrorKind::UnknownError, Some(e.message)))
-        }
-        Target::User(user) => {
-            if !crate::chat::tells::from_bot(state, &owner, user, &name, &text) {
-                return Err((ErrorKind::UnknownUser, None));
-            }
-            Ok(())
-        }
-    }
-}
-
-fn error_packet((kind, message): Refused, id: Option<i64>) -> ServerPacket {
-    match message {
-        Some(message) => ServerPacket::Error {
-            error: kind.code().into(),
-            message,
-            id,
-        },
-        None => ServerPacket::error(kind, id),
-    }
-}
-
-/// Handles one `say` or `tell` from a connection: the packet to answer with now.
-pub async fn request(
-    state: &Arc<Chat>,
-    gateway: &Gateway,
-    identity: &Identity,
-    request: BotRequest,
-    reply: &mpsc::Sender<ByteString>,
-) -> ServerPacket {
-    let id = request.id();
-    let action = match prepare(state, identity, request) {
-        Ok(action) => action,
-        Err(refused) => return error_packet(refused, id),
-    };
-    let Some(license) = identity.license else {
-        return ServerPacket::error(ErrorKind::MissingCapability, id);
-    };
-    let lane = gateway.lane(state, license);
-    let admit = lane
-        .limiter
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .admit(Instant::now());
-    match admit {
-        Admit::Now => match execute(state, identity, action).await {
-            Ok(()) => ServerPacket::Success {
-                id,
-                reason: decentd_protocol::chatbox::SuccessReason::MessageSent,
-            },
-            Err(refused) => error_packet(refused, id),
-        },
-        Admit::Queued(at) => {
-            let job = Queued {
-                at,
-                identity: identity.clone(),
-                action,
-                id,
-                reply: reply.clone(),
-            };
-            if lane.jobs.send(job).is_err() {
-                return ServerPacket::error(ErrorKind::UnknownError, id);
-            }
-            ServerPacket::Success {
-                id,
-                reason: decentd_protocol::chatbox::SuccessReason::MessageQueued,
-            }
-        }
-        Admit::Limited => ServerPacket::error(ErrorKind::RateLimited, id),
-    }
-}
-
-/// Sends a license's queued messages in order, each at its slot; the outcome (`message_sent`
-/// or the error) is reported to the connection that sent the message (if it is still open).
-async fn lane_worker(
-    state: Arc<Chat>,
-    lane: std::sync::Weak<Lane>,
-    mut jobs: mpsc::UnboundedReceiver<Queued>,
-) {
-    while let Some(job) = jobs.recv().await {
-        tokio::time::sleep_until(job.at.into()).await;
-        if let Some(lane) = lane.upgrade() {
-            lane.limiter
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .dequeued();
-        }
-        // A license revoked or disabled while its messages waited sends nothing more.
-        let active = job.identity.license.is_some_and(
-            |id| matches!(state.store.license(id), Ok(Some(license)) if !license.disabled),
-        );
-        if !active {
-            continue;
-        }
-        // v2 client libraries resolve a `say` only on `message_sent`: a queued message is
-        // answered again, with the same id, once it is stored.
-        let packet = match execute(&state, &job.identity, job.action).await {
-            Ok(()) => ServerPacket::Success {
-                id: job.id,
-                reason: decentd_protocol::chatbox::SuccessReason::MessageSent,
-            },
-            Err(refused) => error_packet(refused, job.id),
-        };
-        let _ = job.reply.try_send(packet.to_json().into());
     }
 }
