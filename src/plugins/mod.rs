@@ -12,10 +12,14 @@
 //! `max-failures` in a row the plugin is disabled.
 
 mod actions;
+mod events;
 pub mod manifest;
 pub mod pool;
 mod port;
 pub mod runtime;
+
+pub use events::dispatch;
+use events::{worker, Job};
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -23,7 +27,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use crate::chat::Chat;
@@ -31,22 +34,15 @@ use crate::error::{ApiError, ErrorCode};
 use crate::ids::now_ms;
 use crate::perms::{Permission, Requester};
 use crate::store::{PluginRecord, UserRecord};
-use actions::{perform, perform_soon, Context};
+use actions::{perform_soon, Context};
 use decentd_protocol::chatbox::CommandText;
-use decentd_protocol::{Action, CommandEvent, PendingMessage, PluginInput, EVENTS};
+use decentd_protocol::{Action, CommandEvent, PendingMessage, PluginInput};
 use manifest::{Capability, Manifest};
 use pool::{CallPool, PoolError};
 use runtime::{CallError, Instances, Runtime};
 
 /// Plugin calls waiting for a plugin thread before more are refused as busy.
 const CALL_QUEUE: usize = 1024;
-
-/// Work for a plugin's worker.
-#[derive(Debug)]
-enum Job {
-    Event { name: &'static str, data: Value },
-    Command(Box<CommandEvent>),
-}
 
 /// Counters shown by `GET /api/plugins`.
 #[derive(Debug, Default, Serialize)]
@@ -643,78 +639,6 @@ async fn ensure_bot(state: &Chat, host: &PluginHost, name: &str) -> Result<Plugi
     .await
 }
 
-/// A plugin's worker: its events and commands, one call at a time, in order.
-/// It holds the plugin weakly: once a reload replaces the plugin, the queue's sender goes with
-/// it and the worker ends.
-async fn worker(
-    state: Arc<Chat>,
-    host: Arc<PluginHost>,
-    plugin: std::sync::Weak<Plugin>,
-    mut jobs: mpsc::Receiver<Job>,
-) {
-    while let Some(job) = jobs.recv().await {
-        let Some(plugin) = plugin.upgrade() else {
-            return;
-        };
-        if !plugin.enabled() {
-            continue;
-        }
-        let (input, context, what) = match job {
-            Job::Event { name, data } => {
-                let channel = data
-                    .pointer("/message/channelID")
-                    .and_then(Value::as_str)
-                    .and_then(|c| c.parse().ok());
-                (
-                    PluginInput::Event {
-                        event: name.to_owned(),
-                        data,
-                    },
-                    Context {
-                        channel,
-                        invoker: None,
-                        private: false,
-                    },
-                    name,
-                )
-            }
-            Job::Command(command) => {
-                let context = Context {
-                    channel: command.channel_id.parse().ok(),
-                    invoker: command.user.user_id.parse().ok(),
-                    private: command.owner_only,
-                };
-                (PluginInput::Command(*command), context, "command")
-            }
-        };
-        let deadline = plugin.manifest.limits.event_deadline();
-        let actions = match host.call_off_thread(&plugin, input, deadline).await {
-            Ok(actions) => actions,
-            Err(CallError::Busy) => {
-                plugin.stats.dropped_events.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    plugin = plugin.name(),
-                    call = what,
-                    "plugin call dropped: the plugin threads are busy"
-                );
-                continue;
-            }
-            Err(e) => {
-                host.failed(&state, &plugin, what, &e);
-                continue;
-            }
-        };
-        let mut allowed = Vec::new();
-        for action in actions {
-            match plugin.allows(&action, false) {
-                Ok(()) => allowed.push(action),
-                Err(why) => PluginHost::refuse(&plugin, &action, &why),
-            }
-        }
-        perform(&state, &plugin, allowed, context).await;
-    }
-}
-
 /// `decentd plugin check PATH`: checks a plugin's manifest and module; a summary or the error.
 pub fn check(path: &Path) -> Result<String, String> {
     let (manifest, module_path) = Manifest::load(path)?;
@@ -747,22 +671,4 @@ pub fn check(path: &Path) -> Result<String, String> {
         if manifest.limits.fail_closed { "fail-closed, disabled" } else { "fail-open, disabled" },
         manifest.limits.max_failures,
     ))
-}
-
-/// Feeds bus events to subscribed plugins until the bus closes.
-pub async fn dispatch(state: Arc<Chat>, host: Arc<PluginHost>) {
-    let mut events = state.subscribe();
-    loop {
-        match events.recv().await {
-            Ok(event) => {
-                if let Some(name) = EVENTS.iter().find(|e| **e == event.name) {
-                    host.dispatch(name, &event.data);
-                }
-            }
-            Err(RecvError::Lagged(missed)) => {
-                tracing::error!(missed, "the plugin dispatcher fell behind the event bus");
-            }
-            Err(RecvError::Closed) => return,
-        }
-    }
 }
