@@ -31,6 +31,59 @@ const SESSION_PARAM: &str = "sessionID";
 /// The session header (header names are case-insensitive).
 const SESSION_HEADER: &str = "x-session-id";
 
+/// A session ID a header carries, with the user it must belong to (Resonite's `res` form).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderSession {
+    pub id: String,
+    /// `Authorization: res <userID>:<sessionID>` names the user; the session must be theirs.
+    pub user: Option<String>,
+}
+
+/// The session IDs in a request's headers: every `X-Session-ID`, and `Authorization: Bearer
+/// <sessionID>` or `Authorization: res <userID>:<sessionID>` (extensions; the scheme is
+/// case-insensitive). Other `Authorization` schemes carry no session. A header that is not
+/// text, or a malformed `Bearer`/`res` value, is INVALID_SESSION_ID.
+pub fn session_headers(
+    headers: &actix_web::http::header::HeaderMap,
+) -> ApiResult<Vec<HeaderSession>> {
+    let mut found = Vec::new();
+    for raw in headers.get_all(SESSION_HEADER) {
+        let id = raw.to_str().map_err(|_| ApiError::invalid_session())?;
+        found.push(HeaderSession {
+            id: id.to_owned(),
+            user: None,
+        });
+    }
+    for raw in headers.get_all(header::AUTHORIZATION) {
+        let Ok(value) = raw.to_str() else {
+            continue;
+        };
+        let value = value.trim();
+        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            if rest.is_empty() {
+                return Err(ApiError::invalid_session());
+            }
+            found.push(HeaderSession {
+                id: rest.to_owned(),
+                user: None,
+            });
+        } else if scheme.eq_ignore_ascii_case("res") {
+            match rest.split_once(':') {
+                Some((user, id)) if !user.is_empty() && !id.is_empty() => {
+                    found.push(HeaderSession {
+                        id: id.to_owned(),
+                        user: Some(user.to_owned()),
+                    })
+                }
+                _ => return Err(ApiError::invalid_session()),
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Typed access to request parameters.
 #[derive(Debug, Clone, Default)]
 pub struct Params {
@@ -83,7 +136,7 @@ impl ApiRequest {
     pub fn parse(
         query: &str,
         body: &[u8],
-        session_headers: &[&[u8]],
+        session_headers: &[HeaderSession],
         state: &Chat,
     ) -> ApiResult<Self> {
         let mut values = parse_query(query)?;
@@ -100,9 +153,10 @@ impl ApiRequest {
             Some(Value::Null) | None => {}
             Some(_) => return Err(ApiError::invalid_type(SESSION_PARAM, "a string")),
         }
-        for raw in session_headers {
-            let text = std::str::from_utf8(raw).map_err(|_| ApiError::invalid_session())?;
-            given.push(text.to_owned());
+        let mut owner = None;
+        for header in session_headers {
+            given.push(header.id.clone());
+            owner = header.user.clone();
         }
         if given.len() > 1 {
             return Err(ApiError::repeated(SESSION_PARAM));
@@ -116,7 +170,14 @@ impl ApiRequest {
         }
 
         let session = match given.pop() {
-            Some(id) => Some(resolve_session(id, state)?),
+            Some(id) => {
+                let session = resolve_session(id, state)?;
+                // `res <userID>:<sessionID>`: a session of another user is no session.
+                if owner.is_some_and(|user| user != session.user.id.to_string()) {
+                    return Err(ApiError::invalid_session());
+                }
+                Some(session)
+            }
             None => None,
         };
         Ok(Self {
@@ -385,11 +446,7 @@ impl FromRequest for ApiRequest {
                 .ok_or_else(|| ApiError::internal("application state is missing"))?
                 .clone();
             let body = read_body(&req, payload, state.config.body_limit).await?;
-            let headers: Vec<&[u8]> = req
-                .headers()
-                .get_all(SESSION_HEADER)
-                .map(|v| v.as_bytes())
-                .collect();
+            let headers = session_headers(req.headers())?;
             ApiRequest::parse(req.query_string(), &body, &headers, &state)
         })
     }

@@ -480,3 +480,73 @@ async fn sessions_expire_after_their_ttl() {
         "INVALID_SESSION_ID",
     );
 }
+
+/// `GET /api/sessions` with the given headers: the status and body.
+async fn sessions_with(
+    server: &TestServer,
+    headers: &[(&str, String)],
+) -> (u16, serde_json::Value) {
+    let mut req = server.client.get(server.url("/api/sessions"));
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn authorization_headers_carry_the_session_in_both_forms() {
+    let server = TestServer::spawn().await;
+    let (joe, session) = server.user("joe").await;
+    let (ann, _) = server.user("ann").await;
+
+    let (status, body) =
+        sessions_with(&server, &[("Authorization", format!("Bearer {session}"))]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sessions"][0]["current"], true);
+    let res = [("Authorization", format!("res {joe}:{session}"))];
+    let (status, body) = sessions_with(&server, &res).await;
+    assert_eq!(status, 200, "{body}");
+    // The scheme is case-insensitive.
+    let (status, _) =
+        sessions_with(&server, &[("Authorization", format!("bearer {session}"))]).await;
+    assert_eq!(status, 200);
+
+    // The Resonite form names the user: another user's ID is no session.
+    let (_, body) = sessions_with(
+        &server,
+        &[("Authorization", format!("res {ann}:{session}"))],
+    )
+    .await;
+    assert_eq!(body["error"]["code"], "INVALID_SESSION_ID");
+    for malformed in ["Bearer ", "res nocolon", &format!("res :{session}")] {
+        let (_, body) = sessions_with(&server, &[("Authorization", malformed.to_owned())]).await;
+        assert_eq!(body["error"]["code"], "INVALID_SESSION_ID", "{malformed:?}");
+    }
+
+    // Every source counts toward REPEATED_PARAMETERS.
+    let both = [
+        ("Authorization", format!("Bearer {session}")),
+        ("X-Session-ID", session.clone()),
+    ];
+    let (_, body) = sessions_with(&server, &both).await;
+    assert_eq!(body["error"]["code"], "REPEATED_PARAMETERS");
+    let res = server
+        .client
+        .get(server.url(&format!("/api/sessions?sessionID={session}")))
+        .header("Authorization", format!("res {joe}:{session}"))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "REPEATED_PARAMETERS");
+
+    // Other schemes carry no session: the request is a guest's.
+    let (_, body) = sessions_with(
+        &server,
+        &[("Authorization", "Basic am9lOnNlY3JldA==".into())],
+    )
+    .await;
+    assert_eq!(body["error"]["code"], "NOT_ALLOWED");
+}

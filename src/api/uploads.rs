@@ -175,11 +175,7 @@ pub async fn upload(
     if declared.is_some_and(|n| n > limit + FORM_OVERHEAD) {
         return Err(too_large(limit));
     }
-    let headers: Vec<&[u8]> = req
-        .headers()
-        .get_all("x-session-id")
-        .map(|v| v.as_bytes())
-        .collect();
+    let headers = crate::params::session_headers(req.headers())?;
     let from_url = ApiRequest::parse(req.query_string(), b"", &headers, &state)?;
     let mut session = from_url.session().cloned();
     if session.is_some() {
