@@ -21,6 +21,8 @@ pub const DEFAULT_UPLOAD_LIMIT: usize = 10_000_000;
 pub const DEFAULT_MAX_MESSAGE_LENGTH: usize = 10_000;
 /// 30 days.
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 30 * 86_400;
+/// Lifetime of a session logged in with `rememberMe: false`, extended by every use.
+pub const DEFAULT_SHORT_SESSION_TTL_SECS: u64 = 86_400;
 /// scrypt N = 2^15, r = 8, p = 1: 32 MiB and roughly 100 ms per hash on one VPS core.
 pub const DEFAULT_SCRYPT: ScryptCost = ScryptCost {
     log_n: 15,
@@ -135,6 +137,10 @@ pub struct ServeArgs {
     /// Seconds a login session stays valid [default: 2592000, 30 days].
     #[arg(long, env = "DECENTD_SESSION_TTL", value_name = "SECS")]
     pub session_ttl: Option<u64>,
+    /// Seconds a session logged in with `rememberMe: false` lasts after its last use
+    /// [default: 86400, 24 hours].
+    #[arg(long, env = "DECENTD_SHORT_SESSION_TTL", value_name = "SECS")]
+    pub short_session_ttl: Option<u64>,
     /// scrypt cost: log2 of N [default: 15, 32 MiB per hash with r = 8].
     #[arg(long, env = "DECENTD_SCRYPT_LOG_N", value_name = "N")]
     pub scrypt_log_n: Option<u8>,
@@ -230,6 +236,7 @@ pub struct FileConfig {
     pub upload_limit: Option<usize>,
     pub max_message_length: Option<usize>,
     pub session_ttl: Option<u64>,
+    pub short_session_ttl: Option<u64>,
     pub scrypt_log_n: Option<u8>,
     pub scrypt_r: Option<u32>,
     pub scrypt_p: Option<u32>,
@@ -270,6 +277,8 @@ pub struct ServerConfig {
     pub upload_limit: usize,
     pub max_message_length: usize,
     pub session_ttl: Duration,
+    /// Lifetime after the last use of a session logged in with `rememberMe: false`.
+    pub short_session_ttl: Duration,
     pub scrypt: ScryptCost,
     pub hash_concurrency: usize,
     pub cache_bytes: u64,
@@ -432,6 +441,12 @@ impl ServeArgs {
                 self.session_ttl
                     .or(file.session_ttl)
                     .unwrap_or(DEFAULT_SESSION_TTL_SECS)
+                    .max(1),
+            ),
+            short_session_ttl: Duration::from_secs(
+                self.short_session_ttl
+                    .or(file.short_session_ttl)
+                    .unwrap_or(DEFAULT_SHORT_SESSION_TTL_SECS)
                     .max(1),
             ),
             scrypt,

@@ -345,6 +345,21 @@ impl Params {
         }
     }
 
+    /// An optional boolean; from the query string it may be `true` or `false`.
+    pub fn opt_bool(&self, key: &str) -> ApiResult<Option<bool>> {
+        let invalid = || ApiError::invalid_type(&self.name(key), "true or false");
+        match self.present(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if self.from_query.contains(key) => match s.as_str() {
+                "true" => Ok(Some(true)),
+                "false" => Ok(Some(false)),
+                _ => Err(invalid()),
+            },
+            Some(_) => Err(invalid()),
+        }
+    }
+
     /// An optional non-negative integer; from the query string it may be a decimal string.
     pub fn opt_u64(&self, key: &str) -> ApiResult<Option<u64>> {
         let invalid = || ApiError::invalid_type(&self.name(key), "a non-negative integer");

@@ -56,6 +56,21 @@ fn doors(cfg: &mut web::ServiceConfig) {
     .configure(api::configure);
 }
 
+/// Removes expired sessions every hour (startup removes them too), off the async workers.
+async fn purge_sessions_hourly(chat: Arc<Chat>) {
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    hourly.tick().await;
+    loop {
+        hourly.tick().await;
+        let chat = chat.clone();
+        let purged =
+            tokio::task::spawn_blocking(move || crate::chat::sessions::purge_expired(&chat)).await;
+        if let Ok(Err(e)) = purged {
+            tracing::warn!(error = %e.message, "removing expired sessions failed; retried in an hour");
+        }
+    }
+}
+
 /// Runs the server until a stop signal. Must run inside an actix system.
 pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     let workers = config.workers;
@@ -93,6 +108,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     actix_web::rt::spawn(crate::chatbox::dispatch(chat.clone(), gateway.clone()));
     actix_web::rt::spawn(crate::net::summarize_failed_connections());
     actix_web::rt::spawn(crate::memory::report_periodically());
+    actix_web::rt::spawn(purge_sessions_hourly(chat.clone()));
     plugins.load_all(&chat).await;
     let (chat_data, ws_data, bots_data) = (
         web::Data::from(chat.clone()),
@@ -238,6 +254,7 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         ])
         .allowed_headers([
             header::HeaderName::from_static("x-session-id"),
+            header::HeaderName::from_static("uid"),
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
         ])

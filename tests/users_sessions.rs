@@ -550,3 +550,115 @@ async fn authorization_headers_carry_the_session_in_both_forms() {
     .await;
     assert_eq!(body["error"]["code"], "NOT_ALLOWED");
 }
+
+/// Logs in with extra body fields and headers: the session ID.
+async fn login_with(
+    server: &TestServer,
+    fields: serde_json::Value,
+    headers: &[(&str, &str)],
+) -> serde_json::Value {
+    let mut body = json!({"username": "joe", "password": "secret"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    let mut req = server.client.post(server.url("/api/sessions")).json(&body);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+fn now_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[tokio::test]
+async fn remember_me_chooses_the_lifetime_and_sessions_show_their_device() {
+    let server = TestServer::spawn().await;
+    server.register("joe", "secret").await;
+    let remembered = login_with(&server, json!({"rememberMe": true}), &[("UID", "phone-1")]).await;
+    let remembered = remembered["sessionID"].as_str().unwrap().to_owned();
+    let short = login_with(
+        &server,
+        json!({"rememberMe": false, "secretMachineId": "m"}),
+        &[],
+    )
+    .await;
+    let short = short["sessionID"].as_str().unwrap().to_owned();
+    let plain = login_with(&server, json!({}), &[]).await;
+    assert!(plain["sessionID"].is_string());
+
+    let (_, list) = server.get("/api/sessions", Some(&remembered)).await;
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 3);
+    let now = now_seconds();
+    let days = |s: &serde_json::Value| (s["expires"].as_f64().unwrap() - now) / 86_400.0;
+    let mine = sessions.iter().find(|s| s["current"] == true).unwrap();
+    assert!((days(mine) - 30.0).abs() < 0.01, "{mine}");
+    assert_eq!(mine["sliding"], false);
+    assert!((mine["lastUsed"].as_f64().unwrap() - now).abs() < 60.0);
+    let device = mine["deviceID"].as_str().unwrap();
+    assert_eq!(device.len(), 32, "a digest, never the identity itself");
+    assert_ne!(device, "phone-1");
+    let short_view = sessions.iter().find(|s| s["sliding"] == true).unwrap();
+    assert!((days(short_view) - 1.0).abs() < 0.01, "{short_view}");
+    assert!(short_view["deviceID"].is_string());
+    // Without rememberMe the server's default (30 days) stands.
+    assert_eq!(
+        sessions.iter().filter(|s| s["deviceID"].is_null()).count(),
+        1
+    );
+
+    // Both device identities at once is one too many; a non-boolean rememberMe is refused.
+    let both = login_with(&server, json!({"secretMachineId": "m"}), &[("UID", "u")]).await;
+    assert_eq!(both["error"]["code"], "REPEATED_PARAMETERS");
+    let bad = login_with(&server, json!({"rememberMe": "yes"}), &[]).await;
+    assert_eq!(bad["error"]["code"], "INVALID_PARAMETER_TYPE");
+    assert!(server
+        .get("/api/sessions", Some(&short))
+        .await
+        .0
+        .is_success());
+}
+
+#[tokio::test]
+async fn short_sessions_last_while_used_and_patch_extends_a_session() {
+    let server = TestServer::spawn_with(&["--short-session-ttl", "2", "--session-ttl", "3"]).await;
+    server.register("joe", "secret").await;
+    let login = login_with(&server, json!({"rememberMe": false}), &[]).await;
+    let sliding = login["sessionID"].as_str().unwrap().to_owned();
+    let login = login_with(&server, json!({}), &[]).await;
+    let fixed = login["sessionID"].as_str().unwrap().to_owned();
+    let login = login_with(&server, json!({}), &[]).await;
+    let extended = login["sessionID"].as_str().unwrap().to_owned();
+
+    // Used every 0.6 s for 3.6 s, the sliding session outlives its 2 s lifetime; the fixed one
+    // (3 s) does not; PATCH (at 1.8 s) pushed the third one's end out to 4.8 s.
+    for round in 0..6 {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        let (status, body) = server.get("/api/sessions", Some(&sliding)).await;
+        assert!(status.is_success(), "{body}");
+        if round == 2 {
+            let path = format!("/api/sessions/{extended}");
+            let (status, body) = server.call(reqwest::Method::PATCH, &path, None, None).await;
+            assert!(status.is_success(), "{body}");
+            assert!(body["session"]["expires"].as_f64().unwrap() > now_seconds() + 2.5);
+        }
+    }
+    let (_, body) = server.get("/api/sessions", Some(&fixed)).await;
+    assert_eq!(body["error"]["code"], "INVALID_SESSION_ID");
+    // Extended at 1.8 s for 3 s: alive at 3.6 s.
+    assert!(server
+        .get("/api/sessions", Some(&extended))
+        .await
+        .0
+        .is_success());
+
+    // Unused for longer than its lifetime, the sliding session ends too.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let (_, body) = server.get("/api/sessions", Some(&sliding)).await;
+    assert_eq!(body["error"]["code"], "INVALID_SESSION_ID");
+}

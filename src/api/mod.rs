@@ -162,6 +162,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource("/{id}")
                         .route(web::get().to(sessions::get))
+                        .route(web::patch().to(sessions::extend))
                         .route(web::delete().to(sessions::logout)),
                 ),
         )

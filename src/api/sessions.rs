@@ -5,9 +5,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::{caller, ok};
+use crate::chat::sessions::{self, device_id, LoginDevice};
 use crate::chat::views::user_view;
-use crate::chat::{sessions, Chat};
-use crate::error::ApiResult;
+use crate::chat::Chat;
+use crate::error::{ApiError, ApiResult};
 use crate::params::ApiRequest;
 
 /// `GET /api/sessions`
@@ -16,7 +17,9 @@ pub async fn list(state: web::Data<Chat>, req: ApiRequest) -> ApiResult<HttpResp
     Ok(ok(json!({ "sessions": sessions })))
 }
 
-/// `POST /api/sessions`: log in. The device is the `User-Agent`.
+/// `POST /api/sessions`: log in. Extensions: `rememberMe` (true: 30 days; false: a short
+/// lifetime extended while in use), and the device: its `User-Agent`, and its identity from the
+/// `UID` header or the `secretMachineId` field (not both).
 pub async fn login(
     state: web::Data<Chat>,
     req: ApiRequest,
@@ -24,11 +27,32 @@ pub async fn login(
 ) -> ApiResult<HttpResponse> {
     let username = req.string("username")?;
     let password = req.string("password")?;
-    let device = http
+    let remember_me = req.opt_bool("rememberMe")?;
+    let machine = req.opt_string("secretMachineId")?;
+    let uid = match http.headers().get("uid") {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::invalid_type("UID", "a device identity"))?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let device_id = match (uid, machine) {
+        (Some(_), Some(_)) => return Err(ApiError::repeated("secretMachineId")),
+        (Some(uid), None) => device_id(&uid, "UID")?,
+        (None, Some(machine)) => device_id(&machine, "secretMachineId")?,
+        (None, None) => None,
+    };
+    let agent = http
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let device = LoginDevice {
+        remember_me,
+        agent,
+        device_id,
+    };
     let id = sessions::login(&state, &username, password, device).await?;
     Ok(ok(json!({ "sessionID": id })))
 }
@@ -44,6 +68,16 @@ pub async fn get(
         "session": session,
         "user": user_view(&state, &user, Some(user.id)),
     })))
+}
+
+/// `PATCH /api/sessions/:id` (extension): extends the session by its lifetime from now.
+pub async fn extend(
+    state: web::Data<Chat>,
+    req: ApiRequest,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let session = sessions::extend(&state, caller(&req), &path).await?;
+    Ok(ok(json!({ "session": session })))
 }
 
 /// `DELETE /api/sessions/:id`: log out.

@@ -81,6 +81,24 @@ pub struct SessionRecord {
     pub expires_ms: u64,
     /// The device that logged in (its user agent), when it said.
     pub device: Option<String>,
+    /// The client's device identity (the `UID` header or `secretMachineId`, as a digest).
+    pub device_id: Option<String>,
+    /// When the session was last used (at most a minute off: uses are recorded once a minute).
+    pub last_used_ms: u64,
+    /// How far a use or `PATCH /api/sessions/:id` pushes `expires_ms` out.
+    pub lifetime_ms: u64,
+    /// Whether every use extends the session (`rememberMe: false`).
+    pub sliding: bool,
+}
+
+/// A session as stored before device identities and lifetimes existed (read only).
+#[derive(Deserialize)]
+struct SessionRecordV2 {
+    handle: u64,
+    user_id: u64,
+    created_ms: u64,
+    expires_ms: u64,
+    device: Option<String>,
 }
 
 /// A session as stored before `device` existed (read only).
@@ -92,17 +110,34 @@ struct SessionRecordV1 {
     expires_ms: u64,
 }
 
-/// Decodes a stored session, also one written before `device` existed: postcard is not
-/// self-describing, and such a record simply ends before the new field.
+/// Decodes a stored session, also one written before `device` or the lifetime fields existed:
+/// postcard is not self-describing, and such a record simply ends before the new fields. An old
+/// session keeps its fixed expiry and was last used when it was created.
 pub(crate) fn decode_session(bytes: &[u8]) -> Result<SessionRecord> {
     codec::decode::<SessionRecord>(bytes).or_else(|error| {
-        let old: SessionRecordV1 = codec::decode(bytes).map_err(|_| error)?;
+        let old = match codec::decode::<SessionRecordV2>(bytes) {
+            Ok(v2) => v2,
+            Err(_) => {
+                let v1: SessionRecordV1 = codec::decode(bytes).map_err(|_| error)?;
+                SessionRecordV2 {
+                    handle: v1.handle,
+                    user_id: v1.user_id,
+                    created_ms: v1.created_ms,
+                    expires_ms: v1.expires_ms,
+                    device: None,
+                }
+            }
+        };
         Ok(SessionRecord {
             handle: old.handle,
             user_id: old.user_id,
             created_ms: old.created_ms,
             expires_ms: old.expires_ms,
-            device: None,
+            device: old.device,
+            device_id: None,
+            last_used_ms: old.created_ms,
+            lifetime_ms: old.expires_ms.saturating_sub(old.created_ms),
+            sliding: false,
         })
     })
 }
@@ -623,6 +658,10 @@ mod tests {
             created_ms: 0,
             expires_ms: u64::MAX,
             device: Some("test".into()),
+            device_id: None,
+            last_used_ms: 0,
+            lifetime_ms: 1,
+            sliding: false,
         };
         store.insert_session(&[7; 32], &session).unwrap();
         assert_eq!(store.sessions_of(1).unwrap().len(), 1);
@@ -652,8 +691,33 @@ mod tests {
             (session.handle, session.expires_ms, session.device),
             (5, 3, None)
         );
-        let new = SessionRecord {
+        // Written with a device, before device identities and lifetimes.
+        #[derive(Serialize)]
+        struct V2 {
+            handle: u64,
+            user_id: u64,
+            created_ms: u64,
+            expires_ms: u64,
+            device: Option<String>,
+        }
+        let v2 = codec::encode(&V2 {
+            handle: 6,
+            user_id: 1,
+            created_ms: 1_000,
+            expires_ms: 5_000,
             device: Some("Firefox".into()),
+        })
+        .unwrap();
+        let session = decode_session(&v2).unwrap();
+        assert_eq!(session.device.as_deref(), Some("Firefox"));
+        assert_eq!(
+            (session.last_used_ms, session.lifetime_ms, session.sliding),
+            (1_000, 4_000, false),
+            "an old session was last used when created and keeps its fixed expiry"
+        );
+        let new = SessionRecord {
+            device_id: Some("ab".into()),
+            sliding: true,
             ..session
         };
         assert_eq!(decode_session(&codec::encode(&new).unwrap()).unwrap(), new);

@@ -90,6 +90,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Removes a deleted user's mention index and read state, then the purge marker.
     fn purge_user(&self, id: u64) -> Result<()>;
     fn insert_session(&self, key: &SessionKey, session: &SessionRecord) -> Result<()>;
+    /// Changes a stored session (its last use and expiry); None if it is gone.
+    fn update_session(
+        &self,
+        key: &SessionKey,
+        change: &dyn Fn(&mut SessionRecord),
+    ) -> Result<Option<SessionRecord>>;
     fn session(&self, key: &SessionKey) -> Result<Option<SessionRecord>>;
     /// Every session of a user with its key, oldest first.
     fn sessions_of(&self, user_id: u64) -> Result<Vec<(SessionKey, SessionRecord)>>;
@@ -300,6 +306,13 @@ impl Storage for Store {
     }
     fn insert_session(&self, key: &SessionKey, session: &SessionRecord) -> Result<()> {
         Store::insert_session(self, key, session)
+    }
+    fn update_session(
+        &self,
+        key: &SessionKey,
+        change: &dyn Fn(&mut SessionRecord),
+    ) -> Result<Option<SessionRecord>> {
+        Store::update_session(self, key, change)
     }
     fn session(&self, key: &SessionKey) -> Result<Option<SessionRecord>> {
         Store::session(self, key)

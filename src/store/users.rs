@@ -178,6 +178,26 @@ impl Store {
             .transpose()
     }
 
+    /// Changes a stored session (its last use and expiry); None if it is gone.
+    pub fn update_session(
+        &self,
+        key: &SessionKey,
+        change: impl Fn(&mut SessionRecord),
+    ) -> Result<Option<SessionRecord>> {
+        self.ensure_space()?;
+        let updated = self.sessions.transaction(|t| {
+            let Some(v) = t.get(key.as_slice())? else {
+                return Ok(None);
+            };
+            let mut session = super::decode_session(&v).map_err(abort)?;
+            change(&mut session);
+            let value = codec::encode(&session).map_err(abort)?;
+            t.insert(key.as_slice(), value)?;
+            Ok(Some(session))
+        });
+        flatten(updated)
+    }
+
     /// (link key, session key) of every session of a user.
     fn session_keys_of(&self, user_id: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.user_sessions
