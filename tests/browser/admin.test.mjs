@@ -234,6 +234,26 @@ test('users and sessions: search, delete with confirmation, log out everywhere e
   await a.context.close();
 });
 
+test('login without "keep me logged in" makes a session that lasts while used', async () => {
+  const context = await chromium.newContext();
+  const page = await context.newPage();
+  await page.goto(server.url);
+  await page.getByLabel('Username').fill('alice');
+  await page.getByLabel('Password').fill('password1');
+  await page.getByLabel('Keep me logged in for 30 days').uncheck();
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('status').filter({ hasText: 'connected' }).waitFor();
+  await open(page, 'Users');
+  const mine = page.getByRole('list', { name: 'Your sessions' });
+  await mine.locator('li', { hasText: 'This browser' }).getByText(/unless used/).waitFor();
+  const session = await page.evaluate(() => localStorage.getItem('decentd.session'));
+  const { sessions } = await server.api('GET', '/api/sessions', undefined, session ?? '');
+  const current = sessions.find((/** @type {{current: boolean}} */ s) => s.current);
+  assert.equal(current.sliding, true);
+  assert.ok(current.expires - Date.now() / 1000 < 86_400 + 60);
+  await context.close();
+});
+
 test('plugins: state, stats and capabilities; disable, enable, reload', async () => {
   const a = await loggedIn(chromium, server, 'alice');
   await open(a.page, 'Plugins');

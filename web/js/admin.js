@@ -498,8 +498,10 @@ async function users(body, ctx, redraw) {
   const others = sessions.filter((/** @type {{current: boolean}} */ s) => !s.current);
   replace(body, search.nodes, list,
     h('h3', {}, 'Your sessions'),
-    h('ul', { class: 'admin-list', 'aria-label': 'Your sessions' }, sessions.map((/** @type {{id: string, dateCreated: number, current: boolean, device: string | null}} */ s) =>
-      h('li', {}, h('strong', {}, s.current ? 'This browser' : 'Another session'), `: ${s.device ?? 'unknown device'}; logged in ${formatTime(s.dateCreated)} (${age(s.dateCreated)})`))),
+    h('ul', { class: 'admin-list', 'aria-label': 'Your sessions' }, sessions.map((/** @type {{id: string, dateCreated: number, current: boolean, device: string | null, lastUsed: number, expires: number, sliding: boolean}} */ s) =>
+      h('li', {}, h('strong', {}, s.current ? 'This browser' : 'Another session'),
+        `: ${s.device ?? 'unknown device'}; logged in ${formatTime(s.dateCreated)} (${age(s.dateCreated)}); last used ${age(s.lastUsed)}; `,
+        s.sliding ? `ends ${formatTime(s.expires)} unless used` : `ends ${formatTime(s.expires)}`))),
     others.length ? h('button', {
       class: 'secondary',
       onclick: () => attempt(async () => {

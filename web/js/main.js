@@ -163,13 +163,15 @@ function showLogin(notice) {
   const error = h('p', { class: 'form-error', role: 'alert' });
   const username = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true });
   const password = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const remember = h('input', { id: 'remember', name: 'remember', type: 'checkbox', checked: true });
   /** @param {'login' | 'register'} mode */
   const submit = async (mode) => {
     const name = /** @type {HTMLInputElement} */ (username).value.trim();
     const pass = /** @type {HTMLInputElement} */ (password).value;
+    const rememberMe = /** @type {HTMLInputElement} */ (remember).checked;
     try {
       if (mode === 'register') await api.post('/api/users', { username: name, password: pass });
-      const { sessionID } = await api.post('/api/sessions', { username: name, password: pass });
+      const { sessionID } = await api.post('/api/sessions', { username: name, password: pass, rememberMe });
       api.session.set(sessionID);
       const { user } = await api.get(`/api/sessions/${sessionID}`);
       state.me = user;
@@ -186,6 +188,7 @@ function showLogin(notice) {
   notice ? h('p', {}, notice) : null,
   h('label', { for: 'username' }, 'Username'), username,
   h('label', { for: 'password' }, 'Password'), password,
+  h('label', { class: 'check' }, remember, ' Keep me logged in for 30 days'),
   error,
   h('div', { class: 'row' },
     h('button', { type: 'submit' }, 'Log in'),
