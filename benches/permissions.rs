@@ -152,6 +152,19 @@ fn rebuild(c: &mut Criterion) {
         b.iter(|| load_permission_index(&store).expect("load"))
     });
     group.finish();
+    // User search (`GET /api/users?name=`) reads only the matching range of the name index:
+    // "user1234" matches 11 of the 100,000 names, "user1" 11,111 (the first 20 are returned).
+    let mut group = c.benchmark_group("user_search");
+    for prefix in ["user1234", "user1", "nobody"] {
+        group.bench_function(format!("prefix_{prefix}/100000_users"), |b| {
+            b.iter(|| {
+                store
+                    .users_by_name_prefix(black_box(prefix), 0, 20)
+                    .expect("search")
+            })
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, resolution, rebuild);

@@ -662,3 +662,40 @@ async fn short_sessions_last_while_used_and_patch_extends_a_session() {
     let (_, body) = server.get("/api/sessions", Some(&sliding)).await;
     assert_eq!(body["error"]["code"], "INVALID_SESSION_ID");
 }
+
+#[tokio::test]
+async fn users_are_found_by_username_and_by_the_start_of_their_name() {
+    let server = TestServer::spawn().await;
+    for name in ["Alice", "alan", "bob", "albert", "Malice"] {
+        server.register(name, "secret").await;
+    }
+    let names = |body: &serde_json::Value| -> Vec<String> {
+        body["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, body) = server.get("/api/users?name=AL", None).await;
+    assert_eq!(names(&body), ["alan", "albert", "Alice"]);
+    let (_, body) = server.get("/api/users?name=al&limit=2", None).await;
+    assert_eq!(names(&body), ["alan", "albert"]);
+    let (_, body) = server.get("/api/users?name=al&limit=2&skip=2", None).await;
+    assert_eq!(names(&body), ["Alice"]);
+    let (_, body) = server.get("/api/users?name=zz", None).await;
+    assert_eq!(names(&body), Vec::<String>::new());
+    assert_error(
+        &server.get("/api/users?name=", None).await,
+        "INVALID_PARAMETER_TYPE",
+    );
+
+    let (_, body) = server.get("/api/users/aLiCe?byUsername=true", None).await;
+    assert_eq!(body["user"]["username"], "Alice", "{body}");
+    assert_error(
+        &server.get("/api/users/nobody?byUsername=true", None).await,
+        "NOT_FOUND",
+    );
+    // Without the flag, the path is an ID as the spec says.
+    assert_error(&server.get("/api/users/Alice", None).await, "NOT_FOUND");
+}

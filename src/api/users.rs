@@ -11,9 +11,18 @@ use crate::domain::{parse_email, parse_flair};
 use crate::error::ApiResult;
 use crate::params::ApiRequest;
 
-/// `GET /api/users`
+/// `GET /api/users`; extension: `?name=PARTIAL` (with `limit`, `skip`) finds users whose
+/// name starts with it, ignoring case, in name order.
 pub async fn list(state: web::Data<Chat>, req: ApiRequest) -> ApiResult<HttpResponse> {
-    Ok(ok(json!({ "users": users::list(&state, caller(&req))? })))
+    let users = match req.opt_string("name")? {
+        Some(partial) => {
+            let limit = req.opt_u64("limit")?;
+            let skip = req.opt_u64("skip")?;
+            users::search(&state, caller(&req), &partial, limit, skip)?
+        }
+        None => users::list(&state, caller(&req))?,
+    };
+    Ok(ok(json!({ "users": users })))
 }
 
 /// `POST /api/users`: register (with `setupToken`, the first-run administrator).
@@ -25,15 +34,18 @@ pub async fn register(state: web::Data<Chat>, req: ApiRequest) -> ApiResult<Http
     Ok(ok(json!({ "user": view })))
 }
 
-/// `GET /api/users/:id`
+/// `GET /api/users/:id`; extension: `?byUsername=true` names the user by username.
 pub async fn get(
     state: web::Data<Chat>,
     req: ApiRequest,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    Ok(ok(
-        json!({ "user": users::get(&state, caller(&req), &path)? }),
-    ))
+    let user = if req.opt_bool("byUsername")? == Some(true) {
+        users::get_by_name(&state, caller(&req), &path)?
+    } else {
+        users::get(&state, caller(&req), &path)?
+    };
+    Ok(ok(json!({ "user": user })))
 }
 
 /// `PATCH /api/users/:id`: password (self only), email and flair (self or manageUsers).

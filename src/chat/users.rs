@@ -30,6 +30,45 @@ pub fn find(state: &Chat, raw_id: &str) -> ApiResult<UserRecord> {
         .ok_or_else(|| ApiError::not_found("user"))
 }
 
+/// Most users one search answers.
+pub const MAX_SEARCH: u64 = 50;
+
+/// Users whose name starts with `partial` (ignoring case), in name order, as the caller may
+/// see them: `skip` passed over, at most `limit` (1..=50, 20 by default). An empty `partial`
+/// is INVALID_PARAMETER_TYPE.
+pub fn search(
+    state: &Chat,
+    caller: Caller<'_>,
+    partial: &str,
+    limit: Option<u64>,
+    skip: Option<u64>,
+) -> ApiResult<Vec<UserView>> {
+    let partial = partial.trim();
+    if partial.is_empty() || partial.chars().count() > 32 {
+        return Err(ApiError::invalid_type(
+            "name",
+            "the start of a username, 1 to 32 characters",
+        ));
+    }
+    let limit = limit.unwrap_or(20).clamp(1, MAX_SEARCH) as usize;
+    let skip = skip.unwrap_or(0).min(1_000_000) as usize;
+    Ok(state
+        .store
+        .users_by_name_prefix(partial, skip, limit)?
+        .iter()
+        .map(|u| user_view(state, u, caller.user_id()))
+        .collect())
+}
+
+/// A user by username (ignoring case), or NOT_FOUND.
+pub fn get_by_name(state: &Chat, caller: Caller<'_>, name: &str) -> ApiResult<UserView> {
+    let user = state
+        .store
+        .user_by_name(name)?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(user_view(state, &user, caller.user_id()))
+}
+
 /// Every user, as the caller may see them.
 pub fn list(state: &Chat, caller: Caller<'_>) -> ApiResult<Vec<UserView>> {
     Ok(state

@@ -73,6 +73,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn insert_user(&self, user: &UserRecord) -> Result<(), InsertUserError>;
     fn user(&self, id: u64) -> Result<Option<UserRecord>>;
     fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>>;
+    /// Users whose name starts with `prefix` (ignoring ASCII case), in name order: `skip`
+    /// passed over, at most `limit` returned, reading only the matching names.
+    fn users_by_name_prefix(
+        &self,
+        prefix: &str,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>>;
     /// The user an ID or a username names (an ID first), as plugins and bots address users.
     fn user_by_id_or_name(&self, user: &str) -> Result<Option<UserRecord>>;
     /// Every user, oldest first.
@@ -285,6 +293,14 @@ impl Storage for Store {
     }
     fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
         Store::user_by_name(self, name)
+    }
+    fn users_by_name_prefix(
+        &self,
+        prefix: &str,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>> {
+        Store::users_by_name_prefix(self, prefix, skip, limit)
     }
     fn user_by_id_or_name(&self, user: &str) -> Result<Option<UserRecord>> {
         Store::user_by_id_or_name(self, user)

@@ -41,6 +41,29 @@ impl Store {
         }
     }
 
+    /// Users whose name starts with `prefix` (ignoring ASCII case), in name order: `skip`
+    /// passed over, at most `limit` returned. Reads only the matching range of the name index.
+    pub fn users_by_name_prefix(
+        &self,
+        prefix: &str,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>> {
+        let mut users = Vec::with_capacity(limit.min(64));
+        for entry in self
+            .usernames
+            .scan_prefix(name_key(prefix))
+            .skip(skip)
+            .take(limit)
+        {
+            let (_, id) = entry?;
+            if let Some(user) = self.user(id_from_key(&id))? {
+                users.push(user);
+            }
+        }
+        Ok(users)
+    }
+
     /// The user an ID or a username names (an ID first), as plugins and bots address users.
     pub fn user_by_id_or_name(&self, user: &str) -> Result<Option<UserRecord>> {
         if let Ok(id) = user.parse::<u64>() {
