@@ -23,6 +23,21 @@ use decentd_protocol::chatbox::{
 pub(super) struct Lane {
     limiter: Mutex<Limiter>,
     jobs: mpsc::UnboundedSender<Queued>,
+    /// When the license's last message was stored: a queued message waits for its slot and
+    /// also a full interval after that, so that messages are never stored closer together
+    /// than the rate allows, even when one took long to store.
+    last_done: Mutex<Option<Instant>>,
+}
+
+impl Lane {
+    fn done(&self) {
+        *self.last_done.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    fn earliest(&self) -> Option<Instant> {
+        let last = *self.last_done.lock().unwrap_or_else(|e| e.into_inner());
+        last.map(|t| t + Duration::from_millis(RATE_INTERVAL_MS))
+    }
 }
 
 /// A message waiting for its slot.
@@ -68,6 +83,7 @@ impl Gateway {
                         RATE_QUEUE,
                     )),
                     jobs,
+                    last_done: Mutex::new(None),
                 });
                 actix_web::rt::spawn(lane_worker(state.clone(), Arc::downgrade(&lane), rx));
                 lane
@@ -233,13 +249,17 @@ pub async fn request(
         .unwrap_or_else(|e| e.into_inner())
         .admit(Instant::now());
     match admit {
-        Admit::Now => match execute(state, identity, action).await {
-            Ok(()) => ServerPacket::Success {
-                id,
-                reason: decentd_protocol::chatbox::SuccessReason::MessageSent,
-            },
-            Err(refused) => error_packet(refused, id),
-        },
+        Admit::Now => {
+            let outcome = execute(state, identity, action).await;
+            lane.done();
+            match outcome {
+                Ok(()) => ServerPacket::Success {
+                    id,
+                    reason: decentd_protocol::chatbox::SuccessReason::MessageSent,
+                },
+                Err(refused) => error_packet(refused, id),
+            }
+        }
         Admit::Queued(at) => {
             let job = Queued {
                 at,
@@ -268,7 +288,9 @@ async fn lane_worker(
     mut jobs: mpsc::UnboundedReceiver<Queued>,
 ) {
     while let Some(job) = jobs.recv().await {
-        tokio::time::sleep_until(job.at.into()).await;
+        let earliest = lane.upgrade().and_then(|lane| lane.earliest());
+        let at = earliest.map_or(job.at, |e| e.max(job.at));
+        tokio::time::sleep_until(at.into()).await;
         if let Some(lane) = lane.upgrade() {
             lane.limiter
                 .lock()
@@ -284,7 +306,11 @@ async fn lane_worker(
         }
         // v2 client libraries resolve a `say` only on `message_sent`: a queued message is
         // answered again, with the same id, once it is stored.
-        let packet = match execute(&state, &job.identity, job.action).await {
+        let outcome = execute(&state, &job.identity, job.action).await;
+        if let Some(lane) = lane.upgrade() {
+            lane.done();
+        }
+        let packet = match outcome {
             Ok(()) => ServerPacket::Success {
                 id: job.id,
                 reason: decentd_protocol::chatbox::SuccessReason::MessageSent,
