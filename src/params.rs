@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use crate::chat::sessions::resolve;
-pub use crate::chat::sessions::Session;
+use crate::chat::sessions::Session;
 use crate::chat::Chat;
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::perms::Requester;
@@ -171,7 +171,7 @@ impl ApiRequest {
 
         let session = match given.pop() {
             Some(id) => {
-                let session = resolve_session(id, state)?;
+                let session = resolve(state, id)?;
                 // `res <userID>:<sessionID>`: a session of another user is no session.
                 if owner.is_some_and(|user| user != session.user.id.to_string()) {
                     return Err(ApiError::invalid_session());
@@ -189,11 +189,6 @@ impl ApiRequest {
             session,
         })
     }
-}
-
-/// Looks a session ID up (`chat::sessions::resolve`).
-pub fn resolve_session(id: String, state: &Chat) -> ApiResult<Session> {
-    resolve(state, id)
 }
 
 fn parse_query(query: &str) -> ApiResult<Map<String, Value>> {

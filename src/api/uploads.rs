@@ -15,10 +15,11 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::ok;
+use crate::chat::sessions::{resolve, Session};
 use crate::chat::Chat;
 use crate::domain::ImageFormat;
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::params::{resolve_session, ApiRequest, Session};
+use crate::params::ApiRequest;
 use crate::perms::{Permission, Requester};
 
 /// Room for multipart framing and small fields on top of the image itself.
@@ -201,7 +202,7 @@ pub async fn upload(
                     return Err(ApiError::repeated("sessionID"));
                 }
                 let id = read_small_field(&mut field, MAX_SESSION_FIELD).await?;
-                session = Some(resolve_session(id, &state)?);
+                session = Some(resolve(&state, id)?);
             }
             _ => {
                 // Other fields are read and ignored, within the same bound.

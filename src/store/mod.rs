@@ -20,6 +20,7 @@ pub use emotes::EmoteRecord;
 pub use licenses::{KeyLookup, LicenseKeyHash, LicenseRecord};
 pub use plugins::{PluginKv, PluginRecord};
 pub use storage::{KvSpace, Storage};
+pub use users::SessionRecord;
 
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -69,77 +70,6 @@ pub struct UserRecord {
     /// Ordinary role ids; internal roles are implicit.
     pub role_ids: Vec<u64>,
     pub created_ms: u64,
-}
-
-/// A login session. The session ID itself is never stored, only its SHA-256 (the key).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SessionRecord {
-    /// A non-secret id of the session, shown in session lists.
-    pub handle: u64,
-    pub user_id: u64,
-    pub created_ms: u64,
-    pub expires_ms: u64,
-    /// The device that logged in (its user agent), when it said.
-    pub device: Option<String>,
-    /// The client's device identity (the `UID` header or `secretMachineId`, as a digest).
-    pub device_id: Option<String>,
-    /// When the session was last used (at most a minute off: uses are recorded once a minute).
-    pub last_used_ms: u64,
-    /// How far a use or `PATCH /api/sessions/:id` pushes `expires_ms` out.
-    pub lifetime_ms: u64,
-    /// Whether every use extends the session (`rememberMe: false`).
-    pub sliding: bool,
-}
-
-/// A session as stored before device identities and lifetimes existed (read only).
-#[derive(Deserialize)]
-struct SessionRecordV2 {
-    handle: u64,
-    user_id: u64,
-    created_ms: u64,
-    expires_ms: u64,
-    device: Option<String>,
-}
-
-/// A session as stored before `device` existed (read only).
-#[derive(Deserialize)]
-struct SessionRecordV1 {
-    handle: u64,
-    user_id: u64,
-    created_ms: u64,
-    expires_ms: u64,
-}
-
-/// Decodes a stored session, also one written before `device` or the lifetime fields existed:
-/// postcard is not self-describing, and such a record simply ends before the new fields. An old
-/// session keeps its fixed expiry and was last used when it was created.
-pub(crate) fn decode_session(bytes: &[u8]) -> Result<SessionRecord> {
-    codec::decode::<SessionRecord>(bytes).or_else(|error| {
-        let old = match codec::decode::<SessionRecordV2>(bytes) {
-            Ok(v2) => v2,
-            Err(_) => {
-                let v1: SessionRecordV1 = codec::decode(bytes).map_err(|_| error)?;
-                SessionRecordV2 {
-                    handle: v1.handle,
-                    user_id: v1.user_id,
-                    created_ms: v1.created_ms,
-                    expires_ms: v1.expires_ms,
-                    device: None,
-                }
-            }
-        };
-        Ok(SessionRecord {
-            handle: old.handle,
-            user_id: old.user_id,
-            created_ms: old.created_ms,
-            expires_ms: old.expires_ms,
-            device: old.device,
-            device_id: None,
-            last_used_ms: old.created_ms,
-            lifetime_ms: old.expires_ms.saturating_sub(old.created_ms),
-            sliding: false,
-        })
-    })
 }
 
 /// An ordinary (non-internal) role.
@@ -618,6 +548,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::users::decode_session;
     use super::*;
 
     fn user(id: u64, name: &str) -> UserRecord {

@@ -4,6 +4,77 @@
 
 use super::*;
 
+/// A login session. The session ID itself is never stored, only its SHA-256 (the key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// A non-secret id of the session, shown in session lists.
+    pub handle: u64,
+    pub user_id: u64,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    /// The device that logged in (its user agent), when it said.
+    pub device: Option<String>,
+    /// The client's device identity (the `UID` header or `secretMachineId`, as a digest).
+    pub device_id: Option<String>,
+    /// When the session was last used (at most a minute off: uses are recorded once a minute).
+    pub last_used_ms: u64,
+    /// How far a use or `PATCH /api/sessions/:id` pushes `expires_ms` out.
+    pub lifetime_ms: u64,
+    /// Whether every use extends the session (`rememberMe: false`).
+    pub sliding: bool,
+}
+
+/// A session as stored before device identities and lifetimes existed (read only).
+#[derive(Deserialize)]
+struct SessionRecordV2 {
+    handle: u64,
+    user_id: u64,
+    created_ms: u64,
+    expires_ms: u64,
+    device: Option<String>,
+}
+
+/// A session as stored before `device` existed (read only).
+#[derive(Deserialize)]
+struct SessionRecordV1 {
+    handle: u64,
+    user_id: u64,
+    created_ms: u64,
+    expires_ms: u64,
+}
+
+/// Decodes a stored session, also one written before `device` or the lifetime fields existed:
+/// postcard is not self-describing, and such a record simply ends before the new fields. An old
+/// session keeps its fixed expiry and was last used when it was created.
+pub(super) fn decode_session(bytes: &[u8]) -> Result<SessionRecord> {
+    codec::decode::<SessionRecord>(bytes).or_else(|error| {
+        let old = match codec::decode::<SessionRecordV2>(bytes) {
+            Ok(v2) => v2,
+            Err(_) => {
+                let v1: SessionRecordV1 = codec::decode(bytes).map_err(|_| error)?;
+                SessionRecordV2 {
+                    handle: v1.handle,
+                    user_id: v1.user_id,
+                    created_ms: v1.created_ms,
+                    expires_ms: v1.expires_ms,
+                    device: None,
+                }
+            }
+        };
+        Ok(SessionRecord {
+            handle: old.handle,
+            user_id: old.user_id,
+            created_ms: old.created_ms,
+            expires_ms: old.expires_ms,
+            device: old.device,
+            device_id: None,
+            last_used_ms: old.created_ms,
+            lifetime_ms: old.expires_ms.saturating_sub(old.created_ms),
+            sliding: false,
+        })
+    })
+}
+
 impl Store {
     // ---- users ----
 
@@ -197,7 +268,7 @@ impl Store {
     pub fn session(&self, key: &SessionKey) -> Result<Option<SessionRecord>> {
         self.sessions
             .get(key)?
-            .map(|v| super::decode_session(&v))
+            .map(|v| decode_session(&v))
             .transpose()
     }
 
@@ -212,7 +283,7 @@ impl Store {
             let Some(v) = t.get(key.as_slice())? else {
                 return Ok(None);
             };
-            let mut session = super::decode_session(&v).map_err(abort)?;
+            let mut session = decode_session(&v).map_err(abort)?;
             change(&mut session);
             let value = codec::encode(&session).map_err(abort)?;
             t.insert(key.as_slice(), value)?;
@@ -268,7 +339,7 @@ impl Store {
         let mut expired = Vec::new();
         for kv in self.sessions.iter() {
             let (k, v) = kv?;
-            let session = super::decode_session(&v)?;
+            let session = decode_session(&v)?;
             if session.expires_ms <= now_ms {
                 if let Ok(key) = SessionKey::try_from(k.as_ref()) {
                     expired.push(key);

@@ -22,7 +22,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
-use crate::chat::sessions::resolve as resolve_session;
+use crate::chat::sessions::resolve;
 use crate::chat::{presence, Chat};
 use crate::error::{ApiError, ErrorCode};
 
@@ -85,11 +85,7 @@ fn pong_user(state: &WsDoor, text: &str) -> Option<Option<u64>> {
         .get("data")
         .and_then(|d| d.get("sessionID"))
         .and_then(Value::as_str);
-    Some(session_id.and_then(|id| {
-        resolve_session(state, id.to_owned())
-            .ok()
-            .map(|s| s.user.id)
-    }))
+    Some(session_id.and_then(|id| resolve(state, id.to_owned()).ok().map(|s| s.user.id)))
 }
 
 fn set_user(state: &Arc<WsDoor>, socket: u64, current: &mut Option<u64>, next: Option<u64>) {
