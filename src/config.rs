@@ -62,6 +62,9 @@ pub enum Command {
     /// Grant the Admin role (every permission) to an existing user. Run it while the server is
     /// stopped: the data directory can only be opened by one process at a time.
     MakeAdmin(MakeAdminArgs),
+    /// Print a one-time link (valid for an hour) that sets a new password for a user, for
+    /// when they lost it and mail is not set up. Run it while the server is stopped.
+    ResetPassword(ResetPasswordArgs),
     /// Plugin tools.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -205,6 +208,18 @@ pub struct ServeArgs {
     /// Report `useSecureProtocol: true` in GET /api (set when a TLS proxy fronts decentd).
     #[arg(long, env = "DECENTD_SECURE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub secure: Option<bool>,
+    /// The address people open the server at, for links in mail (`https://chat.example.com`)
+    /// [default: http://<listen>].
+    #[arg(long, env = "DECENTD_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// SMTP server for lost-password mail: `smtp://host:25` (plain), `smtp://host:587?tls=required`
+    /// (STARTTLS) or `smtps://user:password@host:465` [default: none; lost-password requests
+    /// answer NO].
+    #[arg(long, env = "DECENTD_SMTP_URL", value_name = "URL")]
+    pub smtp_url: Option<String>,
+    /// Sender of mail, `Name <address>` [default: decentd <noreply@the public URL's host>].
+    #[arg(long, env = "DECENTD_MAIL_FROM", value_name = "ADDRESS")]
+    pub mail_from: Option<String>,
     /// Log format [default: text].
     #[arg(long, env = "DECENTD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -219,6 +234,18 @@ pub struct MakeAdminArgs {
     #[arg(long, env = "DECENTD_DATA", value_name = "DIR", default_value = DEFAULT_DATA)]
     pub data: PathBuf,
     /// The user to make an admin.
+    pub username: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetPasswordArgs {
+    /// Data directory of the (stopped) server [default: ./decentd-data].
+    #[arg(long, env = "DECENTD_DATA", value_name = "DIR", default_value = DEFAULT_DATA)]
+    pub data: PathBuf,
+    /// The address people open the server at, for the link [default: http://127.0.0.1:3000].
+    #[arg(long, env = "DECENTD_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// The user whose password is to be reset.
     pub username: String,
 }
 
@@ -257,6 +284,9 @@ pub struct FileConfig {
     pub shutdown_timeout: Option<u64>,
     pub workers: Option<usize>,
     pub secure: Option<bool>,
+    pub public_url: Option<String>,
+    pub smtp_url: Option<String>,
+    pub mail_from: Option<String>,
     pub log_format: Option<LogFormat>,
     pub log: Option<String>,
 }
@@ -302,6 +332,12 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub workers: usize,
     pub secure: bool,
+    /// Where people open the server, without a trailing slash (links in mail).
+    pub public_url: String,
+    /// SMTP server URL for lost-password mail, if any.
+    pub smtp_url: Option<String>,
+    /// Sender of mail.
+    pub mail_from: String,
     pub log_format: LogFormat,
     pub log: String,
 }
@@ -318,6 +354,31 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// The public URL (given, or `http://<listen>`), checked and without a trailing slash, and the
+/// sender of mail (given, or `decentd <noreply@HOST>` for the public URL's domain).
+pub fn public_url_and_sender(
+    public_url: Option<String>,
+    mail_from: Option<String>,
+    listen: &str,
+) -> Result<(String, String), ConfigError> {
+    let given = public_url.unwrap_or_else(|| format!("http://{listen}"));
+    let parsed = url::Url::parse(&given)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "public URL {given:?} must be an http:// or https:// address with a host"
+            ))
+        })?;
+    let sender = mail_from.unwrap_or_else(|| match parsed.host() {
+        Some(url::Host::Domain(domain)) if domain.contains('.') => {
+            format!("decentd <noreply@{domain}>")
+        }
+        _ => "decentd <noreply@localhost>".to_owned(),
+    });
+    Ok((given.trim_end_matches('/').to_owned(), sender))
 }
 
 pub fn load_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -421,11 +482,17 @@ impl ServeArgs {
             .workers
             .or(file.workers)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let listen = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let (public_url, mail_from) = public_url_and_sender(
+            self.public_url.or(file.public_url),
+            self.mail_from.or(file.mail_from),
+            &listen,
+        )?;
         Ok(ServerConfig {
-            listen: self
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.into()),
+            listen,
             plugins: self
                 .plugins
                 .or(file.plugins)
@@ -511,6 +578,9 @@ impl ServeArgs {
             ),
             workers: workers.max(1),
             secure: self.secure.or(file.secure).unwrap_or(false),
+            public_url,
+            smtp_url: self.smtp_url.or(file.smtp_url),
+            mail_from,
             log_format: self
                 .log_format
                 .or(file.log_format)

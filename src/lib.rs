@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod logging;
+pub mod mail;
 pub mod memory;
 pub mod net;
 pub mod params;

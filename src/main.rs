@@ -32,6 +32,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::ResetPassword(args) => match startup::reset_password_link(&args) {
+            Ok(message) => {
+                print_out(&message);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("decentd: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Plugin(PluginCommand::Check { path }) => match decentd::plugins::check(&path) {
             Ok(summary) => {
                 print_out(&summary);

@@ -191,6 +191,31 @@ impl ApiRequest {
     }
 }
 
+/// A value a client may give as a header or as a parameter (`UID` or `secretMachineId`,
+/// `TOTP` or `totp`), with the name it came under; both at once is REPEATED_PARAMETERS naming
+/// the parameter.
+pub fn header_or_param(
+    http: &actix_web::HttpRequest,
+    req: &ApiRequest,
+    header: &'static str,
+    param: &'static str,
+) -> ApiResult<Option<(String, &'static str)>> {
+    let from_header = match http.headers().get(header) {
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::invalid_type(header, "visible ASCII text"))?
+                .to_owned(),
+        ),
+        None => None,
+    };
+    match (from_header, req.opt_string(param)?) {
+        (Some(_), Some(_)) => Err(ApiError::repeated(param)),
+        (Some(v), None) => Ok(Some((v, header))),
+        (None, Some(v)) => Ok(Some((v, param))),
+        (None, None) => Ok(None),
+    }
+}
+
 fn parse_query(query: &str) -> ApiResult<Map<String, Value>> {
     let mut values = Map::new();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {

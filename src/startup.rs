@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::chat::{grant_admin, Chat, StartupError};
 use crate::chatbox::{BotDoor, Gateway};
-use crate::config::{MakeAdminArgs, ServerConfig};
+use crate::config::{MakeAdminArgs, ResetPasswordArgs, ServerConfig};
 use crate::net::{is_websocket_upgrade, TimedStream};
 use crate::plugins::PluginHost;
 use crate::ws::WsDoor;
@@ -56,15 +56,19 @@ fn doors(cfg: &mut web::ServiceConfig) {
     .configure(api::configure);
 }
 
-/// Removes expired sessions every hour (startup removes them too), off the async workers.
+/// Removes expired sessions and reset tokens every hour (startup removes expired sessions
+/// too), off the async workers.
 async fn purge_sessions_hourly(chat: Arc<Chat>) {
     let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
     hourly.tick().await;
     loop {
         hourly.tick().await;
         let chat = chat.clone();
-        let purged =
-            tokio::task::spawn_blocking(move || crate::chat::sessions::purge_expired(&chat)).await;
+        let purged = tokio::task::spawn_blocking(move || {
+            crate::chat::sessions::purge_expired(&chat)?;
+            crate::chat::lost_password::purge_expired(&chat)
+        })
+        .await;
         if let Ok(Err(e)) = purged {
             tracing::warn!(error = %e.message, "removing expired sessions failed; retried in an hour");
         }
@@ -381,6 +385,36 @@ pub fn make_admin(args: &MakeAdminArgs) -> Result<String, String> {
         })?;
     store.flush().map_err(|e| e.to_string())?;
     Ok(format!("{} now holds the Admin role", user.username))
+}
+
+/// `decentd reset-password`: a one-time link that sets a new password for a user.
+pub fn reset_password_link(args: &ResetPasswordArgs) -> Result<String, String> {
+    let (public_url, _) = crate::config::public_url_and_sender(
+        args.public_url.clone(),
+        None,
+        crate::config::DEFAULT_LISTEN,
+    )
+    .map_err(|e| e.to_string())?;
+    let store = crate::store::open(&args.data, 8 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
+    let user = store
+        .user_by_name(&args.username)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "there is no user named {} in {}",
+                args.username,
+                args.data.display()
+            )
+        })?;
+    let token =
+        crate::chat::lost_password::issue_token(&*store, &user).map_err(|e| e.to_string())?;
+    store.flush().map_err(|e| e.to_string())?;
+    Ok(format!(
+        "Open this link within an hour to set a new password for {} (it works once, and ends \
+         every session of theirs):\n{}",
+        user.username,
+        crate::chat::lost_password::link(&public_url, &token)
+    ))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! `/api` routes, and known routes with an unsupported method, answer NOT_FOUND as JSON;
 //! anything else unknown is a plain 404 (`net::not_found`).
 
+pub mod accounts;
 pub mod channels;
 pub mod emotes;
 pub mod licenses;
@@ -100,6 +101,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         .route(web::post().to(users::register)),
                 )
                 .service(
+                    resource("/request-lost-password")
+                        .route(web::post().to(accounts::request_lost_password)),
+                )
+                .service(
+                    resource("/reset-password").route(web::post().to(accounts::reset_password)),
+                )
+                .service(
                     resource("/{id}")
                         .route(web::get().to(users::get))
                         .route(web::patch().to(users::patch))
@@ -118,7 +126,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     resource("/{id}/channel-permissions/{channel}")
                         .route(web::get().to(roles::user_channel_permissions)),
                 )
-                .service(resource("/{id}/mentions").route(web::get().to(messages::user_mentions))),
+                .service(resource("/{id}/mentions").route(web::get().to(messages::user_mentions)))
+                .service(
+                    resource("/{id}/two-factor")
+                        .route(web::get().to(accounts::status))
+                        .route(web::post().to(accounts::enroll)),
+                )
+                .service(
+                    resource("/{id}/two-factor/confirm").route(web::post().to(accounts::confirm)),
+                )
+                .service(
+                    resource("/{id}/two-factor/recovery-codes")
+                        .route(web::post().to(accounts::recovery_codes)),
+                )
+                .service(
+                    resource("/{id}/two-factor/disable").route(web::post().to(accounts::disable)),
+                ),
         )
         .service(
             scope("/api/emotes")

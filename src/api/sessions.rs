@@ -8,8 +8,8 @@ use super::{caller, ok};
 use crate::chat::sessions::{self, device_id, LoginDevice};
 use crate::chat::views::user_view;
 use crate::chat::Chat;
-use crate::error::{ApiError, ApiResult};
-use crate::params::ApiRequest;
+use crate::error::ApiResult;
+use crate::params::{header_or_param, ApiRequest};
 
 /// `GET /api/sessions`
 pub async fn list(state: web::Data<Chat>, req: ApiRequest) -> ApiResult<HttpResponse> {
@@ -19,7 +19,8 @@ pub async fn list(state: web::Data<Chat>, req: ApiRequest) -> ApiResult<HttpResp
 
 /// `POST /api/sessions`: log in. Extensions: `rememberMe` (true: 30 days; false: a short
 /// lifetime extended while in use), and the device: its `User-Agent`, and its identity from the
-/// `UID` header or the `secretMachineId` field (not both).
+/// `UID` header or the `secretMachineId` field (not both); and for an account with two-factor
+/// login, the code in the `TOTP` header or the `totp` field (not both).
 pub async fn login(
     state: web::Data<Chat>,
     req: ApiRequest,
@@ -28,21 +29,12 @@ pub async fn login(
     let username = req.string("username")?;
     let password = req.string("password")?;
     let remember_me = req.opt_bool("rememberMe")?;
-    let machine = req.opt_string("secretMachineId")?;
-    let uid = match http.headers().get("uid") {
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::invalid_type("UID", "a device identity"))?
-                .to_owned(),
-        ),
+    let device_id = match header_or_param(&http, &req, "uid", "secretMachineId")? {
+        Some((given, "uid")) => device_id(&given, "UID")?,
+        Some((given, name)) => device_id(&given, name)?,
         None => None,
     };
-    let device_id = match (uid, machine) {
-        (Some(_), Some(_)) => return Err(ApiError::repeated("secretMachineId")),
-        (Some(uid), None) => device_id(&uid, "UID")?,
-        (None, Some(machine)) => device_id(&machine, "secretMachineId")?,
-        (None, None) => None,
-    };
+    let totp = header_or_param(&http, &req, "totp", "totp")?.map(|(code, _)| code);
     let agent = http
         .headers()
         .get(header::USER_AGENT)
@@ -53,7 +45,7 @@ pub async fn login(
         agent,
         device_id,
     };
-    let id = sessions::login(&state, &username, password, device).await?;
+    let id = sessions::login(&state, &username, password, totp.as_deref(), device).await?;
     Ok(ok(json!({ "sessionID": id })))
 }
 

@@ -12,6 +12,7 @@ pub mod channels;
 pub mod commands;
 pub mod emotes;
 pub mod licenses;
+pub mod lost_password;
 pub mod messages;
 pub mod plugins;
 pub mod ports;
@@ -21,6 +22,7 @@ pub mod roles;
 pub mod sessions;
 pub mod settings;
 pub mod tells;
+pub mod two_factor;
 pub mod users;
 pub mod views;
 
@@ -53,6 +55,8 @@ pub enum StartupError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
 }
 
 /// The chat: its state and, in the submodules, its use cases.
@@ -61,6 +65,8 @@ pub struct Chat {
     pub store: Box<dyn Storage>,
     perms: RwLock<PermissionIndex>,
     pub hasher: PasswordHasher,
+    /// Sends lost-password mail, when `--smtp-url` is set.
+    pub mailer: Option<crate::mail::Mailer>,
     bus: Box<dyn Bus>,
     pub presence: Presence,
     pub config: ServerConfig,
@@ -203,8 +209,13 @@ impl Chat {
         let mut index = load_permission_index(&*store)?;
         index.apply(Change::SetReadAccess(access));
         let hasher = PasswordHasher::new(config.scrypt, config.hash_concurrency)?;
+        let mailer = match &config.smtp_url {
+            Some(url) => Some(crate::mail::Mailer::new(url, &config.mail_from)?),
+            None => None,
+        };
         Ok(Self {
             store,
+            mailer,
             perms: RwLock::new(index),
             hasher,
             bus: Box::new(LocalBus::new(4096)),

@@ -169,11 +169,13 @@ fn touch(session: &mut SessionRecord, now: u64) {
     }
 }
 
-/// Logs in: the new session ID.
+/// Logs in: the new session ID. A user with two-factor login enabled also needs `totp`, a
+/// current code or a recovery code (`two_factor::check_login`), checked after the password.
 pub async fn login(
     state: &Chat,
     username: &str,
     password: String,
+    totp: Option<&str>,
     device: LoginDevice,
 ) -> ApiResult<String> {
     let user = state.store.user_by_name(username)?;
@@ -195,6 +197,7 @@ pub async fn login(
             "that password is not correct",
         ));
     }
+    super::two_factor::check_login(state, &user, totp).await?;
     let id = new_session_id();
     let now = now_ms();
     let (lifetime_ms, sliding) = match device.remember_me {

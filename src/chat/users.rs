@@ -33,9 +33,10 @@ pub fn find(state: &Chat, raw_id: &str) -> ApiResult<UserRecord> {
 /// Most users one search answers.
 pub const MAX_SEARCH: u64 = 50;
 
-/// Users whose name starts with `partial` (ignoring case), in name order, as the caller may
-/// see them: `skip` passed over, at most `limit` (1..=50, 20 by default). An empty `partial`
-/// is INVALID_PARAMETER_TYPE.
+/// Users whose name contains `partial` (ignoring case), as the caller may see them: first
+/// those whose name starts with it, in name order, then (for three or more characters) those
+/// with it further in, in name order; `skip` passed over, at most `limit` (1..=50, 20 by
+/// default). An empty `partial` is INVALID_PARAMETER_TYPE.
 pub fn search(
     state: &Chat,
     caller: Caller<'_>,
@@ -52,9 +53,21 @@ pub fn search(
     }
     let limit = limit.unwrap_or(20).clamp(1, MAX_SEARCH) as usize;
     let skip = skip.unwrap_or(0).min(1_000_000) as usize;
-    Ok(state
-        .store
-        .users_by_name_prefix(partial, skip, limit)?
+    // The prefix matches are read up to the end of the page; how many there were says where
+    // the page starts among the matches further in.
+    let prefix = state.store.users_by_name_prefix(partial, 0, skip + limit)?;
+    let prefix_matches = prefix.len();
+    let mut page: Vec<UserRecord> = prefix.into_iter().skip(skip).collect();
+    if prefix_matches < skip + limit {
+        let further_skip = skip.saturating_sub(prefix_matches);
+        let wanted = limit - page.len();
+        page.extend(
+            state
+                .store
+                .users_by_name_part(partial, further_skip, wanted)?,
+        );
+    }
+    Ok(page
         .iter()
         .map(|u| user_view(state, u, caller.user_id()))
         .collect())

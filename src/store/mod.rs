@@ -5,6 +5,7 @@
 //! postcard). Writes that touch several trees run in one sled transaction. Nothing here is
 //! durable until `Store::durable` resolves: handlers call it before they answer.
 
+mod accounts;
 mod channels;
 mod codec;
 mod commit;
@@ -13,8 +14,10 @@ mod licenses;
 mod plugins;
 mod space;
 mod storage;
+mod user_index;
 mod users;
 
+pub use accounts::{ResetTokenRecord, TwoFactorRecord};
 pub use channels::{Author, ChannelNameError, ChannelRecord, MessageRecord, PinChange, PurgeStats};
 pub use emotes::EmoteRecord;
 pub use licenses::{KeyLookup, LicenseKeyHash, LicenseRecord};
@@ -146,6 +149,10 @@ pub struct Store {
     plugin_kv: Tree,
     licenses: Tree,
     license_keys: Tree,
+    two_factor: Tree,
+    reset_tokens: Tree,
+    /// Names and emails in memory, for substring and email lookups.
+    user_index: user_index::UserIndex,
     /// Serializes channel creation and renames, which check name uniqueness.
     channel_names: std::sync::Mutex<()>,
     ids: IdGenerator,
@@ -247,7 +254,15 @@ impl Store {
                 floor = floor.max(id_from_key(&k));
             }
         }
+        let user_index = user_index::UserIndex::default();
+        for value in users.iter().values() {
+            let user: UserRecord = codec::decode(&value?)?;
+            user_index.insert(user.id, &user.username, user.email.as_deref());
+        }
         Ok(Self {
+            two_factor: tree("two_factor")?,
+            reset_tokens: tree("reset_tokens")?,
+            user_index,
             usernames: tree("usernames")?,
             sessions: tree("sessions")?,
             user_sessions: tree("user_sessions")?,
@@ -321,6 +336,8 @@ impl Store {
             ("plugin_kv", &self.plugin_kv),
             ("licenses", &self.licenses),
             ("license_keys", &self.license_keys),
+            ("two_factor", &self.two_factor),
+            ("reset_tokens", &self.reset_tokens),
         ]
         .into_iter()
         .map(|(name, tree)| (name, tree.len()))

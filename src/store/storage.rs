@@ -81,6 +81,36 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         skip: usize,
         limit: usize,
     ) -> Result<Vec<UserRecord>>;
+    /// Users whose name contains `part` (three or more characters, ignoring ASCII case) but
+    /// does not start with it, in name order: `skip` passed over, at most `limit`, without
+    /// reading every user.
+    fn users_by_name_part(&self, part: &str, skip: usize, limit: usize) -> Result<Vec<UserRecord>>;
+    /// Users whose email address is `email` (ignoring case), without reading every user.
+    fn users_by_email(&self, email: &str) -> Result<Vec<UserRecord>>;
+    /// A user's two-factor login record.
+    fn two_factor(&self, user: u64) -> Result<Option<TwoFactorRecord>>;
+    /// Changes a user's two-factor record atomically; `None` afterwards removes it.
+    fn update_two_factor(
+        &self,
+        user: u64,
+        change: &dyn Fn(&mut Option<TwoFactorRecord>),
+    ) -> Result<Option<TwoFactorRecord>>;
+    /// Stores a lost-password token under the SHA-256 of the token.
+    fn insert_reset_token(&self, key: &[u8; 32], token: &ResetTokenRecord) -> Result<()>;
+    fn reset_token(&self, key: &[u8; 32]) -> Result<Option<ResetTokenRecord>>;
+    /// Every stored reset token of a user.
+    fn reset_tokens_of(&self, user_id: u64) -> Result<Vec<ResetTokenRecord>>;
+    /// Sets a password from a lost-password token, atomically: the token must be valid at
+    /// `now_ms`; it, every other token of the user and every session of theirs are removed.
+    /// `None` if the token was not valid.
+    fn reset_password(
+        &self,
+        token_key: &[u8; 32],
+        password_hash: &str,
+        now_ms: u64,
+    ) -> Result<Option<UserRecord>>;
+    /// Deletes every lost-password token that expired before `now_ms`. Returns how many.
+    fn purge_expired_reset_tokens(&self, now_ms: u64) -> Result<usize>;
     /// The user an ID or a username names (an ID first), as plugins and bots address users.
     fn user_by_id_or_name(&self, user: &str) -> Result<Option<UserRecord>>;
     /// Every user, oldest first.
@@ -301,6 +331,42 @@ impl Storage for Store {
         limit: usize,
     ) -> Result<Vec<UserRecord>> {
         Store::users_by_name_prefix(self, prefix, skip, limit)
+    }
+    fn users_by_name_part(&self, part: &str, skip: usize, limit: usize) -> Result<Vec<UserRecord>> {
+        Store::users_by_name_part(self, part, skip, limit)
+    }
+    fn users_by_email(&self, email: &str) -> Result<Vec<UserRecord>> {
+        Store::users_by_email(self, email)
+    }
+    fn two_factor(&self, user: u64) -> Result<Option<TwoFactorRecord>> {
+        Store::two_factor(self, user)
+    }
+    fn update_two_factor(
+        &self,
+        user: u64,
+        change: &dyn Fn(&mut Option<TwoFactorRecord>),
+    ) -> Result<Option<TwoFactorRecord>> {
+        Store::update_two_factor(self, user, change)
+    }
+    fn insert_reset_token(&self, key: &[u8; 32], token: &ResetTokenRecord) -> Result<()> {
+        Store::insert_reset_token(self, key, token)
+    }
+    fn reset_token(&self, key: &[u8; 32]) -> Result<Option<ResetTokenRecord>> {
+        Store::reset_token(self, key)
+    }
+    fn reset_tokens_of(&self, user_id: u64) -> Result<Vec<ResetTokenRecord>> {
+        Store::reset_tokens_of(self, user_id)
+    }
+    fn reset_password(
+        &self,
+        token_key: &[u8; 32],
+        password_hash: &str,
+        now_ms: u64,
+    ) -> Result<Option<UserRecord>> {
+        Store::reset_password(self, token_key, password_hash, now_ms)
+    }
+    fn purge_expired_reset_tokens(&self, now_ms: u64) -> Result<usize> {
+        Store::purge_expired_reset_tokens(self, now_ms)
     }
     fn user_by_id_or_name(&self, user: &str) -> Result<Option<UserRecord>> {
         Store::user_by_id_or_name(self, user)

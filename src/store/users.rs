@@ -95,7 +95,10 @@ impl Store {
         r.map_err(|e| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => InsertUserError::Store(e.into()),
-        })
+        })?;
+        self.user_index
+            .insert(user.id, &user.username, user.email.as_deref());
+        Ok(())
     }
 
     pub fn user(&self, id: u64) -> Result<Option<UserRecord>> {
@@ -135,6 +138,36 @@ impl Store {
         Ok(users)
     }
 
+    /// Users whose name contains `part` (three or more characters, ignoring ASCII case) but
+    /// does not start with it, in name order: `skip` passed over, at most `limit`. From the
+    /// in-memory trigram index, not a scan of every user.
+    pub fn users_by_name_part(
+        &self,
+        part: &str,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>> {
+        let mut users = Vec::new();
+        for id in self.user_index.containing(part, skip, limit) {
+            users.extend(self.user(id)?);
+        }
+        Ok(users)
+    }
+
+    /// Users whose email address is `email` (ignoring case).
+    pub fn users_by_email(&self, email: &str) -> Result<Vec<UserRecord>> {
+        let mut users = Vec::new();
+        for id in self.user_index.by_email(email) {
+            if let Some(user) = self.user(id)? {
+                let wanted = email.to_lowercase();
+                if user.email.as_deref().map(str::to_lowercase) == Some(wanted) {
+                    users.push(user);
+                }
+            }
+        }
+        Ok(users)
+    }
+
     /// The user an ID or a username names (an ID first), as plugins and bots address users.
     pub fn user_by_id_or_name(&self, user: &str) -> Result<Option<UserRecord>> {
         if let Ok(id) = user.parse::<u64>() {
@@ -162,7 +195,7 @@ impl Store {
         change: impl Fn(&mut UserRecord),
     ) -> Result<Option<UserRecord>> {
         self.ensure_space()?;
-        update_record(
+        let updated = update_record(
             &self.users,
             &id.to_be_bytes(),
             |user: &mut Option<UserRecord>| {
@@ -170,7 +203,11 @@ impl Store {
                     change(user);
                 }
             },
-        )
+        )?;
+        if let Some(email) = updated.as_ref().and_then(|u| u.email.as_deref()) {
+            self.user_index.set_email(id, email);
+        }
+        Ok(updated)
     }
 
     /// Deletes a user, their name and every session of theirs. Returns the deleted user.
@@ -207,10 +244,20 @@ impl Store {
                 &self.user_sessions,
                 &self.licenses,
                 &self.meta,
+                &self.two_factor,
             )
                 .transaction(
-                    |(users, usernames, sessions_t, user_sessions, licenses_t, meta)| {
+                    |(
+                        users,
+                        usernames,
+                        sessions_t,
+                        user_sessions,
+                        licenses_t,
+                        meta,
+                        two_factor,
+                    )| {
                         users.remove(&id.to_be_bytes())?;
+                        two_factor.remove(&id.to_be_bytes())?;
                         usernames.remove(name.as_slice())?;
                         for (link, key) in &sessions {
                             user_sessions.remove(link.as_slice())?;
@@ -226,6 +273,7 @@ impl Store {
                     },
                 ),
         )?;
+        self.user_index.remove(id);
         Ok(Some(user))
     }
 
@@ -293,7 +341,7 @@ impl Store {
     }
 
     /// (link key, session key) of every session of a user.
-    fn session_keys_of(&self, user_id: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    pub(super) fn session_keys_of(&self, user_id: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.user_sessions
             .scan_prefix(user_id.to_be_bytes())
             .map(|kv| {
