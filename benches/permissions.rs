@@ -10,7 +10,9 @@ use decentd::chat::load_permission_index;
 use decentd::perms::{
     Change, ChannelOverrides, Permission, PermissionIndex, PermissionSet, Requester,
 };
-use decentd::store::{RoleRecord, Store, UserRecord};
+use decentd::store::{RoleRecord, Store, UserIndex, UserRecord};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const ROLES: u64 = 1_000;
@@ -164,7 +166,63 @@ fn rebuild(c: &mut Criterion) {
             })
         });
     }
+    // Any part of a name (the in-memory trigram index): "r1234" is in 11 names and its rarest
+    // trigram in 111; "2345" in 40 names (rarest trigram in ~400); "ser" is in every name, so
+    // its posting list holds all 100,000, walked in name order until the page is full.
+    for part in ["r1234", "2345", "ser", "zzz"] {
+        group.bench_function(format!("part_{part}/100000_users"), |b| {
+            b.iter(|| {
+                store
+                    .users_by_name_part(black_box(part), 0, 20)
+                    .expect("search")
+            })
+        });
+    }
     group.finish();
+    drop(store);
+    index_footprint();
+}
+
+/// Counts the bytes live on the heap, for the index footprint below.
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Heap bytes held by the trigram and email index for 100,000 names, and the time to build it
+/// (done once when storage opens), printed once per run.
+fn index_footprint() {
+    let names: Vec<(u64, String)> = (0..100_000u64).map(|n| (n, format!("user{n}"))).collect();
+    let before = LIVE.load(Ordering::Relaxed);
+    let start = std::time::Instant::now();
+    let index = UserIndex::build(names.iter().map(|(id, name)| (*id, name.as_str(), None)));
+    let took = start.elapsed();
+    let held = LIVE.load(Ordering::Relaxed).saturating_sub(before);
+    println!(
+        "user index: 100000 names built in {:.1} ms, {:.1} MiB on the heap ({} bytes per user)",
+        took.as_secs_f64() * 1e3,
+        held as f64 / (1 << 20) as f64,
+        held / 100_000
+    );
+    let start = std::time::Instant::now();
+    for n in 0..1000u64 {
+        index.insert(200_000 + n, &format!("user{}x", n * 97), None);
+    }
+    println!(
+        "user index: one registration at 100000 names: {:.1} µs",
+        start.elapsed().as_secs_f64() * 1e6 / 1000.0
+    );
+    black_box(index);
 }
 
 criterion_group!(benches, resolution, rebuild);

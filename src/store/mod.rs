@@ -23,6 +23,7 @@ pub use emotes::EmoteRecord;
 pub use licenses::{KeyLookup, LicenseKeyHash, LicenseRecord};
 pub use plugins::{PluginKv, PluginRecord};
 pub use storage::{KvSpace, Storage};
+pub use user_index::UserIndex;
 pub use users::SessionRecord;
 
 use serde::{Deserialize, Serialize};
@@ -254,11 +255,15 @@ impl Store {
                 floor = floor.max(id_from_key(&k));
             }
         }
-        let user_index = user_index::UserIndex::default();
+        let mut all = Vec::new();
         for value in users.iter().values() {
-            let user: UserRecord = codec::decode(&value?)?;
-            user_index.insert(user.id, &user.username, user.email.as_deref());
+            all.push(codec::decode::<UserRecord>(&value?)?);
         }
+        let user_index = user_index::UserIndex::build(
+            all.iter()
+                .map(|u| (u.id, u.username.as_str(), u.email.as_deref())),
+        );
+        drop(all);
         Ok(Self {
             two_factor: tree("two_factor")?,
             reset_tokens: tree("reset_tokens")?,

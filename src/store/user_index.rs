@@ -18,13 +18,23 @@ pub struct UserIndex {
 
 #[derive(Debug, Default)]
 struct Inner {
-    /// Lowercased name and user id; a deleted user's slot is `None`.
-    slots: Vec<Option<(Box<[u8]>, u64)>>,
+    /// Every name indexed (lowercased) with its user; a deleted user's slot stays, unlive, so
+    /// that the posting lists keep their order.
+    slots: Vec<Slot>,
     slot_of: HashMap<u64, u32>,
+    /// The slots whose name holds each trigram, in name order: a search walks them in the
+    /// order it answers and stops when the page is full.
     trigrams: HashMap<[u8; 3], Vec<u32>>,
     /// Lowercased email address to the users that gave it (checked against the record on use:
     /// a changed address leaves a stale entry until restart, never a wrong answer).
     emails: HashMap<String, Vec<u64>>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    name: Box<[u8]>,
+    id: u64,
+    live: bool,
 }
 
 fn trigrams(name: &[u8]) -> impl Iterator<Item = [u8; 3]> + '_ {
@@ -32,24 +42,31 @@ fn trigrams(name: &[u8]) -> impl Iterator<Item = [u8; 3]> + '_ {
 }
 
 impl UserIndex {
+    /// An index of many users at once (id, name, email), as storage opens: sorted by name
+    /// first, so every posting list is built by appending.
+    pub fn build<'a>(users: impl IntoIterator<Item = (u64, &'a str, Option<&'a str>)>) -> Self {
+        let mut users: Vec<_> = users
+            .into_iter()
+            .map(|(id, name, email)| (lowercase(name), id, email))
+            .collect();
+        users.sort_unstable();
+        let index = Self::default();
+        {
+            let mut inner = index.inner.write().unwrap_or_else(|p| p.into_inner());
+            for (name, id, email) in users {
+                inner.add(id, name);
+                if let Some(email) = email {
+                    inner.add_email(id, email);
+                }
+            }
+        }
+        index
+    }
+
     /// Adds a user's name (and email, if any).
     pub fn insert(&self, id: u64, username: &str, email: Option<&str>) {
-        let name = username
-            .to_ascii_lowercase()
-            .into_bytes()
-            .into_boxed_slice();
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        if !inner.slot_of.contains_key(&id) {
-            let slot = inner.slots.len() as u32;
-            let mut seen: Vec<[u8; 3]> = trigrams(&name).collect();
-            seen.sort_unstable();
-            seen.dedup();
-            for t in seen {
-                inner.trigrams.entry(t).or_default().push(slot);
-            }
-            inner.slots.push(Some((name, id)));
-            inner.slot_of.insert(id, slot);
-        }
+        inner.add(id, lowercase(username));
         if let Some(email) = email {
             inner.add_email(id, email);
         }
@@ -63,11 +80,11 @@ impl UserIndex {
             .add_email(id, email);
     }
 
-    /// Forgets a deleted user (their trigram entries point at an empty slot until restart).
+    /// Forgets a deleted user (their slot stays in the posting lists, unlive, until restart).
     pub fn remove(&self, id: u64) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = inner.slot_of.remove(&id) {
-            inner.slots[slot as usize] = None;
+            inner.slots[slot as usize].live = false;
         }
     }
 
@@ -83,9 +100,10 @@ impl UserIndex {
 
     /// Users whose name contains `part` somewhere after its first character (names that start
     /// with it are the prefix search's), in name order: `skip` passed over, at most `limit`.
-    /// Empty for text shorter than three characters.
+    /// Empty for text shorter than three characters. Walks the rarest trigram's names in
+    /// order and stops once the page is full.
     pub fn containing(&self, part: &str, skip: usize, limit: usize) -> Vec<u64> {
-        let part = part.to_ascii_lowercase().into_bytes();
+        let part = lowercase(part);
         if part.len() < 3 || limit == 0 {
             return Vec::new();
         }
@@ -101,23 +119,46 @@ impl UserIndex {
         let Some(candidates) = rarest else {
             return Vec::new();
         };
-        let mut found: Vec<(&[u8], u64)> = candidates
+        candidates
             .iter()
-            .filter_map(|&slot| inner.slots[slot as usize].as_ref())
-            .filter(|(name, _)| !name.starts_with(&part) && contains(name, &part))
-            .map(|(name, id)| (&name[..], *id))
-            .collect();
-        found.sort_unstable();
-        found
-            .into_iter()
+            .map(|&slot| &inner.slots[slot as usize])
+            .filter(|s| s.live && !s.name.starts_with(&part) && contains(&s.name, &part))
             .skip(skip)
             .take(limit)
-            .map(|(_, id)| id)
+            .map(|s| s.id)
             .collect()
     }
 }
 
+fn lowercase(name: &str) -> Box<[u8]> {
+    name.to_ascii_lowercase().into_bytes().into_boxed_slice()
+}
+
 impl Inner {
+    fn add(&mut self, id: u64, name: Box<[u8]>) {
+        if self.slot_of.contains_key(&id) {
+            return;
+        }
+        let slot = self.slots.len() as u32;
+        let mut seen: Vec<[u8; 3]> = trigrams(&name).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for t in seen {
+            let list = self.trigrams.entry(t).or_default();
+            // In name order (then slot order for equal names); appending when the name sorts
+            // last, as every name does while `build` runs.
+            let slots = &self.slots;
+            let at = list.partition_point(|&other| *slots[other as usize].name <= *name);
+            list.insert(at, slot);
+        }
+        self.slots.push(Slot {
+            name,
+            id,
+            live: true,
+        });
+        self.slot_of.insert(id, slot);
+    }
+
     fn add_email(&mut self, id: u64, email: &str) {
         let ids = self.emails.entry(email.to_lowercase()).or_default();
         if !ids.contains(&id) {
@@ -160,6 +201,19 @@ mod tests {
         index.set_email(2, "Carol@Example.com");
         assert_eq!(index.by_email("carol@example.COM"), vec![2]);
         assert!(index.by_email("nobody@example.com").is_empty());
+    }
+
+    #[test]
+    fn a_bulk_build_and_single_inserts_agree_on_the_order() {
+        let built = UserIndex::build([
+            (1, "zalic", None),
+            (2, "balice", Some("B@x.org")),
+            (3, "malic", None),
+        ]);
+        built.insert(4, "calico", None);
+        built.insert(5, "aalic", None);
+        assert_eq!(built.containing("alic", 0, 10), vec![5, 2, 4, 3, 1]);
+        assert_eq!(built.by_email("b@X.org"), vec![2]);
     }
 
     #[test]
