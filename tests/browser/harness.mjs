@@ -24,9 +24,9 @@ export function freePort() {
 }
 
 export class Server {
-  /** @param {string[]} args */
-  static async start(args = []) {
-    const server = new Server(await freePort(), mkdtempSync(join(tmpdir(), 'decentd-browser-')), args);
+  /** @param {string[]} args @param {number} [port] a port chosen beforehand (`freePort`) */
+  static async start(args = [], port) {
+    const server = new Server(port ?? await freePort(), mkdtempSync(join(tmpdir(), 'decentd-browser-')), args);
     await server.launch();
     return server;
   }

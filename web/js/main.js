@@ -114,6 +114,11 @@ async function start() {
     showSetup(setup[1]);
     return;
   }
+  const reset = /^#reset=([\w-]{20,100})$/.exec(location.hash);
+  if (reset) {
+    showReset(reset[1]);
+    return;
+  }
   if (!state.me) {
     showLogin();
     return;
@@ -156,6 +161,68 @@ function showSetup(token) {
   /** @type {HTMLInputElement} */ (username).focus();
 }
 
+// ---------------------------------------------------------------- lost passwords
+
+/** Asks for a reset link by mail. */
+function showLostPassword() {
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  const email = /** @type {HTMLInputElement} */ (h('input', { id: 'lost-email', type: 'email', autocomplete: 'email', required: true }));
+  const form = h('form', {
+    class: 'login', 'aria-labelledby': 'lost-title',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      try {
+        await api.post('/api/users/request-lost-password', { email: email.value.trim() });
+        showLogin('If an account has that address, a link to choose a new password is on its way. It works for an hour.');
+      } catch (err) {
+        replace(error, err instanceof api.ApiError ? err.message : String(err));
+      }
+    },
+  },
+  h('h1', { id: 'lost-title' }, 'Forgot your password?'),
+  h('p', {}, 'Enter the email address of your account and we will mail you a link to choose a new password.'),
+  h('label', { for: 'lost-email' }, 'Email'), email,
+  error,
+  h('div', { class: 'row' },
+    h('button', { type: 'submit' }, 'Send the link'),
+    h('button', { type: 'button', class: 'secondary', onclick: () => showLogin() }, 'Back to login')));
+  replace(app, form);
+  email.focus();
+}
+
+/**
+ * A reset link (`#reset=TOKEN`): choose a new password.
+ * @param {string} token
+ */
+function showReset(token) {
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  const password = /** @type {HTMLInputElement} */ (h('input', { id: 'reset-password', type: 'password', autocomplete: 'new-password', required: true }));
+  const again = /** @type {HTMLInputElement} */ (h('input', { id: 'reset-again', type: 'password', autocomplete: 'new-password', required: true }));
+  const form = h('form', {
+    class: 'login', 'aria-labelledby': 'reset-title',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      if (password.value !== again.value) { replace(error, 'The two passwords differ.'); return; }
+      try {
+        await api.post('/api/users/reset-password', { token, password: password.value });
+        history.replaceState(null, '', location.pathname);
+        api.session.set(null);
+        state.me = null;
+        showLogin('Your password was changed and every session ended. Log in with the new password.');
+      } catch (err) {
+        replace(error, err instanceof api.ApiError ? err.message : String(err));
+      }
+    },
+  },
+  h('h1', { id: 'reset-title' }, 'Choose a new password'),
+  h('label', { for: 'reset-password' }, 'New password (at least 6 characters)'), password,
+  h('label', { for: 'reset-again' }, 'The same again'), again,
+  error,
+  h('button', { type: 'submit' }, 'Set the password'));
+  replace(app, form);
+  password.focus();
+}
+
 // ---------------------------------------------------------------- login
 
 /** @param {string} [notice] */
@@ -164,6 +231,12 @@ function showLogin(notice) {
   const username = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true });
   const password = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const remember = h('input', { id: 'remember', name: 'remember', type: 'checkbox', checked: true });
+  const totp = /** @type {HTMLInputElement} */ (h('input', {
+    id: 'totp', name: 'totp', autocomplete: 'one-time-code', inputmode: 'numeric', maxlength: 12,
+  }));
+  // Shown once the server says this account needs a two-factor code.
+  const totpField = h('div', { class: 'stack', hidden: true },
+    h('label', { for: 'totp' }, 'Two-factor code (or a recovery code)'), totp);
   /** @param {'login' | 'register'} mode */
   const submit = async (mode) => {
     const name = /** @type {HTMLInputElement} */ (username).value.trim();
@@ -171,12 +244,22 @@ function showLogin(notice) {
     const rememberMe = /** @type {HTMLInputElement} */ (remember).checked;
     try {
       if (mode === 'register') await api.post('/api/users', { username: name, password: pass });
-      const { sessionID } = await api.post('/api/sessions', { username: name, password: pass, rememberMe });
+      /** @type {Record<string, unknown>} */
+      const body = { username: name, password: pass, rememberMe };
+      if (!totpField.hidden && totp.value.trim()) body.totp = totp.value.trim();
+      const { sessionID } = await api.post('/api/sessions', body);
       api.session.set(sessionID);
       const { user } = await api.get(`/api/sessions/${sessionID}`);
       state.me = user;
       await enterChat();
     } catch (e) {
+      if (e instanceof api.ApiError && e.details.totp) {
+        totpField.hidden = false;
+        totp.value = '';
+        totp.focus();
+        replace(error, e.details.totp === 'required' ? 'Enter the code from your authenticator app.' : e.message);
+        return;
+      }
       replace(error, e instanceof api.ApiError ? e.message : String(e));
     }
   };
@@ -185,14 +268,16 @@ function showLogin(notice) {
     onsubmit: (e) => { e.preventDefault(); submit('login'); },
   },
   h('h1', { id: 'login-title' }, state.serverName),
-  notice ? h('p', {}, notice) : null,
+  notice ? h('p', { role: 'status' }, notice) : null,
   h('label', { for: 'username' }, 'Username'), username,
   h('label', { for: 'password' }, 'Password'), password,
+  totpField,
   h('label', { class: 'check' }, remember, ' Keep me logged in for 30 days'),
   error,
   h('div', { class: 'row' },
     h('button', { type: 'submit' }, 'Log in'),
     h('button', { type: 'button', class: 'secondary', onclick: () => submit('register') }, 'Register')),
+  h('button', { type: 'button', class: 'link', onclick: showLostPassword }, 'Forgot your password?'),
   h('p', { class: 'fine' }, 'Guests can read public servers without an account.'),
   h('button', { type: 'button', class: 'link', onclick: () => enterChat() }, 'Continue as guest'));
   replace(app, form);
@@ -723,6 +808,9 @@ function privateNote(from, text) {
 /** @type {string | null} */
 let openPanel = null;
 
+/** What the People panel's search box holds. */
+let peopleQuery = '';
+
 /** @param {string} name */
 function togglePanel(name) {
   const panel = /** @type {HTMLElement} */ (document.getElementById('panel'));
@@ -741,11 +829,39 @@ async function drawPanel() {
   if (!panel || !openPanel) return;
   const close = h('button', { class: 'icon close', 'aria-label': 'Close panel', onclick: () => togglePanel(/** @type {string} */ (openPanel)) }, '×');
   if (openPanel === 'users') {
-    const sorted = [...state.users.values()].sort((a, b) => Number(b.online) - Number(a.online) || a.username.localeCompare(b.username));
-    replace(panel, close, h('h2', {}, 'People'), h('ul', { class: 'user-list' }, sorted.map((u) =>
-      h('li', {}, h('button', { class: 'link', onclick: () => showUser(u.id) },
-        h('span', { class: u.online ? 'dot online' : 'dot', 'aria-label': u.online ? 'online' : 'offline' }),
-        u.username)))));
+    const list = h('ul', { class: 'user-list', 'aria-live': 'polite' });
+    const search = /** @type {HTMLInputElement} */ (h('input', {
+      id: 'user-search', type: 'search', 'aria-label': 'Find people', placeholder: 'Find people', value: peopleQuery,
+    }));
+    const fill = async () => {
+      const query = peopleQuery.trim();
+      /** @type {User[]} */
+      let shown;
+      if (query) {
+        try {
+          shown = (await api.get(`/api/users?name=${encodeURIComponent(query)}&limit=50`)).users;
+        } catch (e) {
+          replace(list, h('li', {}, e instanceof Error ? e.message : String(e)));
+          return;
+        }
+        if (query !== peopleQuery.trim()) return;
+      } else {
+        shown = [...state.users.values()].sort((a, b) => Number(b.online) - Number(a.online) || a.username.localeCompare(b.username));
+      }
+      replace(list, shown.length ? shown.map((u) =>
+        h('li', {}, h('button', { class: 'link', onclick: () => showUser(u.id) },
+          h('span', { class: u.online ? 'dot online' : 'dot', 'aria-label': u.online ? 'online' : 'offline' }),
+          u.username))) : h('li', {}, 'Nobody by that name.'));
+    };
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
+    search.addEventListener('input', () => {
+      peopleQuery = search.value;
+      clearTimeout(timer);
+      timer = setTimeout(fill, 200);
+    });
+    replace(panel, close, h('h2', {}, 'People'), search, list);
+    await fill();
   } else if (openPanel === 'pins') {
     replace(panel, close, h('h2', {}, 'Pinned'), h('p', {}, 'Loading…'));
     try {
@@ -810,7 +926,7 @@ function accountPanel() {
     state.notify = on;
     localStorage.setItem('decentd.notify', on ? 'on' : 'off');
   });
-  return h('form', { class: 'account', onsubmit: (e) => { e.preventDefault(); save(); } },
+  const form = h('form', { class: 'account', onsubmit: (e) => { e.preventDefault(); save(); } },
     h('h2', {}, 'Account'),
     h('label', { for: 'acc-email' }, 'Email (for your avatar)'), email,
     h('label', { for: 'acc-flair' }, 'Flair'), flair,
@@ -819,6 +935,101 @@ function accountPanel() {
     h('label', { class: 'check' }, notifications, ' Desktop notifications for mentions'),
     h('div', { class: 'row' }, h('button', { type: 'submit' }, 'Save'),
       h('button', { type: 'button', class: 'secondary', onclick: logout }, 'Log out')));
+  // Outside the profile form: Enter in a two-factor field must not save the profile.
+  return h('div', {}, form, twoFactorSection(me));
+}
+
+/**
+ * Two-factor login in the account panel: set it up (password, QR code, first code, recovery
+ * codes), replace the recovery codes, or turn it off.
+ * @param {User} me
+ */
+function twoFactorSection(me) {
+  const section = h('section', { class: 'two-factor', 'aria-labelledby': 'tf-title' });
+  const path = `/api/users/${me.id}/two-factor`;
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  const input = (/** @type {string} */ id, /** @type {string} */ label, /** @type {Record<string, string>} */ attrs = {}) => {
+    const el = /** @type {HTMLInputElement} */ (h('input', { id, ...attrs }));
+    return { el, nodes: [h('label', { for: id }, label), el] };
+  };
+  /** @param {unknown} e */
+  const fail = (e) => replace(error, e instanceof api.ApiError ? e.message : String(e));
+  /** @param {string[]} codes @param {string} intro */
+  const showCodes = (codes, intro) => replace(section,
+    h('h3', { id: 'tf-title' }, 'Recovery codes'),
+    h('p', {}, intro),
+    h('ol', { class: 'recovery-codes', 'aria-label': 'Recovery codes' }, codes.map((c) => h('li', {}, h('code', {}, c)))),
+    h('button', { type: 'button', onclick: () => navigator.clipboard?.writeText(codes.join('\n')).then(() => toast('Copied.', 'info')) }, 'Copy them'),
+    h('button', { type: 'button', class: 'secondary', onclick: draw }, 'I have saved them'));
+  const enroll = () => {
+    const pass = input('tf-password', 'Your password', { type: 'password', autocomplete: 'current-password' });
+    replace(section, h('h3', { id: 'tf-title' }, 'Set up two-factor login'),
+      h('p', {}, 'Confirm your password to create a secret for your authenticator app.'),
+      ...pass.nodes, error,
+      h('div', { class: 'row' },
+        h('button', { type: 'button', onclick: async () => {
+          try {
+            const { enrollment } = await api.post(path, { password: pass.el.value });
+            scan(enrollment);
+          } catch (e) { fail(e); }
+        } }, 'Continue'),
+        h('button', { type: 'button', class: 'secondary', onclick: draw }, 'Cancel')));
+    pass.el.focus();
+  };
+  /** @param {{secret: string, uri: string, qrSVG: string}} enrollment */
+  const scan = (enrollment) => {
+    const code = input('tf-code', 'The 6-digit code the app shows', { autocomplete: 'one-time-code', inputmode: 'numeric', maxlength: '6' });
+    // The SVG comes from the server; shown as an image, never as markup.
+    const qr = h('img', { class: 'qr', alt: 'QR code of the secret', src: `data:image/svg+xml;base64,${btoa(enrollment.qrSVG)}` });
+    replace(section, h('h3', { id: 'tf-title' }, 'Scan the code'),
+      h('p', {}, 'Scan it with an authenticator app, or type the secret in.'),
+      qr, h('p', {}, 'Secret: ', h('code', { class: 'secret' }, enrollment.secret)),
+      ...code.nodes, error,
+      h('div', { class: 'row' },
+        h('button', { type: 'button', onclick: async () => {
+          try {
+            const { recoveryCodes } = await api.post(`${path}/confirm`, { code: code.el.value.trim() });
+            toast('Two-factor login is on.', 'info');
+            showCodes(recoveryCodes, 'Two-factor login is on. Keep these codes somewhere safe: each logs you in once if you lose your device. They are shown only now.');
+          } catch (e) { fail(e); }
+        } }, 'Turn on'),
+        h('button', { type: 'button', class: 'secondary', onclick: draw }, 'Cancel')));
+    code.el.focus();
+  };
+  /** @param {'disable' | 'recovery-codes'} action */
+  const confirmAction = (action) => {
+    const pass = input('tf-password', 'Your password', { type: 'password', autocomplete: 'current-password' });
+    const code = input('tf-code', 'A current code or a recovery code', { autocomplete: 'one-time-code' });
+    replace(section, h('h3', { id: 'tf-title' }, action === 'disable' ? 'Turn off two-factor login' : 'New recovery codes'),
+      ...pass.nodes, ...code.nodes, error,
+      h('div', { class: 'row' },
+        h('button', { type: 'button', onclick: async () => {
+          try {
+            const answer = await api.post(`${path}/${action}`, { password: pass.el.value, code: code.el.value.trim() });
+            if (action === 'disable') { toast('Two-factor login is off.', 'info'); draw(); } else showCodes(answer.recoveryCodes, 'Your old recovery codes no longer work. Keep these somewhere safe.');
+          } catch (e) { fail(e); }
+        } }, action === 'disable' ? 'Turn off' : 'Replace the codes'),
+        h('button', { type: 'button', class: 'secondary', onclick: draw }, 'Cancel')));
+    pass.el.focus();
+  };
+  async function draw() {
+    replace(error);
+    try {
+      const { twoFactor } = await api.get(path);
+      replace(section, h('h3', { id: 'tf-title' }, 'Two-factor login'),
+        twoFactor.enabled
+          ? [h('p', {}, `On. ${twoFactor.recoveryCodesLeft} recovery codes left.`),
+            h('div', { class: 'row' },
+              h('button', { type: 'button', class: 'secondary', onclick: () => confirmAction('recovery-codes') }, 'New recovery codes'),
+              h('button', { type: 'button', class: 'secondary', onclick: () => confirmAction('disable') }, 'Turn off'))]
+          : [h('p', {}, 'Off. With it on, logging in also needs a code from an app on your phone.'),
+            h('button', { type: 'button', onclick: enroll }, 'Set up two-factor login')]);
+    } catch (e) {
+      replace(section, h('h3', { id: 'tf-title' }, 'Two-factor login'), h('p', {}, e instanceof Error ? e.message : String(e)));
+    }
+  }
+  draw();
+  return section;
 }
 
 /** @param {string} id */
@@ -981,6 +1192,8 @@ function replaceMessage(m) {
 document.addEventListener('visibilitychange', () => { if (!document.hidden && isAtBottom()) markRead(); });
 window.addEventListener('hashchange', () => {
   const id = location.hash.slice(1);
+  const reset = /^reset=([\w-]{20,100})$/.exec(id);
+  if (reset) { showReset(reset[1]); return; }
   if (id && !id.startsWith('setup=') && id !== state.channelId && document.getElementById('messages')) openChannel(id);
 });
 
