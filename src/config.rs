@@ -363,16 +363,18 @@ pub fn public_url_and_sender(
     mail_from: Option<String>,
     listen: &str,
 ) -> Result<(String, String), ConfigError> {
+    let explicit = public_url.is_some();
     let given = public_url.unwrap_or_else(|| format!("http://{listen}"));
     let parsed = url::Url::parse(&given)
         .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-        .ok_or_else(|| {
-            ConfigError::Invalid(format!(
-                "public URL {given:?} must be an http:// or https:// address with a host"
-            ))
-        })?;
-    let sender = mail_from.unwrap_or_else(|| match parsed.host() {
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    // Only a given URL is checked here: one made from a bad --listen is reported as that.
+    if parsed.is_none() && explicit {
+        return Err(ConfigError::Invalid(format!(
+            "public URL {given:?} must be an http:// or https:// address with a host"
+        )));
+    }
+    let sender = mail_from.unwrap_or_else(|| match parsed.as_ref().and_then(|u| u.host()) {
         Some(url::Host::Domain(domain)) if domain.contains('.') => {
             format!("decentd <noreply@{domain}>")
         }
@@ -593,6 +595,22 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_public_url_is_checked_and_names_the_default_sender() {
+        let (url, from) =
+            public_url_and_sender(Some("https://chat.example.com/".into()), None, "x").unwrap();
+        assert_eq!(url, "https://chat.example.com");
+        assert_eq!(from, "decentd <noreply@chat.example.com>");
+        let (url, from) = public_url_and_sender(None, None, "127.0.0.1:3000").unwrap();
+        assert_eq!(url, "http://127.0.0.1:3000");
+        assert_eq!(from, "decentd <noreply@localhost>");
+        let (_, from) =
+            public_url_and_sender(None, Some("Chat <a@b.org>".into()), "127.0.0.1:1").unwrap();
+        assert_eq!(from, "Chat <a@b.org>");
+        assert!(public_url_and_sender(Some("ftp://x".into()), None, "x").is_err());
+        assert!(public_url_and_sender(Some("chat.example.com".into()), None, "x").is_err());
+    }
     use std::io::Write;
 
     #[test]
