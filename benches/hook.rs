@@ -50,6 +50,7 @@ fn in_process(dir: &Path) {
         let input = PluginInput::BeforeStore {
             message: PendingMessage {
                 channel_id: "228066362263601152".into(),
+                recipient_id: None,
                 message_id: None,
                 author: ChatUser::new(228_066_362_281_426_944, "bench", false, false),
                 text: texts[i % 2].into(),

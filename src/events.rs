@@ -23,6 +23,8 @@ pub enum Audience {
     Everyone,
     /// Only the sockets of one user.
     User(u64),
+    /// Only the sockets of two users (the two sides of a direct conversation).
+    Users(u64, u64),
     /// Sockets whose user (or guest) may read this channel.
     Channel(u64),
 }

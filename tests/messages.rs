@@ -467,8 +467,9 @@ async fn every_change_emits_its_documented_event_to_who_may_see_it() {
     );
 }
 
-/// Posts from many concurrent clients, SIGKILLs the server mid-flight, restarts it on the same
-/// data directory, and checks every acknowledged message survived.
+/// Posts channel messages and direct messages from many concurrent clients, SIGKILLs the
+/// server mid-flight, restarts it on the same data directory, and checks every acknowledged
+/// message survived.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_posts_survive_sigkill() {
     let tmp = tempfile::tempdir().unwrap();
@@ -476,15 +477,23 @@ async fn acknowledged_posts_survive_sigkill() {
     let args = ["--admin", "root"];
     let server = TestServer::spawn_on(&data, &args).await;
     let (_, admin) = server.user("root").await;
+    let (bob, _) = server.user("bob").await;
     let ch = server.create_channel(&admin, "general").await;
     drop(server);
-    let mut acknowledged: Vec<String> = Vec::new();
+    // (direct message?, id)
+    let mut acknowledged: Vec<(bool, String)> = Vec::new();
     for round in 0..3 {
         let mut server = TestServer::spawn_on(&data, &args).await;
         let mut tasks = Vec::new();
         for client in 0..16 {
             let http = server.client.clone();
-            let url = server.url("/api/messages");
+            // Every fourth client sends direct messages to bob.
+            let direct = client % 4 == 3;
+            let url = if direct {
+                server.url(&format!("/api/users/{bob}/messages"))
+            } else {
+                server.url("/api/messages")
+            };
             let (admin, ch) = (admin.clone(), ch.clone());
             tasks.push(tokio::spawn(async move {
                 let mut ids = Vec::new();
@@ -503,7 +512,7 @@ async fn acknowledged_posts_survive_sigkill() {
                     let Ok(body) = r.json::<Value>().await else {
                         break;
                     };
-                    ids.push(body["messageID"].as_str().unwrap().to_owned());
+                    ids.push((direct, body["messageID"].as_str().unwrap().to_owned()));
                 }
                 ids
             }));
@@ -514,21 +523,27 @@ async fn acknowledged_posts_survive_sigkill() {
             acknowledged.extend(t.await.unwrap());
         }
         let server = TestServer::spawn_on(&data, &args).await;
-        for id in &acknowledged {
-            let (status, body) = server.get(&format!("/api/messages/{id}"), None).await;
+        for (direct, id) in &acknowledged {
+            let path = if *direct {
+                format!("/api/direct-messages/{id}")
+            } else {
+                format!("/api/messages/{id}")
+            };
+            let (status, body) = server.get(&path, Some(&admin)).await;
             assert_eq!(
                 status, 200,
-                "round {round}: acknowledged message {id} lost: {body}"
+                "round {round}: acknowledged message {path} lost: {body}"
             );
         }
     }
+    let direct = acknowledged.iter().filter(|(d, _)| *d).count();
     assert!(
-        acknowledged.len() > 100,
-        "only {} posts acknowledged",
+        acknowledged.len() > 100 && direct > 10,
+        "only {} posts ({direct} direct) acknowledged",
         acknowledged.len()
     );
     eprintln!(
-        "{} acknowledged posts all survived 3 SIGKILLs",
+        "{} acknowledged posts ({direct} direct messages) all survived 3 SIGKILLs",
         acknowledged.len()
     );
 }

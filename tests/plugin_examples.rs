@@ -223,3 +223,48 @@ async fn chatbox_bots_hear_plugin_messages_as_chat_chatbox_but_not_plugin_comman
         .starts_with("root rolled 2d6: "));
     assert_eq!(said["channel"], w.channel.as_str());
 }
+
+#[tokio::test]
+async fn pre_store_hooks_see_direct_messages_and_may_refuse_them() {
+    let w = world(&[(
+        "word-filter",
+        Some("mode = \"reject\"\nwords = [\"darn\"]\n"),
+    )])
+    .await;
+    let (bob, _) = w.server.user("bob").await;
+    let path = format!("/api/users/{bob}/messages");
+    let response = w
+        .server
+        .post(&path, Some(&w.admin), json!({ "text": "darn you" }))
+        .await;
+    let error = assert_error(&response, "REJECTED_BY_PLUGIN");
+    assert_eq!(error["plugin"], "word-filter");
+    let (status, body) = w
+        .server
+        .post(&path, Some(&w.admin), json!({ "text": "kind words" }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Edits pass the hook too.
+    let id = body["messageID"].as_str().unwrap();
+    let response = w
+        .server
+        .patch(
+            &format!("/api/direct-messages/{id}"),
+            Some(&w.admin),
+            json!({ "text": "darn edit" }),
+        )
+        .await;
+    assert_error(&response, "REJECTED_BY_PLUGIN");
+
+    install(
+        w.plugins.path(),
+        "word-filter",
+        Some("mode = \"rewrite\"\nwords = [\"darn\"]\n"),
+    );
+    w.reload("word-filter").await;
+    let (_, body) = w
+        .server
+        .post(&path, Some(&w.admin), json!({ "text": "well darn" }))
+        .await;
+    assert_eq!(body["message"]["text"], "well ****", "{body}");
+}

@@ -139,8 +139,16 @@ pub fn user_id_from_uuid(uuid: &str) -> Option<u64> {
 #[cfg_attr(feature = "schema", derive(JsonSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PendingMessage {
+    /// The channel; empty for a direct message.
     #[serde(rename = "channelID")]
     pub channel_id: String,
+    /// Set for a direct message: the user it is sent to.
+    #[serde(
+        rename = "recipientID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub recipient_id: Option<String>,
     /// Set for an edit of an existing message.
     #[serde(rename = "messageID", default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod channels;
+pub mod direct;
 pub mod emotes;
 pub mod licenses;
 pub mod messages;
@@ -128,6 +129,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .service(resource("/{id}/mentions").route(web::get().to(messages::user_mentions)))
                 .service(
+                    resource("/{id}/messages")
+                        .route(web::get().to(direct::list))
+                        .route(web::post().to(direct::send)),
+                )
+                .service(
+                    resource("/{id}/messages/mark-read").route(web::post().to(direct::mark_read)),
+                )
+                .service(
+                    resource("/{id}/conversations").route(web::get().to(direct::conversations)),
+                )
+                .service(
+                    resource("/{id}/direct-message-settings")
+                        .route(web::get().to(direct::settings))
+                        .route(web::patch().to(direct::set_settings)),
+                )
+                .service(
                     resource("/{id}/two-factor")
                         .route(web::get().to(accounts::status))
                         .route(web::post().to(accounts::enroll)),
@@ -142,6 +159,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource("/{id}/two-factor/disable").route(web::post().to(accounts::disable)),
                 ),
+        )
+        .service(
+            resource("/api/direct-messages/{id}")
+                .route(web::get().to(direct::get))
+                .route(web::patch().to(direct::edit))
+                .route(web::delete().to(direct::delete)),
         )
         .service(
             scope("/api/emotes")

@@ -16,7 +16,7 @@ use crate::store::{Author, MessageRecord, UserRecord};
 use decentd_protocol::chatbox::parse_command;
 
 use super::views::message_json;
-use super::{channels, commands, id, Caller, Chat};
+use super::{channels, commands, id, Caller, Chat, Place};
 
 /// Most mentions one page of a user's mentions holds.
 pub const MAX_MENTIONS_PAGE: u64 = 50;
@@ -84,14 +84,14 @@ pub fn visible(chat: &Chat, who: Requester, raw_id: &str) -> ApiResult<MessageRe
 pub async fn hooked(
     chat: &Arc<Chat>,
     author: &UserRecord,
-    channel: u64,
+    place: Place,
     editing: Option<u64>,
     text: String,
 ) -> ApiResult<String> {
     match chat.plugins() {
         Some(plugins) if plugins.has_hooks() => {
             plugins
-                .before_store(chat, author, channel, editing, text)
+                .before_store(chat, author, place, editing, text)
                 .await
         }
         _ => Ok(text),
@@ -126,7 +126,7 @@ pub async fn post(
             }
         }
     }
-    let text = hooked(chat, user, channel, None, text).await?;
+    let text = hooked(chat, user, Place::Channel(channel), None, text).await?;
     let message = store(chat, user, channel, text, system, None).await?;
     Ok(Posted::Stored(message))
 }
@@ -141,7 +141,7 @@ pub async fn say_for_bot(
     text: String,
     via: Value,
 ) -> ApiResult<MessageRecord> {
-    let text = hooked(chat, owner, channel, None, text).await?;
+    let text = hooked(chat, owner, Place::Channel(channel), None, text).await?;
     store(chat, owner, channel, text, false, Some(via)).await
 }
 
@@ -209,7 +209,14 @@ pub async fn edit(chat: &Arc<Chat>, caller: Caller<'_>, id: &str, text: String) 
     if message.author.as_ref().map(|a| a.id) != Some(user.id) {
         return Err(not_yours("edit"));
     }
-    let text = hooked(chat, user, message.channel_id, Some(message.id), text).await?;
+    let text = hooked(
+        chat,
+        user,
+        Place::Channel(message.channel_id),
+        Some(message.id),
+        text,
+    )
+    .await?;
     let mentions = mentioned_users(chat, &text)?;
     let (old, new) = chat
         .store

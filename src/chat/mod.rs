@@ -10,6 +10,7 @@
 pub mod caller;
 pub mod channels;
 pub mod commands;
+pub mod direct;
 pub mod emotes;
 pub mod licenses;
 pub mod lost_password;
@@ -40,7 +41,7 @@ use crate::perms::{Change, Granted, Permission, PermissionIndex, ReadAccess, Req
 use crate::store::{Storage, StoreError, UserRecord};
 
 pub use caller::Caller;
-pub use ports::{Bots, Plugins};
+pub use ports::{Bots, Place, Plugins};
 pub use presence::{Presence, PRESENCE_GRACE};
 pub use restart::Restart;
 

@@ -11,6 +11,14 @@ use decentd_protocol::chatbox::{CloseReason, CommandText};
 
 use super::{Chat, Restart};
 
+/// Where a message goes: a channel, or a user (a direct message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Channel(u64),
+    /// A direct message to this user.
+    Direct(u64),
+}
+
 /// What the core asks of the WASM plugin host.
 pub trait Plugins: Send + Sync + std::fmt::Debug {
     /// Whether a user is a plugin's bot user.
@@ -25,7 +33,7 @@ pub trait Plugins: Send + Sync + std::fmt::Debug {
         &'a self,
         chat: &'a Arc<Chat>,
         author: &'a UserRecord,
-        channel: u64,
+        place: Place,
         editing: Option<u64>,
         text: String,
     ) -> BoxFuture<'a, ApiResult<String>>;

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::mpsc;
 
-use crate::chat::Chat;
+use crate::chat::{Chat, Place};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::now_ms;
 use crate::perms::{Permission, Requester};
@@ -451,10 +451,14 @@ impl PluginHost {
         &self,
         state: &Arc<Chat>,
         author: &UserRecord,
-        channel: u64,
+        place: Place,
         message_id: Option<u64>,
         text: String,
     ) -> Result<String, ApiError> {
+        let (channel_id, recipient_id) = match place {
+            Place::Channel(channel) => (channel.to_string(), None),
+            Place::Direct(user) => (String::new(), Some(user.to_string())),
+        };
         let hooked = self
             .hooked
             .read()
@@ -464,7 +468,8 @@ impl PluginHost {
         for plugin in hooked {
             let input = PluginInput::BeforeStore {
                 message: PendingMessage {
-                    channel_id: channel.to_string(),
+                    channel_id: channel_id.clone(),
+                    recipient_id: recipient_id.clone(),
                     message_id: message_id.map(|id| id.to_string()),
                     author: state.chat_user(author),
                     text: text.clone(),
@@ -494,7 +499,11 @@ impl PluginHost {
                 }
             };
             let context = Context {
-                channel: Some(channel),
+                // A direct message has no channel: a hook's answers there need their own.
+                channel: match place {
+                    Place::Channel(channel) => Some(channel),
+                    Place::Direct(_) => None,
+                },
                 invoker: Some(author.id),
                 private: false,
             };

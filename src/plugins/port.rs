@@ -5,7 +5,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use super::PluginHost;
-use crate::chat::{Chat, Plugins};
+use crate::chat::{Chat, Place, Plugins};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::store::UserRecord;
 use decentd_protocol::chatbox::CommandText;
@@ -23,12 +23,12 @@ impl Plugins for PluginHost {
         &'a self,
         chat: &'a Arc<Chat>,
         author: &'a UserRecord,
-        channel: u64,
+        place: Place,
         editing: Option<u64>,
         text: String,
     ) -> BoxFuture<'a, ApiResult<String>> {
         Box::pin(PluginHost::before_store(
-            self, chat, author, channel, editing, text,
+            self, chat, author, place, editing, text,
         ))
     }
 

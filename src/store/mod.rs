@@ -9,6 +9,7 @@ mod accounts;
 mod channels;
 mod codec;
 mod commit;
+mod direct;
 mod emotes;
 mod licenses;
 mod plugins;
@@ -19,6 +20,7 @@ mod users;
 
 pub use accounts::{ResetTokenRecord, TwoFactorRecord};
 pub use channels::{Author, ChannelNameError, ChannelRecord, MessageRecord, PinChange, PurgeStats};
+pub use direct::{conversation_key, Conversation, DirectMessageRecord, DmAllow, DmSettings};
 pub use emotes::EmoteRecord;
 pub use licenses::{KeyLookup, LicenseKeyHash, LicenseRecord};
 pub use plugins::{PluginKv, PluginRecord};
@@ -152,6 +154,11 @@ pub struct Store {
     license_keys: Tree,
     two_factor: Tree,
     reset_tokens: Tree,
+    dm_messages: Tree,
+    dm_index: Tree,
+    dm_conversations: Tree,
+    dm_read: Tree,
+    dm_settings: Tree,
     /// Names and emails in memory, for substring and email lookups.
     user_index: user_index::UserIndex,
     /// Serializes channel creation and renames, which check name uniqueness.
@@ -266,6 +273,11 @@ impl Store {
         drop(all);
         Ok(Self {
             two_factor: tree("two_factor")?,
+            dm_messages: tree("dm_messages")?,
+            dm_index: tree("dm_index")?,
+            dm_conversations: tree("dm_conversations")?,
+            dm_read: tree("dm_read")?,
+            dm_settings: tree("dm_settings")?,
             reset_tokens: tree("reset_tokens")?,
             user_index,
             usernames: tree("usernames")?,
@@ -343,6 +355,11 @@ impl Store {
             ("license_keys", &self.license_keys),
             ("two_factor", &self.two_factor),
             ("reset_tokens", &self.reset_tokens),
+            ("dm_messages", &self.dm_messages),
+            ("dm_index", &self.dm_index),
+            ("dm_conversations", &self.dm_conversations),
+            ("dm_read", &self.dm_read),
+            ("dm_settings", &self.dm_settings),
         ]
         .into_iter()
         .map(|(name, tree)| (name, tree.len()))

@@ -111,6 +111,28 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<UserRecord>>;
     /// Deletes every lost-password token that expired before `now_ms`. Returns how many.
     fn purge_expired_reset_tokens(&self, now_ms: u64) -> Result<usize>;
+    /// Stores a direct message and moves both users' conversation to it, atomically.
+    fn insert_direct_message(&self, message: &DirectMessageRecord) -> Result<()>;
+    fn direct_message(&self, id: u64) -> Result<Option<DirectMessageRecord>>;
+    /// Replaces a stored direct message (an edit); false if it is gone.
+    fn update_direct_message(&self, message: &DirectMessageRecord) -> Result<bool>;
+    /// Deletes a direct message; false if it was not there.
+    fn delete_direct_message(&self, message: &DirectMessageRecord) -> Result<bool>;
+    /// The conversation of `a` and `b`, newest first, ids in `(after, before)`, at most `limit`.
+    fn direct_messages(
+        &self,
+        a: u64,
+        b: u64,
+        after: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<DirectMessageRecord>>;
+    /// A user's conversations, newest message first.
+    fn conversations(&self, user: u64) -> Result<Vec<Conversation>>;
+    /// Moves a user's read mark in a conversation forward: the mark now in place.
+    fn mark_direct_read(&self, user: u64, other: u64, up_to: u64) -> Result<u64>;
+    fn dm_settings(&self, user: u64) -> Result<DmSettings>;
+    fn set_dm_settings(&self, user: u64, settings: &DmSettings) -> Result<()>;
     /// The user an ID or a username names (an ID first), as plugins and bots address users.
     fn user_by_id_or_name(&self, user: &str) -> Result<Option<UserRecord>>;
     /// Every user, oldest first.
@@ -367,6 +389,40 @@ impl Storage for Store {
     }
     fn purge_expired_reset_tokens(&self, now_ms: u64) -> Result<usize> {
         Store::purge_expired_reset_tokens(self, now_ms)
+    }
+    fn insert_direct_message(&self, message: &DirectMessageRecord) -> Result<()> {
+        Store::insert_direct_message(self, message)
+    }
+    fn direct_message(&self, id: u64) -> Result<Option<DirectMessageRecord>> {
+        Store::direct_message(self, id)
+    }
+    fn update_direct_message(&self, message: &DirectMessageRecord) -> Result<bool> {
+        Store::update_direct_message(self, message)
+    }
+    fn delete_direct_message(&self, message: &DirectMessageRecord) -> Result<bool> {
+        Store::delete_direct_message(self, message)
+    }
+    fn direct_messages(
+        &self,
+        a: u64,
+        b: u64,
+        after: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<DirectMessageRecord>> {
+        Store::direct_messages(self, a, b, after, before, limit)
+    }
+    fn conversations(&self, user: u64) -> Result<Vec<Conversation>> {
+        Store::conversations(self, user)
+    }
+    fn mark_direct_read(&self, user: u64, other: u64, up_to: u64) -> Result<u64> {
+        Store::mark_direct_read(self, user, other, up_to)
+    }
+    fn dm_settings(&self, user: u64) -> Result<DmSettings> {
+        Store::dm_settings(self, user)
+    }
+    fn set_dm_settings(&self, user: u64, settings: &DmSettings) -> Result<()> {
+        Store::set_dm_settings(self, user, settings)
     }
     fn user_by_id_or_name(&self, user: &str) -> Result<Option<UserRecord>> {
         Store::user_by_id_or_name(self, user)

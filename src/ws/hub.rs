@@ -135,6 +135,12 @@ impl Hub {
                         .filter(|e| e.user == Some(user))
                         .map(|e| e.socket.clone()),
                 ),
+                Audience::Users(a, b) => recipients.extend(
+                    sockets
+                        .values()
+                        .filter(|e| e.user == Some(a) || e.user == Some(b))
+                        .map(|e| e.socket.clone()),
+                ),
                 Audience::Channel(channel) => {
                     let index = state.perms();
                     if !index.has_channel(channel) {
