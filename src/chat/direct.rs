@@ -274,7 +274,7 @@ pub fn list(
             found.push(m);
         }
     }
-    found.sort_by(|a, b| b.id.cmp(&a.id));
+    found.sort_by_key(|m| std::cmp::Reverse(m.id));
     found.truncate(limit);
     Ok(found)
 }

@@ -174,7 +174,7 @@ impl Store {
                 read_up_to,
             });
         }
-        found.sort_by(|a, b| b.last_message.cmp(&a.last_message));
+        found.sort_by_key(|c| std::cmp::Reverse(c.last_message));
         Ok(found)
     }
 
