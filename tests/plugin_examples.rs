@@ -268,3 +268,44 @@ async fn pre_store_hooks_see_direct_messages_and_may_refuse_them() {
         .await;
     assert_eq!(body["message"]["text"], "well ****", "{body}");
 }
+
+#[tokio::test]
+async fn commands_work_in_direct_messages_with_answers_to_the_sender_only() {
+    let w = world(&[("dice", None)]).await;
+    let (bob, bob_session) = w.server.user("bob").await;
+    let mut root_socket = w.server.events(Some(&w.admin)).await;
+    let mut bob_socket = w.server.events(Some(&bob_session)).await;
+    let (status, v) = w
+        .server
+        .post(
+            &format!("/api/users/{bob}/messages"),
+            Some(&w.admin),
+            json!({ "text": "\\roll 2d6" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v, json!({"command": "roll", "plugin": "dice"}));
+    let told = root_socket.expect("plugin/tell").await;
+    assert_eq!(told["plugin"], "dice");
+    assert!(
+        told["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("root rolled 2d6: "),
+        "{told}"
+    );
+    let bob_events = bob_socket.drain(Duration::from_millis(300)).await;
+    assert!(
+        bob_events
+            .iter()
+            .all(|(e, _)| e != "plugin/tell" && e != "dm/new" && e != "message/new"),
+        "the answer is the sender's alone: {bob_events:?}"
+    );
+    // The command itself is not stored, and nothing went to a channel.
+    let (_, body) = w
+        .server
+        .get(&format!("/api/users/{bob}/messages"), Some(&w.admin))
+        .await;
+    assert_eq!(body["messages"], json!([]));
+    assert!(w.history().await.is_empty());
+}

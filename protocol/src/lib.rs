@@ -168,8 +168,17 @@ pub struct CommandEvent {
     /// True for `^name`: only users with manageServer may run it, and answers are private.
     pub owner_only: bool,
     pub user: ChatUser,
+    /// The channel; empty for a command sent in a direct message.
     #[serde(rename = "channelID")]
     pub channel_id: String,
+    /// Set for a command sent in a direct message: the user it was sent to. Answers to such a
+    /// command are private to the invoker.
+    #[serde(
+        rename = "recipientID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub recipient_id: Option<String>,
 }
 
 /// What the host sends a plugin on one call.

@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::{caller, ok};
-use crate::chat::direct::{self, Filter, SettingsChange};
+use crate::chat::direct::{self, Filter, Sent, SettingsChange};
 use crate::chat::Chat;
 use crate::error::ApiResult;
 use crate::params::ApiRequest;
@@ -17,10 +17,13 @@ pub async fn send(
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let text = req.string("text")?;
-    let message = direct::send(&state, caller(&req), &path, text).await?;
-    Ok(ok(
-        json!({ "messageID": message.id.to_string(), "message": direct::view(&message) }),
-    ))
+    match direct::send(&state, caller(&req), &path, text).await? {
+        Sent::Stored(message) => Ok(ok(json!({
+            "messageID": message.id.to_string(),
+            "message": direct::view(&message),
+        }))),
+        Sent::Command(answer) => Ok(ok(answer)),
+    }
 }
 
 /// `GET /api/users/:id/messages`: with `:id` yourself, your conversations' messages (or the one

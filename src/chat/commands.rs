@@ -12,20 +12,24 @@ use crate::events::Audience;
 use crate::store::UserRecord;
 use decentd_protocol::chatbox::CommandText;
 
-use super::{licenses, Chat};
+use super::{licenses, Chat, Place};
 
 /// Routes a command: the answer if it is handled instead of stored.
 pub async fn route(
     chat: &Arc<Chat>,
     user: &UserRecord,
-    channel: u64,
+    place: Place,
     command: CommandText,
 ) -> ApiResult<Option<Value>> {
+    let channel_id = match place {
+        Place::Channel(channel) => channel.to_string(),
+        Place::Direct(_) => String::new(),
+    };
     if command.name.eq_ignore_ascii_case("chatbox") && !command.owner_only {
         let reply = licenses::chat_command(chat, user, &command.args).await?;
         chat.emit(
             "plugin/tell",
-            json!({ "plugin": "chatbox", "text": reply, "channelID": channel.to_string() }),
+            json!({ "plugin": "chatbox", "text": reply, "channelID": channel_id }),
             Audience::User(user.id),
         );
         return Ok(Some(json!({ "command": "chatbox", "reply": reply })));
@@ -33,13 +37,18 @@ pub async fn route(
     if let Some(plugins) = chat.plugins() {
         if let Some(plugin) = plugins.command_owner(&command.name) {
             let name = command.name.clone();
-            plugins.run_command(chat, command, user, channel)?;
+            plugins.run_command(chat, command, user, place)?;
             return Ok(Some(json!({ "command": name, "plugin": plugin })));
         }
     }
-    let bots = chat
-        .bots()
-        .map_or(0, |bots| bots.command(chat, user, channel, &command));
+    // Chatbox bots hear commands in channels their owners may read; a direct message is in
+    // none.
+    let bots = match place {
+        Place::Channel(channel) => chat
+            .bots()
+            .map_or(0, |bots| bots.command(chat, user, channel, &command)),
+        Place::Direct(_) => 0,
+    };
     Ok(command
         .owner_only
         .then(|| json!({ "command": command.name, "bots": bots })))

@@ -17,7 +17,9 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::Audience;
 use crate::ids::{now_ms, unix_seconds};
 use crate::store::{DirectMessageRecord, DmAllow, DmSettings, UserRecord};
+use decentd_protocol::chatbox::parse_command;
 
+use super::commands::route;
 use super::messages::hooked;
 use super::users::find;
 use super::{id as path_id, Caller, Chat, Place};
@@ -78,13 +80,17 @@ fn may_message(chat: &Chat, sender: &UserRecord, recipient: &UserRecord) -> ApiR
     })
 }
 
-/// Sends a direct message to the user `to` names.
-pub async fn send(
-    chat: &Arc<Chat>,
-    caller: Caller<'_>,
-    to: &str,
-    text: String,
-) -> ApiResult<DirectMessageRecord> {
+/// What sending did.
+#[derive(Debug)]
+pub enum Sent {
+    Stored(DirectMessageRecord),
+    /// The text was a command handled instead of stored (answers go to the sender only).
+    Command(serde_json::Value),
+}
+
+/// Sends a direct message to the user `to` names. A message whose first word is a command is
+/// routed like one in a channel; its answers are private to the sender.
+pub async fn send(chat: &Arc<Chat>, caller: Caller<'_>, to: &str, text: String) -> ApiResult<Sent> {
     let sender = caller.user()?;
     let recipient = find(chat, to)?;
     if recipient.id == sender.id {
@@ -104,6 +110,11 @@ pub async fn send(
             ),
         ));
     }
+    if let Some(command) = parse_command(&text) {
+        if let Some(answer) = route(chat, sender, Place::Direct(recipient.id), command).await? {
+            return Ok(Sent::Command(answer));
+        }
+    }
     let text = hooked(chat, sender, Place::Direct(recipient.id), None, text).await?;
     let message = DirectMessageRecord {
         id: chat.store.next_id(),
@@ -121,7 +132,7 @@ pub async fn send(
         &message,
         json!({ "message": view(&message) }),
     );
-    Ok(message)
+    Ok(Sent::Stored(message))
 }
 
 /// A direct message the caller took part in, or NOT_FOUND.

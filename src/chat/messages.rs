@@ -121,7 +121,9 @@ pub async fn post(
     }
     if !system {
         if let Some(command) = parse_command(&text) {
-            if let Some(answer) = commands::route(chat, user, channel, command).await? {
+            if let Some(answer) =
+                commands::route(chat, user, Place::Channel(channel), command).await?
+            {
                 return Ok(Posted::Command(answer));
             }
         }

@@ -47,7 +47,7 @@ pub trait Plugins: Send + Sync + std::fmt::Debug {
         chat: &Arc<Chat>,
         command: CommandText,
         user: &UserRecord,
-        channel: u64,
+        place: Place,
     ) -> ApiResult<()>;
 
     /// Every plugin, as `GET /api/plugins` shows them.

@@ -59,7 +59,8 @@ pub(super) async fn worker(
                 let context = Context {
                     channel: command.channel_id.parse().ok(),
                     invoker: command.user.user_id.parse().ok(),
-                    private: command.owner_only,
+                    // In a direct message, answers go to the invoker only.
+                    private: command.owner_only || command.recipient_id.is_some(),
                 };
                 (PluginInput::Command(*command), context, "command")
             }

@@ -560,7 +560,7 @@ impl PluginHost {
         plugin: Arc<Plugin>,
         command: CommandText,
         user: &UserRecord,
-        channel: u64,
+        place: Place,
     ) -> Result<(), ApiError> {
         if command.owner_only
             && !state
@@ -574,7 +574,14 @@ impl PluginHost {
             args: command.args,
             owner_only: command.owner_only,
             user: state.chat_user(user),
-            channel_id: channel.to_string(),
+            channel_id: match place {
+                Place::Channel(channel) => channel.to_string(),
+                Place::Direct(_) => String::new(),
+            },
+            recipient_id: match place {
+                Place::Channel(_) => None,
+                Place::Direct(to) => Some(to.to_string()),
+            },
         };
         if plugin
             .queue

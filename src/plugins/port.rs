@@ -41,11 +41,11 @@ impl Plugins for PluginHost {
         chat: &Arc<Chat>,
         command: CommandText,
         user: &UserRecord,
-        channel: u64,
+        place: Place,
     ) -> ApiResult<()> {
         let plugin = PluginHost::command_owner(self, &command.name)
             .ok_or_else(|| ApiError::not_found("command"))?;
-        PluginHost::run_command(self, chat, plugin, command, user, channel)
+        PluginHost::run_command(self, chat, plugin, command, user, place)
     }
 
     fn views(&self) -> Vec<Value> {
