@@ -363,11 +363,13 @@ mod tests {
             owner_only: false,
             user: ChatUser::new(1, "ann", false, false),
             channel_id: "2".into(),
+            recipient_id: None,
         });
         let json = serde_json::to_value(&input).unwrap();
         assert_eq!(json["type"], "command");
         assert_eq!(json["ownerOnly"], false);
         assert_eq!(json["channelID"], "2");
+        assert!(json.get("recipientID").is_none());
     }
 
     #[test]
