@@ -18,6 +18,7 @@ pub mod memory;
 pub mod net;
 pub mod params;
 pub mod perms;
+pub mod search;
 pub mod plugins;
 pub mod startup;
 pub mod store;

@@ -9,7 +9,7 @@ use std::path::Path;
 const DOORS: &[&str] = &["api", "ws", "chatbox", "plugins", "web"];
 const CORE: &str = "chat";
 const BASE: &[&str] = &[
-    "store", "perms", "events", "domain", "ids", "error", "auth", "config", "mail",
+    "store", "perms", "events", "domain", "ids", "error", "auth", "config", "mail", "search",
 ];
 
 /// Every top-level module named by a `crate::` path in a file (`crate::a::b`, `crate::{a, b}`).

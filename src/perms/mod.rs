@@ -544,6 +544,15 @@ impl PermissionIndex {
         self.channels.contains_key(&channel)
     }
 
+    /// Every channel `who` may read (readMessages), in no order.
+    pub fn readable_channels(&self, who: Requester) -> Vec<u64> {
+        self.channels
+            .keys()
+            .copied()
+            .filter(|c| self.has(who, Some(*c), Permission::ReadMessages))
+            .collect()
+    }
+
     /// A user's role ids as stored (unordered).
     pub fn user_role_ids(&self, user: u64) -> Option<&[u64]> {
         self.user_roles.get(&user).map(Vec::as_slice)
