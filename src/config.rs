@@ -65,6 +65,8 @@ pub enum Command {
     /// Print a one-time link (valid for an hour) that sets a new password for a user, for
     /// when they lost it and mail is not set up. Run it while the server is stopped.
     ResetPassword(ResetPasswordArgs),
+    /// Rebuild the message search index from storage. Run it while the server is stopped.
+    Reindex(ReindexArgs),
     /// Plugin tools.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -235,6 +237,13 @@ pub struct MakeAdminArgs {
     pub data: PathBuf,
     /// The user to make an admin.
     pub username: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ReindexArgs {
+    /// Data directory of the (stopped) server [default: ./decentd-data].
+    #[arg(long, env = "DECENTD_DATA", value_name = "DIR", default_value = DEFAULT_DATA)]
+    pub data: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Reindex(args) => match startup::reindex(&args) {
+            Ok(message) => {
+                print_out(&message);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("decentd: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::ResetPassword(args) => match startup::reset_password_link(&args) {
             Ok(message) => {
                 print_out(&message);

@@ -23,8 +23,7 @@ use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED,
-    STORED,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
 };
 use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 use tantivy::{doc, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
@@ -187,7 +186,8 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::OnCommitWithDelay)
             .try_into()?;
-        let writer: IndexWriter<TantivyDocument> = index.writer_with_num_threads(1, WRITER_MEMORY)?;
+        let writer: IndexWriter<TantivyDocument> =
+            index.writer_with_num_threads(1, WRITER_MEMORY)?;
         let (queue, ops) = sync_channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("search-writer".into())
@@ -224,6 +224,11 @@ impl SearchIndex {
     /// Adds or replaces a message.
     pub fn put(&self, doc: Doc) {
         self.send(Op::Put(doc));
+    }
+
+    /// Adds or replaces a message, waiting while the queue is full (bulk indexing).
+    pub fn put_wait(&self, doc: Doc) {
+        let _ = self.queue.send(Op::Put(doc));
     }
 
     pub fn delete(&self, id: u64) {
@@ -284,7 +289,9 @@ impl SearchIndex {
             scope.push((
                 Occur::Should,
                 Box::new(TermSetQuery::new(
-                    q.channels.iter().map(|c| Term::from_field_u64(f.channel, *c)),
+                    q.channels
+                        .iter()
+                        .map(|c| Term::from_field_u64(f.channel, *c)),
                 )),
             ));
         }
@@ -308,12 +315,12 @@ impl SearchIndex {
             ));
         }
         if q.after_ms.is_some() || q.before_ms.is_some() {
-            let low = q
-                .after_ms
-                .map_or(Bound::Unbounded, |t| Bound::Included(Term::from_field_u64(f.created, t)));
-            let high = q
-                .before_ms
-                .map_or(Bound::Unbounded, |t| Bound::Excluded(Term::from_field_u64(f.created, t)));
+            let low = q.after_ms.map_or(Bound::Unbounded, |t| {
+                Bound::Included(Term::from_field_u64(f.created, t))
+            });
+            let high = q.before_ms.map_or(Bound::Unbounded, |t| {
+                Bound::Excluded(Term::from_field_u64(f.created, t))
+            });
             must.push((Occur::Must, Box::new(RangeQuery::new(low, high))));
         }
         let query = BooleanQuery::new(must);

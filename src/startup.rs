@@ -113,6 +113,13 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     actix_web::rt::spawn(crate::net::summarize_failed_connections());
     actix_web::rt::spawn(crate::memory::report_periodically());
     actix_web::rt::spawn(purge_sessions_hourly(chat.clone()));
+    {
+        let chat = chat.clone();
+        let through = chat.search_committed_through;
+        std::thread::Builder::new()
+            .name("search-catch-up".into())
+            .spawn(move || crate::chat::search::catch_up(&chat, through))?;
+    }
     plugins.load_all(&chat).await;
     let (chat_data, ws_data, bots_data) = (
         web::Data::from(chat.clone()),
@@ -237,6 +244,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
         result?;
     }
     state.store.flush()?;
+    if let Some(index) = &state.search {
+        index.close();
+    }
     tracing::info!("storage flushed; stopped");
     Ok(())
 }
@@ -385,6 +395,33 @@ pub fn make_admin(args: &MakeAdminArgs) -> Result<String, String> {
         })?;
     store.flush().map_err(|e| e.to_string())?;
     Ok(format!("{} now holds the Admin role", user.username))
+}
+
+/// `decentd reindex`: rebuilds the search index from storage, with a progress bar.
+pub fn reindex(args: &crate::config::ReindexArgs) -> Result<String, String> {
+    let store = crate::store::open(&args.data, 64 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
+    let dir = args.data.join("search");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+    }
+    let (index, _) = crate::search::SearchIndex::open(&dir).map_err(|e| e.to_string())?;
+    let bar = indicatif::ProgressBar::new_spinner().with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed} {pos} messages indexed ({per_sec})",
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    let started = std::time::Instant::now();
+    let done = crate::chat::search::index_since(&*store, &index, 0, &|n| bar.set_position(n))
+        .map_err(|e| e.message)?;
+    index.close();
+    bar.finish_and_clear();
+    Ok(format!(
+        "indexed {done} messages in {:.1} s into {}",
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    ))
 }
 
 /// `decentd reset-password`: a one-time link that sets a new password for a user.

@@ -14,6 +14,7 @@ pub mod messages;
 pub mod meta;
 pub mod plugins;
 pub mod roles;
+pub mod search;
 pub mod sessions;
 pub mod uploads;
 pub mod users;
@@ -160,6 +161,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     resource("/{id}/two-factor/disable").route(web::post().to(accounts::disable)),
                 ),
         )
+        .service(resource("/api/search").route(web::get().to(search::search)))
         .service(
             resource("/api/direct-messages/{id}")
                 .route(web::get().to(direct::get))

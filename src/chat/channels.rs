@@ -178,6 +178,7 @@ pub async fn delete(state: &std::sync::Arc<Chat>, caller: Caller<'_>, id: &str) 
         Ok::<_, ApiError>(((), vec![Change::RemoveChannel(channel.id)]))
     })?;
     state.store.durable().await?;
+    super::search::unindex_channel(state, channel.id);
     tracing::info!(channel = channel.id, name = %channel.name, "channel deleted");
     state.emit(
         "channel/delete",

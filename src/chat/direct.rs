@@ -126,6 +126,7 @@ pub async fn send(chat: &Arc<Chat>, caller: Caller<'_>, to: &str, text: String) 
     };
     chat.store.insert_direct_message(&message)?;
     chat.store.durable().await?;
+    super::search::index_direct(chat, &message);
     emit(
         chat,
         "dm/new",
@@ -178,6 +179,7 @@ pub async fn edit(
         return Err(ApiError::not_found("message"));
     }
     chat.store.durable().await?;
+    super::search::index_direct(chat, &message);
     emit(
         chat,
         "dm/edit",
@@ -201,6 +203,7 @@ pub async fn delete(chat: &Chat, caller: Caller<'_>, raw: &str) -> ApiResult<()>
         return Err(ApiError::not_found("message"));
     }
     chat.store.durable().await?;
+    super::search::unindex(chat, message.id);
     emit(
         chat,
         "dm/delete",

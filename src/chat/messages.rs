@@ -16,7 +16,7 @@ use crate::store::{Author, MessageRecord, UserRecord};
 use decentd_protocol::chatbox::parse_command;
 
 use super::views::message_json;
-use super::{channels, commands, id, Caller, Chat, Place};
+use super::{channels, commands, id, search, Caller, Chat, Place};
 
 /// Most mentions one page of a user's mentions holds.
 pub const MAX_MENTIONS_PAGE: u64 = 50;
@@ -178,6 +178,7 @@ pub async fn store(
         return Err(ApiError::not_found("channel"));
     }
     chat.store.durable().await?;
+    search::index_message(chat, &message);
     let mut view = message_json(&message);
     if let (Some(via), Some(view)) = (via, view.as_object_mut()) {
         view.insert("chatbox".into(), via);
@@ -225,6 +226,7 @@ pub async fn edit(chat: &Arc<Chat>, caller: Caller<'_>, id: &str, text: String) 
         .edit_message(message.id, &text, &mentions, now_ms())?
         .ok_or_else(|| ApiError::not_found("message"))?;
     chat.store.durable().await?;
+    search::index_message(chat, &new);
     chat.emit(
         "message/edit",
         json!({ "message": message_json(&new) }),
@@ -271,6 +273,7 @@ pub async fn remove(chat: &Chat, id: u64) -> ApiResult<()> {
         .delete_message(id)?
         .ok_or_else(|| ApiError::not_found("message"))?;
     chat.store.durable().await?;
+    search::unindex(chat, deleted.id);
     let id = deleted.id.to_string();
     if deleted.pinned {
         chat.emit(

@@ -20,6 +20,7 @@ pub mod ports;
 pub mod presence;
 pub mod restart;
 pub mod roles;
+pub mod search;
 pub mod sessions;
 pub mod settings;
 pub mod tells;
@@ -66,6 +67,10 @@ pub struct Chat {
     pub store: Box<dyn Storage>,
     perms: RwLock<PermissionIndex>,
     pub hasher: PasswordHasher,
+    /// The message search index (None if it could not be opened: search answers FAILED).
+    pub search: Option<crate::search::SearchIndex>,
+    /// The newest message id the search index had committed when it was opened.
+    pub search_committed_through: u64,
     /// Sends lost-password mail, when `--smtp-url` is set.
     pub mailer: Option<crate::mail::Mailer>,
     bus: Box<dyn Bus>,
@@ -214,8 +219,19 @@ impl Chat {
             Some(url) => Some(crate::mail::Mailer::new(url, &config.mail_from)?),
             None => None,
         };
+        let (search, search_committed_through) = match crate::search::SearchIndex::open(
+            &config.data.join("search"),
+        ) {
+            Ok((index, through)) => (Some(index), through),
+            Err(e) => {
+                tracing::error!(error = %e, "the search index could not be opened; search is off until `decentd reindex`");
+                (None, 0)
+            }
+        };
         Ok(Self {
             store,
+            search,
+            search_committed_through,
             mailer,
             perms: RwLock::new(index),
             hasher,

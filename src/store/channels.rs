@@ -368,6 +368,19 @@ impl Store {
             .map(|v| id_from_key(&v)))
     }
 
+    /// Channel messages with ids after `after`, in id order, at most `limit` (for indexing).
+    pub fn messages_after(&self, after: u64, limit: usize) -> Result<Vec<MessageRecord>> {
+        let mut out = Vec::new();
+        let start = after.saturating_add(1).to_be_bytes();
+        for kv in self.message_channels.range(start..).take(limit) {
+            let (id, _) = kv?;
+            if let Some(m) = self.message(id_from_key(&id))? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     pub fn message(&self, id: u64) -> Result<Option<MessageRecord>> {
         let Some(channel) = self.message_channel(id)? else {
             return Ok(None);

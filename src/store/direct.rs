@@ -112,6 +112,23 @@ impl Store {
             .transpose()
     }
 
+    /// Direct messages with ids after `after`, in id order, at most `limit` (for indexing).
+    pub fn direct_messages_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DirectMessageRecord>> {
+        let mut out = Vec::new();
+        let start = after.saturating_add(1).to_be_bytes();
+        for kv in self.dm_index.range(start..).take(limit) {
+            let (id, _) = kv?;
+            if let Some(m) = self.direct_message(id_from_key(&id))? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     /// Replaces a stored direct message (an edit); false if it is gone.
     pub fn update_direct_message(&self, message: &DirectMessageRecord) -> Result<bool> {
         self.ensure_space()?;

@@ -206,6 +206,10 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// The channel a message is in.
     fn message_channel(&self, id: u64) -> Result<Option<u64>>;
     fn message(&self, id: u64) -> Result<Option<MessageRecord>>;
+    /// Channel messages with ids after `after`, in id order, at most `limit`.
+    fn messages_after(&self, after: u64, limit: usize) -> Result<Vec<MessageRecord>>;
+    /// Direct messages with ids after `after`, in id order, at most `limit`.
+    fn direct_messages_after(&self, after: u64, limit: usize) -> Result<Vec<DirectMessageRecord>>;
     /// A message, if it is in that channel.
     fn message_in(&self, channel: u64, id: u64) -> Result<Option<MessageRecord>>;
     /// Up to `limit` messages of a channel strictly between `after` and `before`, oldest
@@ -504,6 +508,12 @@ impl Storage for Store {
     }
     fn message_channel(&self, id: u64) -> Result<Option<u64>> {
         Store::message_channel(self, id)
+    }
+    fn messages_after(&self, after: u64, limit: usize) -> Result<Vec<MessageRecord>> {
+        Store::messages_after(self, after, limit)
+    }
+    fn direct_messages_after(&self, after: u64, limit: usize) -> Result<Vec<DirectMessageRecord>> {
+        Store::direct_messages_after(self, after, limit)
     }
     fn message(&self, id: u64) -> Result<Option<MessageRecord>> {
         Store::message(self, id)
