@@ -302,6 +302,9 @@ async function enterChat() {
         h('button', { class: 'icon menu', 'aria-label': 'Channels', onclick: () => document.body.classList.toggle('show-nav') }, '☰'),
         h('h1', { class: 'server-name' }, state.serverName),
         h('span', { id: 'connection', class: 'connection', role: 'status' }, 'connecting…'),
+        h('form', { class: 'search', role: 'search', onsubmit: (e) => { e.preventDefault(); runSearch(); } },
+          h('input', { id: 'search', type: 'search', 'aria-label': 'Search messages', placeholder: 'Search' })),
+        state.me ? h('button', { class: 'secondary', id: 'dm-button', onclick: () => togglePanel('direct') }, 'Direct') : null,
         h('button', { class: 'secondary', onclick: () => togglePanel('mentions') }, 'Mentions'),
         h('button', { class: 'secondary', onclick: () => togglePanel('pins') }, 'Pins'),
         h('button', { class: 'secondary', onclick: () => togglePanel('users') }, 'People'),
@@ -338,6 +341,7 @@ async function loadAll() {
   if (state.me) {
     tasks.push(api.get(`/api/users/${state.me.id}/mentions?limit=50`).then((r) => { state.mentions = r.mentions; }));
     tasks.push(loadGranted());
+    tasks.push(loadConversations());
   }
   await Promise.all(tasks.map((t) => t.catch(showError)));
   drawChannels();
@@ -887,6 +891,11 @@ async function drawPanel() {
           h('button', { class: 'icon', 'aria-label': `:${code}:`, title: `:${code}:`, onclick: () => insert(`:${code}:`) },
             h('img', { src: safeUrl(url) ?? '', alt: '' })))))
         : h('p', {}, 'This server has no emotes yet.'));
+  } else if (openPanel === 'direct') {
+    replace(panel, close, ...directPanel());
+    if (dm.open) scrollDm();
+  } else if (openPanel === 'search') {
+    replace(panel, close, h('h2', {}, 'Search'), searchResults());
   } else if (openPanel === 'account') {
     replace(panel, close, accountPanel());
   }
@@ -1047,6 +1056,8 @@ async function showUser(id) {
       h('div', { class: 'card' },
         avatar ? h('img', { class: 'avatar', src: avatar, alt: '' }) : null,
         h('h2', {}, user.username),
+        state.me && user.id !== state.me.id
+          ? h('button', { type: 'button', onclick: () => openConversation(user.id) }, `Message ${user.username}`) : null,
         user.flair ? h('p', { class: 'flair' }, user.flair) : null,
         h('p', {}, user.online ? 'online' : 'offline'),
         state.me && (state.granted.grantRoles || state.granted.manageRoles)
@@ -1060,6 +1071,211 @@ async function showUser(id) {
 
 /** The user card on show, redrawn when that user changes. @type {string | null} */
 let shownUser = null;
+
+// ---------------------------------------------------------------- direct messages
+
+/**
+ * @typedef {{id: string, type: 'direct', authorID: string, recipientID: string, text: string,
+ *   dateCreated: number, dateEdited: number | null}} DirectMessage
+ * @typedef {{userID: string, lastMessage: DirectMessage | null, unreadCount: number}} Conversation
+ */
+
+/** Direct messages: the conversations, and the one open in the panel. */
+const dm = {
+  /** @type {Conversation[]} */
+  conversations: [],
+  /** The other user of the open conversation. @type {string | null} */
+  open: null,
+  /** Its messages, oldest first. @type {DirectMessage[]} */
+  messages: [],
+};
+
+async function loadConversations() {
+  if (!state.me) return;
+  dm.conversations = (await api.get(`/api/users/${state.me.id}/conversations`)).conversations;
+  drawDmBadge();
+}
+
+function drawDmBadge() {
+  const button = document.getElementById('dm-button');
+  if (!button) return;
+  const unread = dm.conversations.reduce((n, c) => n + c.unreadCount, 0);
+  replace(button, 'Direct', unread ? h('span', { class: 'badge', 'aria-label': `${unread} unread` }, String(unread)) : null);
+}
+
+/** @param {string} id */
+function userName(id) {
+  return state.users.get(id)?.username ?? 'someone';
+}
+
+/** @param {string} userId */
+async function openConversation(userId) {
+  dm.open = userId;
+  dm.messages = [];
+  if (openPanel !== 'direct') togglePanel('direct');
+  try {
+    const { messages } = await api.get(`/api/users/${userId}/messages?maxItems=100`);
+    if (dm.open !== userId) return;
+    dm.messages = messages.reverse();
+    drawPanel();
+    await markDmRead(userId);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+/** @param {string} userId */
+async function markDmRead(userId) {
+  const c = dm.conversations.find((x) => x.userID === userId);
+  if (c && !c.unreadCount) return;
+  await api.post(`/api/users/${userId}/messages/mark-read`, {}).catch(showError);
+}
+
+function scrollDm() {
+  const list = document.getElementById('dm-messages');
+  if (list) list.scrollTop = list.scrollHeight;
+}
+
+/** @param {DirectMessage} m */
+function dmNode(m) {
+  const mine = m.authorID === state.me?.id;
+  return h('li', { id: `dm-${m.id}`, class: mine ? 'message dm mine' : 'message dm' },
+    h('div', { class: 'meta' },
+      h('span', { class: 'author' }, userName(m.authorID)),
+      h('time', { datetime: new Date(m.dateCreated * 1000).toISOString() }, formatTime(m.dateCreated)),
+      m.dateEdited ? h('span', { class: 'edited' }, '(edited)') : null),
+    h('div', { class: 'text' }, render(m.text, renderContext())),
+    mine ? h('div', { class: 'actions' },
+      h('button', { class: 'link', onclick: () => editDm(m) }, 'Edit'),
+      h('button', { class: 'link', onclick: () => confirm('Delete this message?') && api.del(`/api/direct-messages/${m.id}`).catch(showError) }, 'Delete')) : null);
+}
+
+/** @param {DirectMessage} m */
+function editDm(m) {
+  const text = prompt('Edit your message', m.text);
+  if (text !== null && text.trim() && text !== m.text) {
+    api.patch(`/api/direct-messages/${m.id}`, { text }).catch(showError);
+  }
+}
+
+/** The Direct panel: the open conversation, or the list of conversations. */
+function directPanel() {
+  if (dm.open) {
+    const other = dm.open;
+    const input = /** @type {HTMLTextAreaElement} */ (h('textarea', { id: 'dm-text', rows: 2, 'aria-label': `Message ${userName(other)}` }));
+    const send = async () => {
+      const text = input.value;
+      if (!text.trim()) return;
+      try {
+        await api.post(`/api/users/${other}/messages`, { text });
+        input.value = '';
+      } catch (e) { showError(e); }
+    };
+    input.addEventListener('keydown', (e) => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); send(); } });
+    return [
+      h('h2', {}, `Direct: ${userName(other)}`),
+      h('button', { type: 'button', class: 'link', onclick: () => { dm.open = null; loadConversations().then(drawPanel, showError); } }, '← All conversations'),
+      h('ol', { id: 'dm-messages', class: 'messages compact', 'aria-label': `Messages with ${userName(other)}` }, dm.messages.map(dmNode)),
+      h('form', { class: 'dm-composer', onsubmit: (e) => { e.preventDefault(); send(); } }, input, h('button', { type: 'submit' }, 'Send')),
+    ];
+  }
+  return [
+    h('h2', {}, 'Direct messages'),
+    dm.conversations.length
+      ? h('ul', { class: 'user-list', 'aria-label': 'Conversations' }, dm.conversations.map((c) =>
+        h('li', {}, h('button', { class: 'link', onclick: () => openConversation(c.userID) },
+          userName(c.userID),
+          c.unreadCount ? h('span', { class: 'badge', 'aria-label': `${c.unreadCount} unread` }, String(c.unreadCount)) : null),
+        c.lastMessage ? h('p', { class: 'fine' }, c.lastMessage.text.slice(0, 80)) : null)))
+      : h('p', {}, 'No conversations yet. Open someone\'s card in People to message them.'),
+  ];
+}
+
+/**
+ * A direct-message event: the open conversation and the badges follow it live.
+ * @param {string} evt @param {any} data
+ */
+function onDirect(evt, data) {
+  const me = state.me?.id;
+  if (evt === 'dm/read') { loadConversations().catch(showError); return; }
+  const m = /** @type {DirectMessage | undefined} */ (data.message);
+  const other = m ? (m.authorID === me ? m.recipientID : m.authorID) : (data.authorID === me ? data.recipientID : data.authorID);
+  const showing = openPanel === 'direct' && dm.open === other;
+  if (evt === 'dm/new' && m) {
+    if (showing) {
+      dm.messages.push(m);
+      document.getElementById('dm-messages')?.append(dmNode(m));
+      scrollDm();
+      if (m.authorID !== me) markDmRead(other);
+    } else if (m.authorID !== me) {
+      toast(`${userName(m.authorID)}: ${m.text.slice(0, 80)}`, 'info');
+    }
+  } else if (evt === 'dm/edit' && m && showing) {
+    dm.messages = dm.messages.map((x) => (x.id === m.id ? m : x));
+    document.getElementById(`dm-${m.id}`)?.replaceWith(dmNode(m));
+  } else if (evt === 'dm/delete' && showing) {
+    dm.messages = dm.messages.filter((x) => x.id !== data.messageID);
+    document.getElementById(`dm-${data.messageID}`)?.remove();
+  }
+  loadConversations().then(() => { if (openPanel === 'direct' && !dm.open) drawPanel(); }, showError);
+}
+
+// ---------------------------------------------------------------- search
+
+/** The last search's results. @type {{query: string, messages: any[], error: string | null}} */
+const found = { query: '', messages: [], error: null };
+
+async function runSearch() {
+  const input = /** @type {HTMLInputElement | null} */ (document.getElementById('search'));
+  const query = input?.value.trim() ?? '';
+  if (!query) return;
+  found.query = query;
+  try {
+    found.messages = (await api.get(`/api/search?q=${encodeURIComponent(query)}&limit=50`)).messages;
+    found.error = null;
+  } catch (e) {
+    found.messages = [];
+    found.error = e instanceof Error ? e.message : String(e);
+  }
+  if (openPanel === 'search') drawPanel(); else togglePanel('search');
+}
+
+function searchResults() {
+  if (found.error) return h('p', { role: 'alert' }, found.error);
+  if (!found.messages.length) return h('p', {}, `Nothing found for “${found.query}”.`);
+  return h('ol', { class: 'messages compact', 'aria-label': 'Search results' }, found.messages.map((m) => {
+    const where = m.type === 'direct'
+      ? `Direct: ${userName(m.authorID === state.me?.id ? m.recipientID : m.authorID)}`
+      : `# ${state.channels.find((c) => c.id === m.channelID)?.name ?? 'channel'}`;
+    return h('li', { class: 'message result' },
+      h('button', {
+        class: 'link', 'aria-label': `Open in ${where}: ${m.text.slice(0, 60)}`,
+        onclick: () => openResult(m),
+      },
+      h('div', { class: 'meta' },
+        h('span', { class: 'where' }, where),
+        h('span', { class: 'author' }, m.type === 'direct' ? userName(m.authorID) : (m.authorUsername ?? 'system')),
+        h('time', { datetime: new Date(m.dateCreated * 1000).toISOString() }, formatTime(m.dateCreated))),
+      h('div', { class: 'text' }, m.text)));
+  }));
+}
+
+/** Opens a search result where it was written, and shows it. @param {any} m */
+async function openResult(m) {
+  if (m.type === 'direct') {
+    await openConversation(m.authorID === state.me?.id ? m.recipientID : m.authorID);
+    document.getElementById(`dm-${m.id}`)?.classList.add('highlight');
+    return;
+  }
+  if (state.channelId !== m.channelID) await openChannel(m.channelID);
+  const node = document.getElementById(`m-${m.id}`);
+  if (node) {
+    node.scrollIntoView({ block: 'center' });
+    node.classList.add('highlight');
+  } else {
+    toast('That message is further back in the channel: scroll up to it.', 'info');
+  }
+}
 
 // ---------------------------------------------------------------- events
 
@@ -1077,6 +1293,7 @@ function onEvent(event) {
 function handle({ evt, data }) {
   switch (evt) {
     case 'message/new': return onNewMessage(data.message);
+    case 'dm/new': case 'dm/edit': case 'dm/delete': case 'dm/read': return onDirect(evt, data);
     case 'message/edit':
     case 'channel/pins/add': return replaceMessage(data.message);
     case 'channel/pins/remove': {
