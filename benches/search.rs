@@ -44,7 +44,9 @@ fn vocabulary(rng: &mut Lcg) -> Vec<String> {
 /// A word index with Zipf(1) frequencies: rank r is drawn with probability ∝ 1/r.
 fn zipf(rng: &mut Lcg, cumulative: &[f64]) -> usize {
     let x = rng.unit() * cumulative[cumulative.len() - 1];
-    cumulative.partition_point(|c| *c < x).min(cumulative.len() - 1)
+    cumulative
+        .partition_point(|c| *c < x)
+        .min(cumulative.len() - 1)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

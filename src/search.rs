@@ -105,8 +105,9 @@ pub struct SearchIndex {
     reader: IndexReader,
     fields: Fields,
     queue: SyncSender<Op>,
-    /// Set when a write was dropped because the queue was full: `reindex` repairs it.
-    overflowed: std::sync::atomic::AtomicBool,
+    /// The lowest id of a message dropped because the queue was full (u64::MAX: none); the
+    /// core re-reads from there (`take_overflow`).
+    overflow_from: std::sync::atomic::AtomicU64,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -186,18 +187,35 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::OnCommitWithDelay)
             .try_into()?;
-        let writer: IndexWriter<TantivyDocument> =
-            index.writer_with_num_threads(1, WRITER_MEMORY)?;
+        // The writer is made on its own thread after that thread's priority is lowered, so the
+        // indexing and merging threads tantivy starts inherit it: under load, answering
+        // requests comes first and the index catches up in the gaps.
         let (queue, ops) = sync_channel(QUEUE);
+        let (made, writer_made) = sync_channel(1);
+        let for_writer = index.clone();
         let thread = std::thread::Builder::new()
             .name("search-writer".into())
-            .spawn(move || write_loop(writer, fields, ops, committed_through))?;
+            .spawn(move || {
+                lower_priority();
+                match for_writer.writer_with_num_threads(1, WRITER_MEMORY) {
+                    Ok(writer) => {
+                        let _ = made.send(Ok(()));
+                        write_loop(writer, fields, ops, committed_through);
+                    }
+                    Err(e) => {
+                        let _ = made.send(Err(e));
+                    }
+                }
+            })?;
+        writer_made
+            .recv()
+            .map_err(|_| SearchError::Directory("the search writer thread ended".into()))??;
         Ok((
             Self {
                 reader,
                 fields,
                 queue,
-                overflowed: std::sync::atomic::AtomicBool::new(false),
+                overflow_from: std::sync::atomic::AtomicU64::new(u64::MAX),
                 writer: Mutex::new(Some(thread)),
             },
             committed_through,
@@ -207,18 +225,28 @@ impl SearchIndex {
     fn send(&self, op: Op) {
         match self.queue.try_send(op) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                if !self
-                    .overflowed
-                    .swap(true, std::sync::atomic::Ordering::Relaxed)
-                {
+            Err(TrySendError::Full(Op::Put(doc))) => {
+                let before = self
+                    .overflow_from
+                    .fetch_min(doc.id, std::sync::atomic::Ordering::Relaxed);
+                if before == u64::MAX {
                     tracing::warn!(
-                        "the search index fell behind and dropped a change; run `decentd reindex`"
+                        "the search index fell behind; the messages it missed are re-read from storage"
                     );
                 }
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            // A deletion or channel removal: search re-checks every hit against storage, so
+            // a missed one never shows; `reindex` drops the stale entry.
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
         }
+    }
+
+    /// The lowest id of a message the queue dropped since the last call, if any.
+    pub fn take_overflow(&self) -> Option<u64> {
+        let from = self
+            .overflow_from
+            .swap(u64::MAX, std::sync::atomic::Ordering::Relaxed);
+        (from != u64::MAX).then_some(from)
     }
 
     /// Adds or replaces a message.
@@ -340,6 +368,14 @@ impl SearchIndex {
             let hits = searcher.search(&query, &top.order_by_u64_field("id", Order::Desc))?;
             Ok(hits.into_iter().filter_map(|(id, _)| id).collect())
         }
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10); threads it starts inherit it.
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 10) {
+        tracing::debug!(error = %e, "cannot lower the search writer's priority");
     }
 }
 

@@ -79,16 +79,28 @@ pub fn index_since(
 }
 
 /// Brings the index up to date with storage after a start: re-adds what came after its last
-/// commit (a little before, since writes commit slightly out of order).
+/// commit (a little before, since writes commit slightly out of order). Then, for as long as
+/// the server runs, re-reads from storage whatever the index's queue had to drop under load.
 pub fn catch_up(chat: &Chat, committed_through: u64) {
     let Some(index) = &chat.search else { return };
-    let after = committed_through.saturating_sub(CATCH_UP_MARGIN);
-    match index_since(&*chat.store, index, after, &|_| {}) {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(messages = n, "search index caught up with storage"),
-        Err(e) => {
-            tracing::warn!(error = %e.message, "search index catch-up failed; run `decentd reindex`")
+    let mut after = Some(committed_through.saturating_sub(CATCH_UP_MARGIN));
+    loop {
+        if let Some(from) = after {
+            match index_since(&*chat.store, index, from, &|_| {}) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(messages = n, "search index caught up with storage"),
+                Err(e) => {
+                    tracing::warn!(error = %e.message, "search index catch-up failed; run `decentd reindex`")
+                }
+            }
         }
+        if *chat.shutdown.borrow() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        after = index
+            .take_overflow()
+            .map(|from| from.saturating_sub(CATCH_UP_MARGIN));
     }
 }
 
