@@ -25,6 +25,9 @@ impl Lcg {
     }
 }
 
+/// Makes one query text of a kind.
+type QueryMaker<'a> = Box<dyn Fn(&mut Lcg) -> String + 'a>;
+
 const VOCABULARY: usize = 20_000;
 const CHANNELS: u64 = 200;
 
@@ -95,7 +98,7 @@ fn main() {
         messages as f64 / build.as_secs_f64()
     );
 
-    let kinds: [(&str, Box<dyn Fn(&mut Lcg) -> String>); 4] = [
+    let kinds: [(&str, QueryMaker); 4] = [
         (
             "a frequent word (rank 10-100)",
             Box::new(|r: &mut Lcg| words[10 + (r.next() % 90) as usize].clone()),
