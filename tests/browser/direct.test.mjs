@@ -91,3 +91,23 @@ test('search finds messages and opens them in their channel; never what one may 
   assert.equal(await c.page.getByText('quarterly board minutes').count(), 0);
   await Promise.all([a.context.close(), c.context.close()]);
 });
+
+test('a long conversation shows its latest page and loads older ones', async () => {
+  const carol = await server.api('POST', '/api/sessions', { username: 'carol', password: 'password1' });
+  const { users } = await server.api('GET', '/api/users?name=bob', undefined, carol.sessionID);
+  for (let i = 1; i <= 105; i++) {
+    await server.api('POST', `/api/users/${users[0].id}/messages`, { text: `note ${i}` }, carol.sessionID);
+  }
+  const b = await loggedIn(chromium, server, 'bob');
+  await b.page.getByRole('button', { name: /^Direct/ }).click();
+  await b.page.getByRole('list', { name: 'Conversations' }).getByRole('button', { name: /carol/ }).click();
+  const list = b.page.getByRole('list', { name: 'Messages with carol' });
+  await list.getByText('note 105', { exact: true }).waitFor();
+  assert.equal(await list.getByRole('listitem').count(), 100);
+  assert.equal(await list.getByText('note 1', { exact: true }).count(), 0);
+  await b.page.getByRole('button', { name: 'Show older messages' }).click();
+  await list.getByText('note 1', { exact: true }).waitFor();
+  assert.equal(await list.getByRole('listitem').count(), 105);
+  assert.equal(await b.page.getByRole('button', { name: 'Show older messages' }).count(), 0);
+  await b.context.close();
+});

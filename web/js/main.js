@@ -1088,7 +1088,12 @@ const dm = {
   open: null,
   /** Its messages, oldest first. @type {DirectMessage[]} */
   messages: [],
+  /** Whether older messages than those shown exist. */
+  hasOlder: false,
 };
+
+/** Messages fetched per page of a conversation. */
+const DM_PAGE = 100;
 
 async function loadConversations() {
   if (!state.me) return;
@@ -1114,11 +1119,32 @@ async function openConversation(userId) {
   dm.messages = [];
   if (openPanel !== 'direct') togglePanel('direct');
   try {
-    const { messages } = await api.get(`/api/users/${userId}/messages?maxItems=100`);
+    const { messages } = await api.get(`/api/users/${userId}/messages?maxItems=${DM_PAGE}`);
     if (dm.open !== userId) return;
     dm.messages = messages.reverse();
+    dm.hasOlder = messages.length === DM_PAGE;
     drawPanel();
     await markDmRead(userId);
+  } catch (e) {
+    showError(e);
+  }
+}
+
+/** Loads the page of the open conversation before the oldest message shown. */
+async function olderDms() {
+  const other = dm.open;
+  const oldest = dm.messages[0];
+  if (!other || !oldest) return;
+  try {
+    const { messages } = await api.get(`/api/users/${other}/messages?maxItems=${DM_PAGE}&before=${oldest.id}`);
+    if (dm.open !== other) return;
+    dm.messages = [...messages.reverse(), ...dm.messages];
+    dm.hasOlder = messages.length === DM_PAGE;
+    const list = document.getElementById('dm-messages');
+    const keep = list ? list.scrollHeight - list.scrollTop : 0;
+    drawPanel();
+    const redrawn = document.getElementById('dm-messages');
+    if (redrawn) redrawn.scrollTop = redrawn.scrollHeight - keep;
   } catch (e) {
     showError(e);
   }
@@ -1175,6 +1201,7 @@ function directPanel() {
     return [
       h('h2', {}, `Direct: ${userName(other)}`),
       h('button', { type: 'button', class: 'link', onclick: () => { dm.open = null; loadConversations().then(drawPanel, showError); } }, '← All conversations'),
+      dm.hasOlder ? h('button', { type: 'button', class: 'secondary', onclick: olderDms }, 'Show older messages') : null,
       h('ol', { id: 'dm-messages', class: 'messages compact', 'aria-label': `Messages with ${userName(other)}` }, dm.messages.map(dmNode)),
       h('form', { class: 'dm-composer', onsubmit: (e) => { e.preventDefault(); send(); } }, input, h('button', { type: 'submit' }, 'Send')),
     ];
