@@ -359,8 +359,11 @@ async function onConnection(connection, reconnected) {
     el.dataset.state = connection;
   }
   if (reconnected) {
+    // The newest message known before the gap: live events may arrive while loadAll runs,
+    // and must not move the point the backfill starts from.
+    const since = state.messages.length ? state.messages[state.messages.length - 1].id : null;
     await loadAll();
-    await backfill();
+    await backfill(since);
   }
 }
 
@@ -551,21 +554,25 @@ async function loadNewer() {
 }
 
 /** After a reconnect: everything after the newest message shown, page by page. */
-async function backfill() {
+/** @param {string | null} [since] the newest message shown before the connection was lost */
+async function backfill(since) {
   if (!state.channelId || state.hasNewer || !state.messages.length) {
     if (state.channelId && !state.messages.length) await openChannel(state.channelId);
     return;
   }
   const atBottom = isAtBottom();
   const channel = state.channelId;
+  let after = since ?? state.messages[state.messages.length - 1].id;
   for (let page = 0; page < 20; page++) {
-    const newest = state.messages[state.messages.length - 1].id;
-    const { messages } = await api.get(`/api/channels/${channel}/messages?after=${newest}&limit=${PAGE}`);
+    const { messages } = await api.get(`/api/channels/${channel}/messages?after=${after}&limit=${PAGE}`);
     if (channel !== state.channelId) return;
     const known = new Set(state.messages.map((m) => m.id));
     state.messages.push(...messages.filter((/** @type {Message} */ m) => !known.has(m.id)));
     if (messages.length < PAGE) break;
+    after = messages[messages.length - 1].id;
   }
+  // Live messages that arrived during the backfill may sit before older ones it found.
+  state.messages.sort((a, b) => (idLess(a.id, b.id) ? -1 : idLess(b.id, a.id) ? 1 : 0));
   if (state.messages.length > WINDOW) {
     state.messages = state.messages.slice(state.messages.length - WINDOW);
     state.hasOlder = true;
