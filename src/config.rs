@@ -37,6 +37,11 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_MAX_WEBSOCKETS: usize = 20_000;
 /// Events waiting for one socket before it counts as too slow and is closed.
 pub const DEFAULT_WS_SEND_QUEUE: usize = 256;
+/// The SignalR hub's keep-alive: a Ping every so many seconds (ASP.NET Core's default).
+pub const DEFAULT_HUB_KEEP_ALIVE_SECS: u64 = 15;
+/// A hub client that sends nothing (not even a Ping) for this long is closed (ASP.NET Core's
+/// default; clients ping every 15 s).
+pub const DEFAULT_HUB_CLIENT_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_WS_WRITE_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_TCP_SEND_BUFFER_KIB: usize = 128;
 pub const DEFAULT_TCP_RECV_BUFFER_KIB: usize = 64;
@@ -170,6 +175,13 @@ pub struct ServeArgs {
     /// Events queued for one WebSocket before it is closed as too slow [default: 256].
     #[arg(long, env = "DECENTD_WS_SEND_QUEUE", value_name = "EVENTS")]
     pub ws_send_queue: Option<usize>,
+    /// Seconds between the SignalR hub's Ping messages [default: 15].
+    #[arg(long, env = "DECENTD_HUB_KEEP_ALIVE", value_name = "SECS")]
+    pub hub_keep_alive: Option<u64>,
+    /// Seconds a SignalR hub client may stay silent before it is closed; more than the
+    /// keep-alive [default: 30].
+    #[arg(long, env = "DECENTD_HUB_CLIENT_TIMEOUT", value_name = "SECS")]
+    pub hub_client_timeout: Option<u64>,
     /// Seconds one WebSocket write may take before the socket is closed [default: 10].
     #[arg(long, env = "DECENTD_WS_WRITE_TIMEOUT", value_name = "SECS")]
     pub ws_write_timeout: Option<u64>,
@@ -282,6 +294,8 @@ pub struct FileConfig {
     pub max_websockets: Option<usize>,
     pub ws_send_queue: Option<usize>,
     pub ws_write_timeout: Option<u64>,
+    pub hub_keep_alive: Option<u64>,
+    pub hub_client_timeout: Option<u64>,
     pub tcp_send_buffer: Option<usize>,
     pub tcp_recv_buffer: Option<usize>,
     pub http_body_timeout: Option<u64>,
@@ -325,6 +339,9 @@ pub struct ServerConfig {
     pub max_websockets: usize,
     pub ws_send_queue: usize,
     pub ws_write_timeout: Duration,
+    /// The SignalR hub's Ping interval and client timeout.
+    pub hub_keep_alive: Duration,
+    pub hub_client_timeout: Duration,
     /// Kernel socket buffer sizes in bytes (0: autotuning).
     pub tcp_send_buffer: usize,
     pub tcp_recv_buffer: usize,
@@ -459,6 +476,20 @@ impl ServeArgs {
                 "ping interval must be between 1 and {MAX_PING_INTERVAL_SECS} seconds (spec 3.2), got {ping}"
             )));
         }
+        let hub_keep_alive = self
+            .hub_keep_alive
+            .or(file.hub_keep_alive)
+            .unwrap_or(DEFAULT_HUB_KEEP_ALIVE_SECS);
+        let hub_client_timeout = self
+            .hub_client_timeout
+            .or(file.hub_client_timeout)
+            .unwrap_or(DEFAULT_HUB_CLIENT_TIMEOUT_SECS);
+        if hub_keep_alive == 0 || hub_client_timeout <= hub_keep_alive {
+            return Err(ConfigError::Invalid(format!(
+                "the hub's keep-alive must be at least 1 second and its client timeout longer \
+                 (got {hub_keep_alive} and {hub_client_timeout} seconds)"
+            )));
+        }
         let body_limit = self
             .body_limit
             .or(file.body_limit)
@@ -535,6 +566,8 @@ impl ServeArgs {
                 .max(1),
             cache_bytes: self.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB) * 1024 * 1024,
             ping_interval: Duration::from_secs(ping),
+            hub_keep_alive: Duration::from_secs(hub_keep_alive),
+            hub_client_timeout: Duration::from_secs(hub_client_timeout),
             max_websockets: self
                 .max_websockets
                 .or(file.max_websockets)

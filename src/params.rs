@@ -84,6 +84,22 @@ pub fn session_headers(
     Ok(found)
 }
 
+/// The session a request names, if any: a `res` header's session must be its user's.
+pub fn resolve_given(state: &Chat, given: Option<HeaderSession>) -> ApiResult<Option<Session>> {
+    let Some(given) = given else {
+        return Ok(None);
+    };
+    let session = resolve(state, given.id)?;
+    // `res <userID>:<sessionID>`: a session of another user is no session.
+    if given
+        .user
+        .is_some_and(|user| user != session.user.id.to_string())
+    {
+        return Err(ApiError::invalid_session());
+    }
+    Ok(Some(session))
+}
+
 /// Typed access to request parameters.
 #[derive(Debug, Clone, Default)]
 pub struct Params {
@@ -146,18 +162,17 @@ impl ApiRequest {
         let mut given = Vec::new();
         if let Some(v) = values.remove(SESSION_PARAM) {
             from_query.remove(SESSION_PARAM);
-            given.push(v.as_str().unwrap_or_default().to_owned());
+            given.push(HeaderSession {
+                id: v.as_str().unwrap_or_default().to_owned(),
+                user: None,
+            });
         }
         match body_values.remove(SESSION_PARAM) {
-            Some(Value::String(s)) => given.push(s),
+            Some(Value::String(id)) => given.push(HeaderSession { id, user: None }),
             Some(Value::Null) | None => {}
             Some(_) => return Err(ApiError::invalid_type(SESSION_PARAM, "a string")),
         }
-        let mut owner = None;
-        for header in session_headers {
-            given.push(header.id.clone());
-            owner = header.user.clone();
-        }
+        given.extend_from_slice(session_headers);
         if given.len() > 1 {
             return Err(ApiError::repeated(SESSION_PARAM));
         }
@@ -169,17 +184,7 @@ impl ApiRequest {
             values.insert(key, value);
         }
 
-        let session = match given.pop() {
-            Some(id) => {
-                let session = resolve(state, id)?;
-                // `res <userID>:<sessionID>`: a session of another user is no session.
-                if owner.is_some_and(|user| user != session.user.id.to_string()) {
-                    return Err(ApiError::invalid_session());
-                }
-                Some(session)
-            }
-            None => None,
-        };
+        let session = resolve_given(state, given.pop())?;
         Ok(Self {
             params: Params {
                 prefix: String::new(),
@@ -326,6 +331,16 @@ impl<'de> Visitor<'de> for StrictSeed<'_> {
 }
 
 impl Params {
+    /// The members of a JSON object as parameters (invocation arguments of the SignalR hub),
+    /// read with the body's rules.
+    pub fn from_object(values: Map<String, Value>) -> Self {
+        Self {
+            prefix: String::new(),
+            values,
+            from_query: HashSet::new(),
+        }
+    }
+
     fn name(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }

@@ -23,6 +23,7 @@ use crate::{api, logging};
 /// the web client's files, the chatbox gateway under `/v2`, and the HTTP API.
 fn doors(cfg: &mut web::ServiceConfig) {
     use crate::chatbox::socket as chatbox;
+    use crate::ws::signalr;
     cfg.service(
         web::resource("/")
             .route(
@@ -52,6 +53,22 @@ fn doors(cfg: &mut web::ServiceConfig) {
         web::resource("/v2")
             .route(web::get().to(chatbox::unsupported))
             .default_service(web::to(crate::net::not_found)),
+    )
+    // The SignalR hub (extension): negotiate, the WebSockets transport, and a clear refusal
+    // of the other transports.
+    .service(
+        web::resource("/hub/negotiate")
+            .route(web::post().to(signalr::negotiate))
+            .default_service(web::to(crate::net::not_found)),
+    )
+    .service(
+        web::resource("/hub")
+            .route(
+                web::get()
+                    .guard(guard::fn_guard(|ctx| is_websocket_upgrade(ctx.head())))
+                    .to(signalr::connect),
+            )
+            .default_service(web::to(signalr::other_transport)),
     )
     .configure(api::configure);
 }
@@ -99,13 +116,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     chat.attach_plugins(plugins.clone());
     let gateway = Arc::new(Gateway::default());
     chat.attach_bots(gateway.clone());
-    let ws = Arc::new(WsDoor {
-        chat: chat.clone(),
-        hub: crate::ws::hub::Hub::new(chat.config.workers),
-    });
+    let connections = crate::net::limit::ConnectionLimit::new(chat.config.max_websockets);
+    let ws = Arc::new(WsDoor::new(chat.clone(), connections.clone()));
     let bots = Arc::new(BotDoor {
         chat: chat.clone(),
         gateway: gateway.clone(),
+        connections,
     });
     crate::ws::hub::start_fanout(&ws)?;
     actix_web::rt::spawn(crate::plugins::dispatch(chat.clone(), plugins.clone()));

@@ -1,19 +1,66 @@
-//! Which users are online, with a grace period for sockets that come back at once.
+//! Which users are online and what status they show, with a grace period for sockets that come
+//! back at once.
+//!
+//! A connected user shows `online` until they choose another status (through the SignalR hub's
+//! `BroadcastStatus`): `away` and `busy` are shown to everyone (`user/status`), `invisible`
+//! shows them offline (`user/offline`; they stay connected and receive their events). The
+//! status lasts while the user is connected: one who goes offline comes back `online`.
 
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::Audience;
 
 use super::Chat;
+
+/// What a connected user chose to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Online,
+    Away,
+    Busy,
+    /// Shown to others as offline.
+    Invisible,
+}
+
+impl Status {
+    /// A status by name, in any case (`online`, `away`, `busy`, `invisible`).
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Online, Self::Away, Self::Busy, Self::Invisible]
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Away => "away",
+            Self::Busy => "busy",
+            Self::Invisible => "invisible",
+        }
+    }
+
+    /// What others see: the status, or `offline` for an invisible user.
+    pub fn shown(self) -> &'static str {
+        match self {
+            Self::Invisible => OFFLINE,
+            other => other.name(),
+        }
+    }
+}
+
+/// What others see of a user who is not connected (or invisible).
+pub const OFFLINE: &str = "offline";
 
 /// How long a user whose last socket went away still counts as online. A user who comes back
 /// within it (a reload, a flaky network, a client toggling its session) causes no
 /// `user/offline` and `user/online` pair for every socket of the server.
 pub const PRESENCE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Which users are online: the number of live, ponging sockets per user.
+/// Which users are online: the number of live, ponging sockets (and hub connections) per user,
+/// and the status each shows.
 #[derive(Debug, Default)]
 pub struct Presence {
     users: Mutex<HashMap<u64, PresenceEntry>>,
@@ -26,6 +73,7 @@ struct PresenceEntry {
     sockets: usize,
     /// The user's last socket left: the departure's generation, settled after the grace.
     leaving: Option<u64>,
+    status: Status,
 }
 
 impl Presence {
@@ -33,13 +81,43 @@ impl Presence {
         self.users.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether others see the user online (connected and not invisible).
     pub fn is_online(&self, user: u64) -> bool {
-        self.users().contains_key(&user)
+        self.status(user).is_some_and(|s| s != Status::Invisible)
     }
 
-    /// Every online user.
+    /// The status of a connected user; None when they are offline.
+    pub fn status(&self, user: u64) -> Option<Status> {
+        self.users().get(&user).map(|e| e.status)
+    }
+
+    /// What others see of a user: `online`, `away`, `busy` or `offline`.
+    pub fn shown(&self, user: u64) -> &'static str {
+        self.status(user).map_or(OFFLINE, Status::shown)
+    }
+
+    /// Every user others see online, with their status.
+    pub fn online_statuses(&self) -> Vec<(u64, Status)> {
+        self.users()
+            .iter()
+            .filter(|(_, e)| e.status != Status::Invisible)
+            .map(|(id, e)| (*id, e.status))
+            .collect()
+    }
+
+    /// Every user others see online.
     pub fn online(&self) -> Vec<u64> {
-        self.users().keys().copied().collect()
+        self.online_statuses()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Sets a connected user's status; the previous one, or None when the user is offline.
+    pub fn set_status(&self, user: u64, status: Status) -> Option<Status> {
+        let mut users = self.users();
+        let entry = users.get_mut(&user)?;
+        Some(std::mem::replace(&mut entry.status, status))
     }
 
     /// Counts one more socket for a user; true when the user just came online (and was not
@@ -49,6 +127,7 @@ impl Presence {
         let entry = users.entry(user).or_insert(PresenceEntry {
             sockets: 0,
             leaving: None,
+            status: Status::Online,
         });
         entry.sockets += 1;
         let returning = entry.leaving.take().is_some();
@@ -71,15 +150,15 @@ impl Presence {
         Some(generation)
     }
 
-    /// Ends a departure: true when the user is now offline (nobody came back meanwhile).
-    pub fn settle(&self, user: u64, departure: u64) -> bool {
+    /// Ends a departure: the status the user had when they are now offline (nobody came back
+    /// meanwhile), else None.
+    pub fn settle(&self, user: u64, departure: u64) -> Option<Status> {
         let mut users = self.users();
         match users.get(&user) {
             Some(entry) if entry.sockets == 0 && entry.leaving == Some(departure) => {
-                users.remove(&user);
-                true
+                users.remove(&user).map(|e| e.status)
             }
-            _ => false,
+            _ => None,
         }
     }
 }
@@ -104,7 +183,12 @@ pub fn leave(chat: &Arc<Chat>, user: u64) {
     let chat = chat.clone();
     tokio::spawn(async move {
         tokio::time::sleep(PRESENCE_GRACE).await;
-        if chat.presence.settle(user, departure) {
+        // An invisible user was already offline for everyone else.
+        if chat
+            .presence
+            .settle(user, departure)
+            .is_some_and(|s| s != Status::Invisible)
+        {
             chat.emit(
                 "user/offline",
                 json!({ "userID": user.to_string() }),
@@ -112,4 +196,36 @@ pub fn leave(chat: &Arc<Chat>, user: u64) {
             );
         }
     });
+}
+
+/// `{userID, status}` as events and answers show a user's status.
+pub fn status_json(chat: &Chat, user: u64) -> serde_json::Value {
+    json!({ "userID": user.to_string(), "status": chat.presence.shown(user) })
+}
+
+/// A connected user chooses what to show: `user/status` for everyone when they stay visible,
+/// `user/offline` when they turn invisible, `user/online` (and their status, if not `online`)
+/// when they come back from invisible. Answers what others now see.
+pub fn set_status(chat: &Chat, user: u64, status: Status) -> ApiResult<&'static str> {
+    let Some(before) = chat.presence.set_status(user, status) else {
+        return Err(ApiError::new(
+            ErrorCode::No,
+            "only a connected user has a status; connect first",
+        ));
+    };
+    if before == status {
+        return Ok(status.shown());
+    }
+    let id = json!({ "userID": user.to_string() });
+    match (before == Status::Invisible, status == Status::Invisible) {
+        (false, true) => chat.emit("user/offline", id, Audience::Everyone),
+        (true, false) => {
+            chat.emit("user/online", id, Audience::Everyone);
+            if status != Status::Online {
+                chat.emit("user/status", status_json(chat, user), Audience::Everyone);
+            }
+        }
+        _ => chat.emit("user/status", status_json(chat, user), Audience::Everyone),
+    }
+    Ok(status.shown())
 }

@@ -64,6 +64,8 @@ pub struct UserView {
     pub avatar_url: String,
     pub flair: Option<String>,
     pub online: bool,
+    /// Extension: `online`, `away`, `busy` or `offline` (an invisible user shows offline).
+    pub status: &'static str,
     /// Extension: true for the users plugins post as.
     pub bot: bool,
     #[serde(rename = "roleIDs")]
@@ -81,6 +83,7 @@ pub fn user_view(chat: &Chat, user: &UserRecord, viewer: Option<u64>) -> UserVie
         avatar_url: avatar_url(user.email.as_deref(), user.id),
         flair: user.flair.clone(),
         online: chat.presence.is_online(user.id),
+        status: chat.presence.shown(user.id),
         bot: chat.is_bot(user.id),
         role_ids: user.role_ids.iter().map(u64::to_string).collect(),
         email: (viewer == Some(user.id)).then(|| user.email.clone()),

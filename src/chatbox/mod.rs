@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::chat::{Bots, Chat, Restart};
 use crate::events::Event;
 use crate::ids::{iso8601, now_ms};
+use crate::net::limit::{ConnectionLimit, Place};
 use crate::store::UserRecord;
 use decentd_protocol::chatbox::{
     parse_command, plain_text, rendered_text, Capability, ChatEvent, CloseReason, CommandText,
@@ -42,6 +43,8 @@ use requests::Lane;
 pub struct BotDoor {
     pub chat: Arc<Chat>,
     pub gateway: Arc<Gateway>,
+    /// The connection limit shared with the other gateways.
+    pub connections: ConnectionLimit,
 }
 
 impl std::ops::Deref for BotDoor {
@@ -89,6 +92,8 @@ struct Conn {
     identity: Identity,
     out: mpsc::Sender<ByteString>,
     kick: Arc<Kick>,
+    /// Its place under the gateways' shared connection limit.
+    _place: Place,
 }
 
 /// What a connection task keeps of its registration.
@@ -122,12 +127,10 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Registers a connection unless `max` are open.
-    pub fn register(&self, identity: Identity, max: usize) -> Option<Registration> {
+    /// Registers a connection, unless the gateways' shared connection limit is reached.
+    pub fn register(&self, identity: Identity, limit: &ConnectionLimit) -> Option<Registration> {
+        let place = limit.reserve()?;
         let mut conns = self.conns.write().unwrap_or_else(|e| e.into_inner());
-        if conns.len() >= max {
-            return None;
-        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (out, packets) = mpsc::channel(BOT_QUEUE);
         let kick = Arc::new(Kick::default());
@@ -137,6 +140,7 @@ impl Gateway {
                 identity,
                 out: out.clone(),
                 kick: kick.clone(),
+                _place: place,
             },
         );
         Some(Registration {

@@ -100,10 +100,7 @@ async fn run(
             Err(_) => return conn.close(None).await,
         }
     }
-    let Some(registration) = state
-        .gateway
-        .register(identity.clone(), state.config.max_websockets)
-    else {
+    let Some(registration) = state.gateway.register(identity.clone(), &state.connections) else {
         tracing::warn!("refusing a chatbox connection: connection limit reached");
         return close(conn, CloseReason::FatalError).await;
     };

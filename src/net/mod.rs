@@ -22,6 +22,7 @@
 //! WebSocket connections leave `TimedStream` at the upgrade (`into_inner`): they have their own
 //! write timeout and queue bound (`ws::connection`).
 
+pub mod limit;
 pub mod upgrade;
 pub mod websocket;
 

@@ -1,6 +1,7 @@
 //! The socket registry and the fan-out that delivers bus events to sockets.
 //!
-//! Sockets are spread over shards, one per fan-out thread (as many as HTTP workers, so a large
+//! Both client gateways register here: the Decent WebSocket at `/` and the SignalR hub at
+//! `/hub` (`Protocol` says how each wants its frames). Sockets are spread over shards, one per fan-out thread (as many as HTTP workers, so a large
 //! fan-out uses every core). Each fan-out thread reads the event bus and, per event, decides the
 //! recipients in its shard once: everyone, one user's sockets, or the sockets whose user (or
 //! guest) may read a channel, with one permission resolution per distinct user per event, under
@@ -11,30 +12,41 @@
 
 use actix_web::web::Bytes;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::WsDoor;
 use crate::events::{Audience, Event};
+use crate::net::limit::{ConnectionLimit, Place};
 use crate::net::websocket::{text_frame, Socket};
 use crate::perms::{Permission, Requester};
+
+/// How a socket wants its events framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `{"evt": name, "data": data}` (the Decent spec, at `/`).
+    Decent,
+    /// SignalR invocations (`/hub`): `ReceiveEvent(name, data)` and the Resonite-named targets.
+    SignalR,
+}
 
 /// The fan-out's side of one socket.
 #[derive(Debug)]
 struct Entry {
     user: Option<u64>,
     socket: Arc<Socket>,
+    protocol: Protocol,
 }
 
 type Shard = RwLock<HashMap<u64, Entry>>;
 
-/// Every open WebSocket at `/`.
+/// Every open client socket: the WebSockets at `/` and the hub connections at `/hub`.
 #[derive(Debug)]
 pub struct Hub {
     shards: Vec<Shard>,
-    /// Sockets open or being opened (reserved slots).
-    open: Arc<AtomicUsize>,
+    /// The connection limit shared with the other gateways.
+    limit: ConnectionLimit,
     next_id: AtomicU64,
 }
 
@@ -42,21 +54,16 @@ pub struct Hub {
 #[derive(Debug)]
 pub struct Slot {
     pub id: u64,
-    open: Arc<AtomicUsize>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
-    }
+    _place: Place,
 }
 
 impl Hub {
-    /// A registry with `shards` fan-out shards (at least one).
-    pub fn new(shards: usize) -> Self {
+    /// A registry with `shards` fan-out shards (at least one), counting its sockets against
+    /// `limit`.
+    pub fn new(shards: usize, limit: ConnectionLimit) -> Self {
         Self {
             shards: (0..shards.max(1)).map(|_| Shard::default()).collect(),
-            open: Arc::default(),
+            limit,
             next_id: AtomicU64::new(0),
         }
     }
@@ -73,22 +80,31 @@ impl Hub {
         shard.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reserves a place for a socket, unless `max` sockets are open.
-    pub fn reserve(&self, max: usize) -> Option<Slot> {
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()?;
+    /// Reserves a place for a socket, unless the gateways' connection limit is reached.
+    pub fn reserve(&self) -> Option<Slot> {
+        let place = self.limit.reserve()?;
         Some(Slot {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            open: self.open.clone(),
+            _place: place,
         })
     }
 
-    /// Starts delivering events to an upgraded socket (as a guest until `set_user`).
-    pub fn attach(&self, slot: &Slot, socket: Arc<Socket>) {
-        Self::write(self.shard(slot.id)).insert(slot.id, Entry { user: None, socket });
+    /// The most connections the gateways take together.
+    pub fn max(&self) -> usize {
+        self.limit.max()
+    }
+
+    /// Starts delivering events to an upgraded socket, framed for `protocol`, as `user` (a
+    /// guest: None; `set_user` changes it).
+    pub fn attach(&self, slot: &Slot, socket: Arc<Socket>, protocol: Protocol, user: Option<u64>) {
+        Self::write(self.shard(slot.id)).insert(
+            slot.id,
+            Entry {
+                user,
+                socket,
+                protocol,
+            },
+        );
     }
 
     /// Stops delivering to a socket.
@@ -103,9 +119,9 @@ impl Hub {
         }
     }
 
-    /// Open sockets.
+    /// Open connections of every gateway.
     pub fn len(&self) -> usize {
-        self.open.load(Ordering::Acquire)
+        self.limit.open()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -120,26 +136,24 @@ impl Hub {
         shard: usize,
         state: &WsDoor,
         event: &Event,
-        recipients: &mut Vec<Arc<Socket>>,
+        recipients: &mut Vec<(Arc<Socket>, Protocol)>,
     ) {
         recipients.clear();
         {
             let sockets = Self::read(&self.shards[shard]);
+            let to = |e: &Entry| (e.socket.clone(), e.protocol);
             match event.audience {
                 Audience::Everyone => {
-                    recipients.extend(sockets.values().map(|e| e.socket.clone()));
+                    recipients.extend(sockets.values().map(to));
                 }
-                Audience::User(user) => recipients.extend(
-                    sockets
-                        .values()
-                        .filter(|e| e.user == Some(user))
-                        .map(|e| e.socket.clone()),
-                ),
+                Audience::User(user) => {
+                    recipients.extend(sockets.values().filter(|e| e.user == Some(user)).map(to))
+                }
                 Audience::Users(a, b) => recipients.extend(
                     sockets
                         .values()
                         .filter(|e| e.user == Some(a) || e.user == Some(b))
-                        .map(|e| e.socket.clone()),
+                        .map(to),
                 ),
                 Audience::Channel(channel) => {
                     let index = state.perms();
@@ -153,7 +167,7 @@ impl Hub {
                             index.has(who, Some(channel), Permission::ReadMessages)
                         });
                         if allowed {
-                            recipients.push(entry.socket.clone());
+                            recipients.push(to(entry));
                         }
                     }
                 }
@@ -162,9 +176,16 @@ impl Hub {
         if recipients.is_empty() {
             return;
         }
-        let frame: Bytes = text_frame(&event.frame);
-        for socket in recipients.drain(..) {
-            socket.send(&frame);
+        // Each framing is encoded at most once per event and thread.
+        let (mut decent, mut signalr): (Option<Bytes>, Option<Bytes>) = (None, None);
+        for (socket, protocol) in recipients.drain(..) {
+            let frame = match protocol {
+                Protocol::Decent => decent.get_or_insert_with(|| text_frame(&event.frame)),
+                Protocol::SignalR => {
+                    signalr.get_or_insert_with(|| super::signalr::protocol::event_frame(event))
+                }
+            };
+            socket.send(frame);
         }
     }
 }
@@ -205,14 +226,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reservations_stop_at_the_maximum_and_free_on_drop() {
-        let hub = Hub::new(2);
-        let a = hub.reserve(2).unwrap();
-        let b = hub.reserve(2).unwrap();
+    fn slots_have_distinct_ids_and_count_against_the_shared_limit() {
+        let limit = ConnectionLimit::new(2);
+        let hub = Hub::new(2, limit.clone());
+        let a = hub.reserve().unwrap();
+        let b = hub.reserve().unwrap();
         assert_ne!(a.id, b.id);
-        assert!(hub.reserve(2).is_none());
+        assert!(
+            limit.reserve().is_none(),
+            "the other gateways share the limit"
+        );
         drop(a);
-        assert!(hub.reserve(2).is_some());
+        assert!(hub.reserve().is_some());
         assert_eq!(hub.len(), 1, "the reservation above was dropped at once");
     }
 }

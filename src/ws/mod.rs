@@ -10,6 +10,7 @@
 //! events are ignored, as the spec says, but a client that floods is closed.
 
 pub mod hub;
+pub mod signalr;
 
 use crate::net::upgrade;
 use crate::net::websocket::{self as connection, Connection, Ending, Incoming, Socket};
@@ -30,8 +31,36 @@ use crate::error::{ApiError, ErrorCode};
 #[derive(Debug)]
 pub struct WsDoor {
     pub chat: Arc<Chat>,
-    /// Open WebSockets, fed by the fan-out threads (`hub`).
+    /// Open WebSockets and hub connections, fed by the fan-out threads (`hub`).
     pub hub: hub::Hub,
+    /// The SignalR hub's negotiated connections not yet opened.
+    pub negotiations: signalr::Negotiations,
+}
+
+impl WsDoor {
+    pub fn new(chat: Arc<Chat>, limit: crate::net::limit::ConnectionLimit) -> Self {
+        let shards = chat.config.workers;
+        Self {
+            chat,
+            hub: hub::Hub::new(shards, limit.clone()),
+            negotiations: signalr::Negotiations::new(limit.max()),
+        }
+    }
+
+    /// Reserves a place for a connection, or the 503 answer when the gateways' connection
+    /// limit is reached.
+    pub fn reserve(&self) -> Result<hub::Slot, HttpResponse> {
+        self.hub.reserve().ok_or_else(|| {
+            tracing::warn!(
+                max = self.hub.max(),
+                "refusing a connection: connection limit reached"
+            );
+            actix_web::ResponseError::error_response(
+                &ApiError::new(ErrorCode::No, "too many connections; try again later")
+                    .status(StatusCode::SERVICE_UNAVAILABLE),
+            )
+        })
+    }
 }
 
 impl std::ops::Deref for WsDoor {
@@ -56,20 +85,12 @@ fn ping_phase(socket: u64, interval: Duration) -> Duration {
     interval.mul_f64(fraction.max(0.01))
 }
 
-/// Upgrades `GET /` with `Upgrade: websocket`; 503 when `--max-websockets` are open.
+/// Upgrades `GET /` with `Upgrade: websocket`; 503 when `--max-websockets` connections are
+/// open in the gateways together.
 pub async fn upgrade(req: HttpRequest, state: web::Data<WsDoor>) -> HttpResponse {
-    let Some(slot) = state.hub.reserve(state.config.max_websockets) else {
-        tracing::warn!(
-            max = state.config.max_websockets,
-            "refusing a WebSocket: connection limit reached"
-        );
-        return actix_web::ResponseError::error_response(
-            &ApiError::new(
-                ErrorCode::No,
-                "too many WebSocket connections; try again later",
-            )
-            .status(StatusCode::SERVICE_UNAVAILABLE),
-        );
+    let slot = match state.reserve() {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal,
     };
     let state = state.into_inner();
     upgrade::accept(&req, move |stream, read| run(state, slot, stream, read))
@@ -109,6 +130,52 @@ fn policy(reason: &str) -> Option<CloseReason> {
     })
 }
 
+/// The close frame for a connection that `ending` ended (logged here), for both gateways.
+fn ending_reason(
+    conn: &Connection,
+    ending: Ending,
+    socket: u64,
+    user: Option<u64>,
+    queue: usize,
+) -> Option<CloseReason> {
+    match ending {
+        Ending::Closed => None,
+        Ending::Protocol(e) => {
+            tracing::debug!(socket, error = %e, "closing a socket after a protocol error");
+            Some(CloseReason {
+                code: CloseCode::Protocol,
+                description: Some(e.to_string()),
+            })
+        }
+        Ending::Overflow => {
+            tracing::warn!(
+                socket,
+                user,
+                queue,
+                "closing a socket that fell behind: its send queue is full"
+            );
+            conn.discard_queued();
+            policy("too slow: send queue full")
+        }
+        Ending::Stalled => {
+            tracing::warn!(socket, user, "closing a socket whose writes stalled");
+            policy("write timed out")
+        }
+        Ending::TooBig => {
+            tracing::debug!(
+                socket,
+                user,
+                "closing a socket that announced an oversized frame"
+            );
+            connection::too_big()
+        }
+        Ending::Flood => {
+            tracing::warn!(socket, user, "closing a socket that sends too many frames");
+            policy("too many messages")
+        }
+    }
+}
+
 async fn run(state: Arc<WsDoor>, slot: hub::Slot, stream: TcpStream, read: BytesMut) {
     let id = slot.id;
     let socket = Socket::new(stream, state.config.ws_send_queue);
@@ -118,7 +185,7 @@ async fn run(state: Arc<WsDoor>, slot: hub::Slot, stream: TcpStream, read: Bytes
         MAX_FRAME_BYTES,
         state.config.ws_write_timeout,
     );
-    state.hub.attach(&slot, socket);
+    state.hub.attach(&slot, socket, hub::Protocol::Decent, None);
     let interval = state.config.ping_interval;
     conn.send(&PINGDATA_FRAME);
     let mut ticker = tokio::time::interval_at(
@@ -141,28 +208,7 @@ async fn run(state: Arc<WsDoor>, slot: hub::Slot, stream: TcpStream, read: Bytes
             message = conn.next() => {
                 let message = match message {
                     Ok(message) => message,
-                    Err(Ending::Closed) => break None,
-                    Err(Ending::Protocol(e)) => {
-                        tracing::debug!(socket = id, error = %e, "closing a socket after a protocol error");
-                        break Some(CloseReason { code: CloseCode::Protocol, description: Some(e.to_string()) });
-                    }
-                    Err(Ending::Overflow) => {
-                        tracing::warn!(socket = id, user, queue = state.config.ws_send_queue, "closing a socket that fell behind: its send queue is full");
-                        conn.discard_queued();
-                        break policy("too slow: send queue full");
-                    }
-                    Err(Ending::Stalled) => {
-                        tracing::warn!(socket = id, user, "closing a socket whose writes stalled");
-                        break policy("write timed out");
-                    }
-                    Err(Ending::TooBig) => {
-                        tracing::debug!(socket = id, user, "closing a socket that announced an oversized frame");
-                        break connection::too_big();
-                    }
-                    Err(Ending::Flood) => {
-                        tracing::warn!(socket = id, user, "closing a socket that sends too many frames");
-                        break policy("too many messages");
-                    }
+                    Err(ending) => break ending_reason(&conn, ending, id, user, state.config.ws_send_queue),
                 };
                 match message {
                     Incoming::Text(text) => {
