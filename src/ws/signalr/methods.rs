@@ -160,7 +160,11 @@ async fn mark_read(chat: &Arc<Chat>, caller: Caller<'_>, params: Params) -> ApiR
             Ok(Reply::default())
         }
         (None, Some(other)) => {
-            let ids = params.string_array("ids")?;
+            let ids = if params.has("ids") {
+                params.string_array("ids")?
+            } else {
+                Vec::new()
+            };
             let up_to = match (params.opt_string("upTo")?, ids.is_empty()) {
                 (Some(_), false) => return Err(ApiError::repeated("upTo")),
                 (Some(up_to), true) => Some(up_to),
