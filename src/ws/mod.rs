@@ -47,20 +47,26 @@ impl WsDoor {
         }
     }
 
-    /// Reserves a place for a connection, or the 503 answer when the gateways' connection
-    /// limit is reached.
-    pub fn reserve(&self) -> Result<hub::Slot, HttpResponse> {
-        self.hub.reserve().ok_or_else(|| {
+    /// Reserves a place for a connection: None (logged) when the gateways' connection limit
+    /// is reached.
+    pub fn reserve(&self) -> Option<hub::Slot> {
+        let slot = self.hub.reserve();
+        if slot.is_none() {
             tracing::warn!(
                 max = self.hub.max(),
                 "refusing a connection: connection limit reached"
             );
-            actix_web::ResponseError::error_response(
-                &ApiError::new(ErrorCode::No, "too many connections; try again later")
-                    .status(StatusCode::SERVICE_UNAVAILABLE),
-            )
-        })
+        }
+        slot
     }
+}
+
+/// The answer to an upgrade refused by the connection limit: 503.
+pub fn too_many_connections() -> HttpResponse {
+    actix_web::ResponseError::error_response(
+        &ApiError::new(ErrorCode::No, "too many connections; try again later")
+            .status(StatusCode::SERVICE_UNAVAILABLE),
+    )
 }
 
 impl std::ops::Deref for WsDoor {
@@ -88,9 +94,8 @@ fn ping_phase(socket: u64, interval: Duration) -> Duration {
 /// Upgrades `GET /` with `Upgrade: websocket`; 503 when `--max-websockets` connections are
 /// open in the gateways together.
 pub async fn upgrade(req: HttpRequest, state: web::Data<WsDoor>) -> HttpResponse {
-    let slot = match state.reserve() {
-        Ok(slot) => slot,
-        Err(refusal) => return refusal,
+    let Some(slot) = state.reserve() else {
+        return too_many_connections();
     };
     let state = state.into_inner();
     upgrade::accept(&req, move |stream, read| run(state, slot, stream, read))

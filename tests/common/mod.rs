@@ -806,3 +806,176 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .expect("VmRSS");
     kib * 1024
 }
+
+/// A raw client of the SignalR hub at `/hub`: JSON hub protocol records over a WebSocket.
+pub struct HubSocket {
+    ws: WsStream,
+    /// Records received and not yet read.
+    records: std::collections::VecDeque<Value>,
+}
+
+/// The record separator of the SignalR JSON hub protocol.
+pub const RS: char = '\u{1e}';
+
+impl TestServer {
+    /// Opens a WebSocket at `/hub{query}` with extra request headers (no handshake sent);
+    /// the HTTP status of a refused upgrade.
+    pub async fn hub_socket(
+        &self,
+        query: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<HubSocket, reqwest::StatusCode> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::Error;
+        let mut request = format!("ws://{}/hub{query}", self.addr)
+            .into_client_request()
+            .unwrap();
+        for (name, value) in headers {
+            request.headers_mut().append(
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(HubSocket {
+                ws,
+                records: Default::default(),
+            }),
+            Err(Error::Http(response)) => {
+                Err(reqwest::StatusCode::from_u16(response.status().as_u16()).unwrap())
+            }
+            Err(e) => panic!("hub connect: {e}"),
+        }
+    }
+
+    /// A hub connection with the session as `access_token` (or a guest), past its handshake.
+    pub async fn hub(&self, session: Option<&str>) -> HubSocket {
+        let query = session.map_or(String::new(), |s| format!("?access_token={s}"));
+        let mut hub = self.hub_socket(&query, &[]).await.expect("hub upgrade");
+        hub.handshake().await;
+        hub
+    }
+}
+
+impl HubSocket {
+    /// Sends text as it is (records must carry their separators).
+    pub async fn send_text(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                text.to_owned(),
+            ))
+            .await
+            .expect("send to the hub");
+    }
+
+    /// Sends bytes as a binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        use futures_util::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::binary(bytes))
+            .await
+            .expect("send to the hub");
+    }
+
+    /// Sends one message as a record.
+    pub async fn send(&mut self, message: Value) {
+        self.send_text(&format!("{message}{RS}")).await;
+    }
+
+    /// Sends the JSON protocol's handshake and expects the empty response.
+    pub async fn handshake(&mut self) {
+        self.send(json!({"protocol": "json", "version": 1})).await;
+        assert_eq!(self.next().await, json!({}), "handshake response");
+    }
+
+    /// The next record, within 10 s; None when the hub closed the connection.
+    pub async fn try_next(&mut self) -> Option<Value> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            if let Some(record) = self.records.pop_front() {
+                return Some(record);
+            }
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("a frame within 10 s");
+            let text = match frame {
+                Some(Ok(Message::Text(text))) => text.to_string(),
+                Some(Ok(Message::Binary(bytes))) => String::from_utf8(bytes.to_vec()).unwrap(),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            };
+            assert!(
+                text.ends_with(RS),
+                "records end with the separator: {text:?}"
+            );
+            for record in text.split_terminator(RS) {
+                self.records
+                    .push_back(serde_json::from_str(record).expect("records are JSON"));
+            }
+        }
+    }
+
+    pub async fn next(&mut self) -> Value {
+        self.try_next()
+            .await
+            .expect("the hub closed the connection")
+    }
+
+    /// The arguments of the next invocation of `target` (other records are skipped).
+    pub async fn expect(&mut self, target: &str) -> Vec<Value> {
+        loop {
+            let record = self.next().await;
+            if record["type"] == 1 && record["target"] == target {
+                return record["arguments"].as_array().unwrap().clone();
+            }
+        }
+    }
+
+    /// The data of the next `ReceiveEvent` invocation for event `name`.
+    pub async fn expect_event(&mut self, name: &str) -> Value {
+        loop {
+            let arguments = self.expect("ReceiveEvent").await;
+            if arguments[0] == name {
+                return arguments[1].clone();
+            }
+        }
+    }
+
+    /// Invokes a hub method and returns its completion (invocations and pings are skipped).
+    pub async fn invoke(&mut self, id: &str, target: &str, arguments: Value) -> Value {
+        self.invoke_collect(id, target, arguments).await.1
+    }
+
+    /// Invokes a hub method; the records that came before its completion, and the completion.
+    pub async fn invoke_collect(
+        &mut self,
+        id: &str,
+        target: &str,
+        arguments: Value,
+    ) -> (Vec<Value>, Value) {
+        self.send(json!({"type": 1, "invocationId": id, "target": target, "arguments": arguments}))
+            .await;
+        let mut before = Vec::new();
+        loop {
+            let record = self.next().await;
+            if record["type"] == 3 {
+                assert_eq!(record["invocationId"], id, "{record}");
+                return (before, record);
+            }
+            before.push(record);
+        }
+    }
+
+    /// Reads until the hub closes; the Close message it sent first, if any.
+    pub async fn close_message(&mut self) -> Option<Value> {
+        let mut close = None;
+        while let Some(record) = self.try_next().await {
+            if record["type"] == 7 {
+                close = Some(record);
+            }
+        }
+        close
+    }
+}

@@ -123,11 +123,6 @@ fn session_of(req: &HttpRequest, state: &WsDoor) -> ApiResult<Option<Session>> {
     resolve_given(state, given.pop())
 }
 
-/// 401 for a session that does not resolve (the client should not connect as a guest instead).
-fn authenticate(req: &HttpRequest, state: &WsDoor) -> Result<Option<Session>, HttpResponse> {
-    session_of(req, state).map_err(|e| refuse(StatusCode::UNAUTHORIZED, e))
-}
-
 /// One query parameter.
 fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
     url::form_urlencoded::parse(req.query_string().as_bytes())
@@ -149,8 +144,9 @@ pub async fn negotiate(req: HttpRequest, state: web::Data<WsDoor>) -> HttpRespon
             }
         },
     };
-    if let Err(refusal) = authenticate(&req, &state) {
-        return refusal;
+    // A session that does not resolve is 401: the client must not go on as a guest.
+    if let Err(e) = session_of(&req, &state) {
+        return refuse(StatusCode::UNAUTHORIZED, e);
     }
     let Some((id, token)) = state.negotiations.start() else {
         return refuse(
@@ -189,13 +185,12 @@ pub async fn connect(req: HttpRequest, state: web::Data<WsDoor>) -> HttpResponse
         },
         None => hex::encode(random_bytes::<16>()),
     };
-    let session = match authenticate(&req, &state) {
+    let session = match session_of(&req, &state) {
         Ok(session) => session,
-        Err(refusal) => return refusal,
+        Err(e) => return refuse(StatusCode::UNAUTHORIZED, e),
     };
-    let slot = match state.reserve() {
-        Ok(slot) => slot,
-        Err(refusal) => return refusal,
+    let Some(slot) = state.reserve() else {
+        return super::too_many_connections();
     };
     let state = state.into_inner();
     upgrade::accept(&req, move |stream, read| {
