@@ -12,8 +12,13 @@
 //! parsed with tungstenite's frame header). The p99 as read by the harness (arrival plus its
 //! batching, waiting for CPU and processing) is reported alongside.
 //!
+//! The sockets speak one gateway: the Decent WebSocket at `/` or the SignalR hub at `/hub`
+//! (JSON hub protocol, the session as `access_token`, a Ping answered with a Ping as clients
+//! keep alive), so the two can be compared on one machine in one session.
+//!
 //! Run: `cargo bench --bench fanout` (env: FANOUT_SOCKETS, default "1000,10000";
-//! FANOUT_RATE messages/s, default 10; FANOUT_SECONDS, default 20). Under `cargo test` it only
+//! FANOUT_GATEWAYS, default "decent,hub"; FANOUT_RATE messages/s, default 10; FANOUT_SECONDS,
+//! default 20). Under `cargo test` it only
 //! prints how to run it. Needs `ulimit -n` above the socket count (client and server each hold
 //! one descriptor per socket).
 
@@ -40,6 +45,34 @@ const USERS: usize = 100;
 const READERS: usize = 2;
 const BATCH: Duration = Duration::from_millis(2);
 const PINGDATA: &[u8] = br#"{"evt":"pingdata"}"#;
+/// The hub's Ping record.
+const HUB_PING: &[u8] = b"{\"type\":6}\x1e";
+
+/// Which gateway the sockets use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gateway {
+    /// `/`: pingdata answered with pongdata.
+    Decent,
+    /// `/hub`: SignalR, Pings answered with Pings.
+    Hub,
+}
+
+impl Gateway {
+    fn name(self) -> &'static str {
+        match self {
+            Gateway::Decent => "/",
+            Gateway::Hub => "/hub",
+        }
+    }
+
+    /// The server's keep-alive frame payload.
+    fn keep_alive(self) -> &'static [u8] {
+        match self {
+            Gateway::Decent => PINGDATA,
+            Gateway::Hub => HUB_PING,
+        }
+    }
+}
 
 /// When the harness saw one message: the latest arrival and latest read over the sockets of
 /// one reader (ns since the Unix epoch), and on how many sockets.
@@ -54,7 +87,9 @@ struct Seen {
 struct Sock {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// What the socket answers the server's keep-alive with (an encoded frame).
     pong: Vec<u8>,
+    keep_alive: &'static [u8],
 }
 
 fn now_ns() -> u64 {
@@ -63,9 +98,10 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// The sequence number of a `message/new` frame for a benchmark message (`"text":"seq N"`).
+/// The sequence number of a `message/new` frame for a benchmark message (`"text":"seq N"`),
+/// as `/` (`"evt":"message/new"`) or the hub (`ReceiveEvent("message/new", ...)`) frames it.
 fn seq_of(frame: &str) -> Option<usize> {
-    if !frame.contains(r#""evt":"message/new""#) {
+    if !frame.contains(r#""evt":"message/new""#) && !frame.contains(r#"["message/new","#) {
         return None;
     }
     let at = frame.find(r#""text":"seq "#)? + r#""text":"seq "#.len();
@@ -85,18 +121,40 @@ fn client_text(text: &str) -> Vec<u8> {
     out
 }
 
-/// Connects one socket and answers its first pingdata, then hands the raw stream over.
-fn connect(addr: &str, session: &str) -> Sock {
+/// Connects one socket: at `/` it answers its first pingdata, at `/hub` it completes the
+/// handshake; then it hands the raw stream over.
+fn connect(addr: &str, session: &str, gateway: Gateway) -> Sock {
     let stream = TcpStream::connect(addr).expect("connect");
-    let (mut ws, _) = tungstenite::client(format!("ws://{addr}/"), stream).expect("handshake");
-    let pong = json!({"evt": "pongdata", "data": {"sessionID": session}}).to_string();
-    loop {
-        match ws.read().expect("first frames") {
-            Message::Text(text) if text.as_bytes() == PINGDATA => break,
-            _ => continue,
+    let (pong, url) = match gateway {
+        Gateway::Decent => (
+            json!({"evt": "pongdata", "data": {"sessionID": session}}).to_string(),
+            format!("ws://{addr}/"),
+        ),
+        Gateway::Hub => (
+            String::from_utf8(HUB_PING.to_vec()).unwrap(),
+            format!("ws://{addr}/hub?access_token={session}"),
+        ),
+    };
+    let (mut ws, _) = tungstenite::client(url, stream).expect("handshake");
+    match gateway {
+        Gateway::Decent => {
+            loop {
+                match ws.read().expect("first frames") {
+                    Message::Text(text) if text.as_bytes() == PINGDATA => break,
+                    _ => continue,
+                }
+            }
+            ws.send(Message::text(pong.clone())).expect("pong");
+        }
+        Gateway::Hub => {
+            ws.send(Message::text("{\"protocol\":\"json\",\"version\":1}\u{1e}"))
+                .expect("hub handshake");
+            match ws.read().expect("handshake response") {
+                Message::Text(text) if text.as_str() == "{}\u{1e}" => {}
+                other => panic!("hub handshake refused: {other:?}"),
+            }
         }
     }
-    ws.send(Message::text(pong.clone())).expect("pong");
     let stream = ws.get_ref().try_clone().expect("clone the stream");
     stream.set_nonblocking(true).expect("nonblocking");
     setsockopt(&stream, sockopt::ReceiveTimestampns, &true).expect("SO_TIMESTAMPNS");
@@ -104,6 +162,7 @@ fn connect(addr: &str, session: &str) -> Sock {
         stream,
         buf: Vec::new(),
         pong: client_text(&pong),
+        keep_alive: gateway.keep_alive(),
     }
 }
 
@@ -152,7 +211,7 @@ fn drain(sock: &mut Sock, seen: &mut [Seen]) {
                 break;
             }
             let payload = &sock.buf[start..end];
-            if payload == PINGDATA {
+            if payload == sock.keep_alive {
                 let _ = sock.stream.write_all(&sock.pong);
             } else if let Some(seq) = std::str::from_utf8(payload).ok().and_then(seq_of) {
                 if let Some(s) = seen.get_mut(seq) {
@@ -213,7 +272,7 @@ async fn call(http: &reqwest::Client, url: String, session: Option<&str>, body: 
     v
 }
 
-async fn run(sockets: usize, rate: u64, seconds: u64) {
+async fn run(sockets: usize, gateway: Gateway, rate: u64, seconds: u64) {
     // Cheap password hashing: the benchmark registers many users; it measures fan-out.
     let max = (sockets + 100).to_string();
     let server = start_server(&[
@@ -258,7 +317,7 @@ async fn run(sockets: usize, rate: u64, seconds: u64) {
                 let (addr, sessions) = (addr.clone(), all_sessions.clone());
                 std::thread::spawn(move || {
                     (t * per..((t + 1) * per).min(sockets))
-                        .map(|i| connect(&addr, &sessions[i % USERS]))
+                        .map(|i| connect(&addr, &sessions[i % USERS], gateway))
                         .collect::<Vec<_>>()
                 })
             })
@@ -372,7 +431,8 @@ async fn run(sockets: usize, rate: u64, seconds: u64) {
     }
     let per_socket_kib = (rss_idle.saturating_sub(rss_before)) as f64 / sockets as f64;
     println!(
-        "| {sockets} | {rate}/s × {seconds} s | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} / {:.1} ms | {lost} of {} | {:.1} KiB | {:.1} MiB |",
+        "| {} | {sockets} | {rate}/s × {seconds} s | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} / {:.1} ms | {lost} of {} | {:.1} KiB | {:.1} MiB |",
+        gateway.name(),
         percentile(&mut arrival_ms, 0.5),
         percentile(&mut arrival_ms, 0.99),
         percentile(&mut read_ms, 0.99),
@@ -405,14 +465,25 @@ fn main() {
     let rate = env_or("FANOUT_RATE", 10).max(1);
     let seconds = env_or("FANOUT_SECONDS", 20).max(1);
     println!("decentd fan-out benchmark: POST start → delivery on the last socket");
-    println!("| sockets | messages | p50 | p99 | p99 as read by the harness | POST answered p50 / p99 | deliveries lost | RSS per idle socket | server RSS at end |");
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    let gateways: Vec<Gateway> = std::env::var("FANOUT_GATEWAYS")
+        .unwrap_or_else(|_| "decent,hub".into())
+        .split(',')
+        .filter_map(|g| match g.trim() {
+            "decent" | "/" => Some(Gateway::Decent),
+            "hub" | "/hub" => Some(Gateway::Hub),
+            _ => None,
+        })
+        .collect();
+    println!("| gateway | sockets | messages | p50 | p99 | p99 as read by the harness | POST answered p50 / p99 | deliveries lost | RSS per idle socket | server RSS at end |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     for n in counts {
-        rt.block_on(run(n, rate, seconds));
+        for &gateway in &gateways {
+            rt.block_on(run(n, gateway, rate, seconds));
+        }
     }
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as signalR from '@microsoft/signalr';
-import { Server, browser, freePort, ROOT } from './harness.mjs';
+import { Server, browser, freePort, loggedIn, ROOT } from './harness.mjs';
 
 /** @type {Server} */
 let server;
@@ -222,6 +222,27 @@ test('in a browser the client sends the session as access_token', async () => {
     }, { session: alice, general });
     assert.equal(text, 'from a browser');
     assert.ok(urls.some((u) => u.includes('access_token=')), urls.join(' '));
+  } finally {
+    await chromium.close();
+  }
+});
+
+test('a status set through the hub shows in the web client', async () => {
+  const chromium = await browser();
+  try {
+    const b = await loggedIn(chromium, server, 'bob');
+    await b.page.getByRole('button', { name: 'People' }).click();
+    const connection = hub(alice);
+    await connection.start();
+    const aliceEntry = b.page.locator('#panel').getByRole('button', { name: /(^| )alice$/ });
+    await aliceEntry.locator('.dot.online').waitFor();
+    await connection.invoke('BroadcastStatus', 'busy');
+    await aliceEntry.locator('.dot.busy[aria-label="busy"]').waitFor();
+    await connection.invoke('BroadcastStatus', 'invisible');
+    await aliceEntry.locator('.dot[aria-label="offline"]').waitFor();
+    await connection.stop();
+    assert.deepEqual(b.errors, []);
+    await b.context.close();
   } finally {
     await chromium.close();
   }

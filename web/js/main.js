@@ -26,7 +26,7 @@ const PAGE = 50;
  * @typedef {{id: string, name: string, unreadMessageCount?: number,
  *   oldestUnreadMessageID?: string | null}} Channel
  * @typedef {{id: string, username: string, avatarURL: string, flair: string | null,
- *   online: boolean, bot?: boolean, roleIDs: string[], email?: string | null}} User
+ *   online: boolean, status?: string, bot?: boolean, roleIDs: string[], email?: string | null}} User
  */
 
 const state = {
@@ -861,7 +861,7 @@ async function drawPanel() {
       }
       replace(list, shown.length ? shown.map((u) =>
         h('li', {}, h('button', { class: 'link', onclick: () => showUser(u.id) },
-          h('span', { class: u.online ? 'dot online' : 'dot', 'aria-label': u.online ? 'online' : 'offline' }),
+          h('span', { class: `dot ${presence(u)}`, 'aria-label': presence(u) }),
           u.username))) : h('li', {}, 'Nobody by that name.'));
     };
     /** @type {ReturnType<typeof setTimeout> | undefined} */
@@ -1048,6 +1048,11 @@ function twoFactorSection(me) {
   return section;
 }
 
+/** What a user shows: online, away, busy or offline (servers without statuses: online or offline). @param {User} u */
+function presence(u) {
+  return u.online ? (u.status && u.status !== 'offline' ? u.status : 'online') : 'offline';
+}
+
 /** @param {string} id */
 async function showUser(id) {
   const panel = /** @type {HTMLElement} */ (document.getElementById('panel'));
@@ -1066,7 +1071,7 @@ async function showUser(id) {
         state.me && user.id !== state.me.id
           ? h('button', { type: 'button', onclick: () => openConversation(user.id) }, `Message ${user.username}`) : null,
         user.flair ? h('p', { class: 'flair' }, user.flair) : null,
-        h('p', {}, user.online ? 'online' : 'offline'),
+        h('p', {}, presence(user)),
         state.me && (state.granted.grantRoles || state.granted.manageRoles)
           ? (await admin()).roleControls(user, ordinary, adminContext(), () => showUser(id))
           : h('ul', { class: 'roles', 'aria-label': 'Roles' },
@@ -1360,9 +1365,13 @@ function handle({ evt, data }) {
     }
     case 'user/delete': state.users.delete(data.userID); return;
     case 'user/online':
-    case 'user/offline': {
+    case 'user/offline':
+    case 'user/status': {
       const u = state.users.get(data.userID);
-      if (u) u.online = evt === 'user/online';
+      if (u) {
+        u.online = evt !== 'user/offline';
+        u.status = evt === 'user/status' ? data.status : evt === 'user/online' ? 'online' : 'offline';
+      }
       if (openPanel === 'users') drawPanel();
       return;
     }
