@@ -271,7 +271,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
 /// unless `--cors-origins` names the ones that may. Preflights are answered here for the
 /// methods and headers clients send. A request from another origin is not refused (WebSocket
 /// upgrades must keep working from anywhere; browsers apply CORS to them), it only gets no CORS
-/// headers, so a browser will not let that page read the answer.
+/// headers, so a browser will not let that page read the answer. Credentialed requests are
+/// allowed (the origin is echoed): decentd sets no cookies, so they carry nothing a page could
+/// abuse, and SignalR's browser client sends its negotiate with credentials by default.
 fn cors(origins: &[String]) -> actix_cors::Cors {
     use actix_web::http::{header, Method};
     let mut cors = actix_cors::Cors::default()
@@ -285,9 +287,14 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         .allowed_headers([
             header::HeaderName::from_static("x-session-id"),
             header::HeaderName::from_static("uid"),
+            header::HeaderName::from_static("totp"),
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
+            // What SignalR's browser client adds to negotiate.
+            header::HeaderName::from_static("x-requested-with"),
+            header::HeaderName::from_static("x-signalr-user-agent"),
         ])
+        .supports_credentials()
         .max_age(86_400)
         .block_on_origin_mismatch(false);
     if origins.is_empty() {

@@ -51,6 +51,23 @@ async fn any_origin_may_call_the_api_with_a_preflight() {
         assert!(headers.contains(h), "{headers}");
     }
 
+    // SignalR's browser client negotiates with its own headers and with credentials.
+    let res = server
+        .client
+        .request(Method::OPTIONS, server.url("/hub/negotiate"))
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,x-requested-with,x-signalr-user-agent",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(header(&res, "access-control-allow-origin"), origin);
+    assert_eq!(header(&res, "access-control-allow-credentials"), "true");
+
     // The actual requests carry the header too: API, uploads and the instance details.
     let (_, session) = server.user("root").await;
     for path in [

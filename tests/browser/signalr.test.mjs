@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import * as signalR from '@microsoft/signalr';
 import { Server, browser, freePort, loggedIn, ROOT } from './harness.mjs';
@@ -245,5 +246,36 @@ test('a status set through the hub shows in the web client', async () => {
     await b.context.close();
   } finally {
     await chromium.close();
+  }
+});
+
+test('a page on another origin uses the hub with the client\'s defaults (credentials, its headers)', async () => {
+  // Another origin: a page served by the test on its own port, with the client's bundle.
+  const bundle = readFileSync(join(ROOT, 'tests/browser/node_modules/@microsoft/signalr/dist/browser/signalr.min.js'), 'utf8');
+  const site = createServer((_, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/html' });
+    res.end(`<!doctype html><title>elsewhere</title><script>${bundle}</script>`);
+  });
+  const port = await freePort();
+  await new Promise((ok) => site.listen(port, '127.0.0.1', () => ok(undefined)));
+  const chromium = await browser();
+  try {
+    const page = await chromium.newPage();
+    await page.goto(`http://127.0.0.1:${port}/`);
+    const text = await page.evaluate(async ({ url, session, general }) => {
+      const s = /** @type {any} */ (window).signalR;
+      const connection = new s.HubConnectionBuilder()
+        .withUrl(url, { accessTokenFactory: () => session })
+        .configureLogging(s.LogLevel.Error)
+        .build();
+      await connection.start();
+      const sent = await connection.invoke('SendMessage', { channelID: general, text: 'from elsewhere' });
+      await connection.stop();
+      return sent.message.text;
+    }, { url: `${server.url}/hub`, session: alice, general });
+    assert.equal(text, 'from elsewhere');
+  } finally {
+    await chromium.close();
+    site.close();
   }
 });
