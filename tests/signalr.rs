@@ -455,7 +455,7 @@ async fn stopping_the_server_closes_hub_connections_for_a_reconnect() {
 }
 
 #[tokio::test]
-async fn oversized_messages_close_the_connection() {
+async fn oversized_messages_and_floods_close_the_connection() {
     let (server, alice, _, _) = world(&[]).await;
     let mut hub = server.hub(Some(&alice)).await;
     hub.send_text(&"x".repeat(200 * 1024)).await;
@@ -471,6 +471,23 @@ async fn oversized_messages_close_the_connection() {
     }
     let close = hub.close_message().await.expect("a Close message");
     assert!(close["error"].as_str().unwrap().contains("larger than"));
+
+    // A flood of frames (past the 20-frame burst) is closed as at `/`.
+    let mut hub = server.hub(Some(&alice)).await;
+    for _ in 0..60 {
+        hub.send(json!({"type": 6})).await;
+    }
+    assert_eq!(
+        hub.close_message().await,
+        None,
+        "closed by a close frame (1008)"
+    );
+    assert!(server
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("sends too many frames")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
