@@ -29,6 +29,9 @@ pub fn init(format: LogFormat, filter: &str) {
     };
 }
 
+/// Paths that load balancers and service managers poll.
+const PROBES: [&str; 2] = ["/healthz", "/readyz"];
+
 /// Middleware: logs each request once it has been answered.
 pub async fn log_request(
     req: ServiceRequest,
@@ -46,6 +49,11 @@ pub async fn log_request(
         Err(e) => e.as_response_error().status_code().as_u16(),
     };
     let latency_us = start.elapsed().as_micros() as u64;
-    tracing::info!(method = %method, path = %path, status, latency_us, "request");
+    // Health probes come every second or so: logged at debug level while they succeed.
+    if PROBES.contains(&path.as_str()) && status < 400 {
+        tracing::debug!(method = %method, path = %path, status, latency_us, "request");
+    } else {
+        tracing::info!(method = %method, path = %path, status, latency_us, "request");
+    }
     res
 }

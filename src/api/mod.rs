@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod channels;
 pub mod direct;
 pub mod emotes;
+pub mod health;
 pub mod licenses;
 pub mod messages;
 pub mod meta;
@@ -38,7 +39,9 @@ fn scope(path: &str) -> Scope {
 
 /// Registers every route of the HTTP API.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api").route(web::get().to(meta::api_info)))
+    cfg.service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/api").route(web::get().to(meta::api_info)))
         .service(
             resource("/api/settings")
                 .route(web::get().to(meta::get_settings))

@@ -12,6 +12,7 @@ pub mod channels;
 pub mod commands;
 pub mod direct;
 pub mod emotes;
+pub mod health;
 pub mod licenses;
 pub mod lost_password;
 pub mod messages;

@@ -30,6 +30,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn next_id(&self) -> u64;
     /// Resolves once every write made before the call is on disk (group commit).
     fn durable(&self) -> BoxFuture<'_, Result<()>>;
+    /// Whether a write would succeed now: the free-space guard allows writes and a durable
+    /// flush succeeds (readiness).
+    fn writable(&self) -> BoxFuture<'_, Result<()>>;
     /// The number of keys in each key space, by name. For diagnostics and storage tests.
     fn key_counts(&self) -> Vec<(&'static str, usize)>;
     /// Flushes everything to disk, blocking. For shutdown and offline commands.
@@ -285,6 +288,12 @@ impl Storage for Store {
     }
     fn durable(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(Store::durable(self))
+    }
+    fn writable(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.ensure_space()?;
+            Store::durable(self).await
+        })
     }
     fn key_counts(&self) -> Vec<(&'static str, usize)> {
         Store::key_counts(self)
