@@ -299,11 +299,20 @@ async fn a_full_disk_refuses_writes_cleanly_keeps_reads_and_recovers_by_itself()
             .count()
     };
     assert_eq!(warnings(&server), 1, "one warning, not one per request");
+    // Alive, but not ready.
+    assert_eq!(server.get("/healthz", None).await.0, 200);
+    let (status, ready) = server.get("/readyz", None).await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready["checks"]["storage"]
+        .as_str()
+        .unwrap()
+        .contains("nearly full"));
 
     // Space returns: writes resume without a restart.
     std::fs::remove_file(filler).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     server.post_message(&session, &channel, "after").await;
+    assert_eq!(server.get("/readyz", None).await.0, 200);
 
     // While full again, a stop is clean.
     let filler = disk.fill();

@@ -31,5 +31,7 @@ pub async fn readyz(state: web::Data<Chat>) -> HttpResponse {
     } else {
         HttpResponse::ServiceUnavailable()
     };
-    answer.insert_header(("Cache-Control", "no-store")).json(body)
+    answer
+        .insert_header(("Cache-Control", "no-store"))
+        .json(body)
 }
