@@ -175,6 +175,10 @@ pub struct ServeArgs {
     /// Events queued for one WebSocket before it is closed as too slow [default: 256].
     #[arg(long, env = "DECENTD_WS_SEND_QUEUE", value_name = "EVENTS")]
     pub ws_send_queue: Option<usize>,
+    /// Address of the Prometheus metrics endpoint `/metrics` (e.g. 127.0.0.1:9100) [default:
+    /// off].
+    #[arg(long, env = "DECENTD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Seconds between the SignalR hub's Ping messages [default: 15].
     #[arg(long, env = "DECENTD_HUB_KEEP_ALIVE", value_name = "SECS")]
     pub hub_keep_alive: Option<u64>,
@@ -296,6 +300,7 @@ pub struct FileConfig {
     pub ws_write_timeout: Option<u64>,
     pub hub_keep_alive: Option<u64>,
     pub hub_client_timeout: Option<u64>,
+    pub metrics_listen: Option<String>,
     pub tcp_send_buffer: Option<usize>,
     pub tcp_recv_buffer: Option<usize>,
     pub http_body_timeout: Option<u64>,
@@ -339,6 +344,8 @@ pub struct ServerConfig {
     pub max_websockets: usize,
     pub ws_send_queue: usize,
     pub ws_write_timeout: Duration,
+    /// Where `/metrics` is served (None: nowhere).
+    pub metrics_listen: Option<String>,
     /// The SignalR hub's Ping interval and client timeout.
     pub hub_keep_alive: Duration,
     pub hub_client_timeout: Duration,
@@ -566,6 +573,7 @@ impl ServeArgs {
                 .max(1),
             cache_bytes: self.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB) * 1024 * 1024,
             ping_interval: Duration::from_secs(ping),
+            metrics_listen: self.metrics_listen.or(file.metrics_listen),
             hub_keep_alive: Duration::from_secs(hub_keep_alive),
             hub_client_timeout: Duration::from_secs(hub_client_timeout),
             max_websockets: self

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod logging;
 pub mod mail;
 pub mod memory;
+pub mod metrics;
 pub mod net;
 pub mod params;
 pub mod perms;

@@ -40,15 +40,37 @@ pub async fn log_request(
     let start = Instant::now();
     let method = req.method().clone();
     // Unmatched paths are logged as sent (cut short): they name no resource, so hold no secret.
-    let path = req
-        .match_pattern()
-        .unwrap_or_else(|| req.path().chars().take(100).collect());
+    let pattern = req.match_pattern();
+    // Metrics series are bounded: unmatched paths and unusual methods share one each.
+    let route = pattern.clone().unwrap_or_else(|| "unmatched".into());
+    let method_label = match method.as_str() {
+        m @ ("GET" | "POST" | "PATCH" | "PUT" | "DELETE" | "OPTIONS" | "HEAD") => m,
+        _ => "other",
+    };
+    let path = pattern.unwrap_or_else(|| req.path().chars().take(100).collect());
     let res = next.call(req).await;
     let status = match &res {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.as_response_error().status_code().as_u16(),
     };
-    let latency_us = start.elapsed().as_micros() as u64;
+    let elapsed = start.elapsed();
+    let latency_us = elapsed.as_micros() as u64;
+    let metrics = &crate::metrics::METRICS;
+    metrics
+        .http_requests
+        .get_or_create(&crate::metrics::Request {
+            method: method_label.to_owned(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    metrics
+        .http_latency
+        .get_or_create(&crate::metrics::Route {
+            method: method_label.to_owned(),
+            route,
+        })
+        .observe(elapsed.as_secs_f64());
     // Health probes come every second or so: logged at debug level while they succeed.
     if PROBES.contains(&path.as_str()) && status < 400 {
         tracing::debug!(method = %method, path = %path, status, latency_us, "request");

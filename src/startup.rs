@@ -73,6 +73,36 @@ fn doors(cfg: &mut web::ServiceConfig) {
     .configure(api::configure);
 }
 
+/// Serves `/metrics` on its own address (one worker), so that it can stay off the public
+/// listener; stopped with the server.
+fn metrics_server(
+    addr: &str,
+    chat: web::Data<Chat>,
+) -> std::io::Result<actix_web::dev::ServerHandle> {
+    let server = actix_web::HttpServer::new(move || {
+        App::new()
+            .app_data(chat.clone())
+            .configure(api::metrics::configure)
+            .default_service(web::to(crate::net::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(addr)
+    .map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen for metrics on {addr}: {e}"),
+        )
+    })?;
+    for bound in server.addrs() {
+        tracing::info!(addr = %bound, "metrics listening");
+    }
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok(handle)
+}
+
 /// Removes expired sessions and reset tokens every hour (startup removes expired sessions
 /// too), off the async workers.
 async fn purge_sessions_hourly(chat: Arc<Chat>) {
@@ -214,6 +244,10 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
             );
         }
     }
+    let metrics = match &state.config.metrics_listen {
+        Some(addr) => Some(metrics_server(addr, web::Data::from(state.clone()))?),
+        None => None,
+    };
     let server = server.run();
     let handle = server.handle();
     tokio::pin!(server);
@@ -255,6 +289,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     if let Some(why) = why {
         tracing::info!(why, "stopping: finishing in-flight requests");
         state.shutdown.send_replace(true);
+        if let Some(metrics) = &metrics {
+            metrics.stop(false).await;
+        }
         // The server future processes the stop command, so poll both together.
         let (_, result) = tokio::join!(handle.stop(true), &mut server);
         result?;

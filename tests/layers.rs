@@ -10,6 +10,7 @@ const DOORS: &[&str] = &["api", "ws", "chatbox", "plugins", "web"];
 const CORE: &str = "chat";
 const BASE: &[&str] = &[
     "store", "perms", "events", "domain", "ids", "error", "auth", "config", "mail", "search",
+    "metrics",
 ];
 
 /// Every top-level module named by a `crate::` path in a file (`crate::a::b`, `crate::{a, b}`).

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_error, PluginWorld as World, TestServer};
+use common::{assert_error, sample, PluginWorld as World, TestServer};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -308,4 +308,32 @@ async fn commands_work_in_direct_messages_with_answers_to_the_sender_only() {
         .await;
     assert_eq!(body["messages"], json!([]));
     assert!(w.history().await.is_empty());
+}
+
+#[tokio::test]
+async fn plugin_calls_show_in_the_metrics() {
+    let w = World::spawn_with(
+        |plugins| {
+            install(
+                plugins,
+                "word-filter",
+                Some("mode = \"reject\"\nwords = [\"darn\"]\n"),
+            )
+        },
+        &["--metrics-listen", "127.0.0.1:0"],
+    )
+    .await;
+    assert_eq!(w.post_as(&w.admin, "fine").await.0, 200);
+    assert_error(&w.post_as(&w.admin, "darn").await, "REJECTED_BY_PLUGIN");
+    let text = w.server.metrics().await;
+    let calls = sample(
+        &text,
+        r#"decentd_plugin_calls_total{plugin="word-filter",call="hook"}"#,
+    );
+    assert_eq!(calls, Some(2.0), "{text}");
+    let timed = sample(
+        &text,
+        r#"decentd_plugin_call_duration_seconds_count{plugin="word-filter",call="hook"}"#,
+    );
+    assert_eq!(timed, Some(2.0), "{text}");
 }

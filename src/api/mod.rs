@@ -13,6 +13,7 @@ pub mod health;
 pub mod licenses;
 pub mod messages;
 pub mod meta;
+pub mod metrics;
 pub mod plugins;
 pub mod roles;
 pub mod search;

@@ -307,6 +307,7 @@ impl Chat {
     /// Announces an event, stamped with the permission changes it follows.
     pub fn emit(&self, name: &'static str, data: Value, audience: Audience) {
         let seq = self.perms().seq();
+        crate::metrics::METRICS.events_emitted.inc();
         self.bus.publish(Event::new(name, data, audience, seq));
     }
 

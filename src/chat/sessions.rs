@@ -185,19 +185,34 @@ pub async fn login(
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
         .await
         .map_err(ApiError::internal)?;
+    let failed = |reason: &'static str| {
+        crate::metrics::METRICS
+            .logins_failed
+            .get_or_create(&crate::metrics::LoginFailure { reason })
+            .inc();
+    };
     let Some(user) = user else {
+        failed("unknown_user");
         return Err(ApiError::new(
             ErrorCode::NotFound,
             format!("there is no user named {username}"),
         ));
     };
     if !matches {
+        failed("incorrect_password");
         return Err(ApiError::new(
             ErrorCode::IncorrectPassword,
             "that password is not correct",
         ));
     }
-    super::two_factor::check_login(state, &user, totp).await?;
+    if let Err(e) = super::two_factor::check_login(state, &user, totp).await {
+        failed(match e.extra.get("totp").and_then(|v| v.as_str()) {
+            Some("required") => "totp_required",
+            Some("locked") => "totp_locked",
+            _ => "totp_incorrect",
+        });
+        return Err(e);
+    }
     let id = new_session_id();
     let now = now_ms();
     let (lifetime_ms, sliding) = match device.remember_me {

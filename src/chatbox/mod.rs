@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::chat::{Bots, Chat, Restart};
 use crate::events::Event;
 use crate::ids::{iso8601, now_ms};
+use crate::metrics::{self, Connected, METRICS};
 use crate::net::limit::{ConnectionLimit, Place};
 use crate::store::UserRecord;
 use decentd_protocol::chatbox::{
@@ -94,6 +95,7 @@ struct Conn {
     kick: Arc<Kick>,
     /// Its place under the gateways' shared connection limit.
     _place: Place,
+    _counted: Connected,
 }
 
 /// What a connection task keeps of its registration.
@@ -141,6 +143,7 @@ impl Gateway {
                 out: out.clone(),
                 kick: kick.clone(),
                 _place: place,
+                _counted: Connected::new(&metrics::CHATBOX),
             },
         );
         Some(Registration {
@@ -221,6 +224,7 @@ impl Gateway {
         let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
         let mut packet = Some(packet);
         let mut frame: Option<ByteString> = None;
+        let (mut delivered, mut dropped) = (0u64, 0u64);
         for (id, conn) in conns.iter() {
             if !wants(&conn.identity) {
                 continue;
@@ -229,15 +233,33 @@ impl Gateway {
                 Some(make) => make().to_json().into(),
                 None => ByteString::new(),
             });
-            if let Err(mpsc::error::TrySendError::Full(_)) = conn.out.try_send(frame.clone()) {
-                tracing::warn!(
-                    connection = id,
-                    license = conn.identity.license,
-                    queue = BOT_QUEUE,
-                    "closing a bot connection that fell behind: its packet queue is full"
-                );
-                conn.kick.kick(CloseReason::FatalError);
+            match conn.out.try_send(frame.clone()) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped += 1;
+                    tracing::warn!(
+                        connection = id,
+                        license = conn.identity.license,
+                        queue = BOT_QUEUE,
+                        "closing a bot connection that fell behind: its packet queue is full"
+                    );
+                    METRICS.closed_slow.get_or_create(&metrics::CHATBOX).inc();
+                    conn.kick.kick(CloseReason::FatalError);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => dropped += 1,
             }
+        }
+        if delivered > 0 {
+            METRICS
+                .events_delivered
+                .get_or_create(&metrics::CHATBOX)
+                .inc_by(delivered);
+        }
+        if dropped > 0 {
+            METRICS
+                .events_dropped
+                .get_or_create(&metrics::CHATBOX)
+                .inc_by(dropped);
         }
     }
 }

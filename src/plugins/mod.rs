@@ -115,13 +115,31 @@ impl Plugin {
         deadline: std::time::Duration,
     ) -> Result<Vec<Action>, CallError> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let series = crate::metrics::PluginCall {
+            plugin: self.name().to_owned(),
+            call: match input {
+                PluginInput::Init { .. } => "init",
+                PluginInput::BeforeStore { .. } => "hook",
+                PluginInput::Event { .. } => "event",
+                PluginInput::Command(_) => "command",
+            },
+        };
+        let metrics = &crate::metrics::METRICS;
+        metrics.plugin_calls.get_or_create(&series).inc();
+        let started = std::time::Instant::now();
         let bytes = serde_json::to_vec(input).map_err(|e| CallError::Trap(e.to_string()))?;
-        match self.instances.call(&bytes, deadline) {
+        let result = self.instances.call(&bytes, deadline);
+        metrics
+            .plugin_latency
+            .get_or_create(&series)
+            .observe(started.elapsed().as_secs_f64());
+        match result {
             Ok(output) => {
                 self.stats.in_a_row.store(0, Ordering::Relaxed);
                 Ok(output.actions)
             }
             Err(e) => {
+                metrics.plugin_failures.get_or_create(&series).inc();
                 if let CallError::Deadline { overrun_us } = e {
                     self.stats.deadline_hits.fetch_add(1, Ordering::Relaxed);
                     self.stats

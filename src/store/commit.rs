@@ -48,10 +48,16 @@ impl GroupCommit {
                     while let Ok(more) = rx.try_recv() {
                         batch.push(more);
                     }
+                    let started = std::time::Instant::now();
                     let result = db
                         .flush()
                         .map_err(|e| e.to_string())
                         .and_then(|_| file.sync_data().map_err(|e| e.to_string()));
+                    let metrics = &crate::metrics::METRICS;
+                    metrics
+                        .commit_latency
+                        .observe(started.elapsed().as_secs_f64());
+                    metrics.commit_batch.observe(batch.len() as f64);
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "flushing storage failed");
                     }

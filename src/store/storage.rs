@@ -33,6 +33,8 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Whether a write would succeed now: the free-space guard allows writes and a durable
     /// flush succeeds (readiness).
     fn writable(&self) -> BoxFuture<'_, Result<()>>;
+    /// The storage's size on disk in bytes.
+    fn size_on_disk(&self) -> Result<u64>;
     /// The number of keys in each key space, by name. For diagnostics and storage tests.
     fn key_counts(&self) -> Vec<(&'static str, usize)>;
     /// Flushes everything to disk, blocking. For shutdown and offline commands.
@@ -288,6 +290,9 @@ impl Storage for Store {
     }
     fn durable(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(Store::durable(self))
+    }
+    fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.db.size_on_disk()?)
     }
     fn writable(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {

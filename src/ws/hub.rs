@@ -18,17 +18,28 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::WsDoor;
 use crate::events::{Audience, Event};
+use crate::metrics::{self, METRICS};
 use crate::net::limit::{ConnectionLimit, Place};
-use crate::net::websocket::{text_frame, Socket};
+use crate::net::websocket::{text_frame, Sent, Socket};
 use crate::perms::{Permission, Requester};
 
 /// How a socket wants its events framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     /// `{"evt": name, "data": data}` (the Decent spec, at `/`).
-    Decent,
+    Decent = 0,
     /// SignalR invocations (`/hub`): `ReceiveEvent(name, data)` and the Resonite-named targets.
-    SignalR,
+    SignalR = 1,
+}
+
+impl Protocol {
+    /// The gateway's label in the metrics.
+    pub fn gateway(self) -> &'static metrics::Gateway {
+        match self {
+            Protocol::Decent => &metrics::WEBSOCKET,
+            Protocol::SignalR => &metrics::HUB,
+        }
+    }
 }
 
 /// The fan-out's side of one socket.
@@ -178,6 +189,8 @@ impl Hub {
         }
         // Each framing is encoded at most once per event and thread.
         let (mut decent, mut signalr): (Option<Bytes>, Option<Bytes>) = (None, None);
+        // Delivered and dropped, per protocol: counted here, added to the metrics once.
+        let mut counts = [[0u64; 2]; 2];
         for (socket, protocol) in recipients.drain(..) {
             let frame = match protocol {
                 Protocol::Decent => decent.get_or_insert_with(|| text_frame(&event.frame)),
@@ -185,7 +198,24 @@ impl Hub {
                     signalr.get_or_insert_with(|| super::signalr::protocol::event_frame(event))
                 }
             };
-            socket.send(frame);
+            let dropped = matches!(socket.send(frame), Sent::Overflowed | Sent::Dropped);
+            counts[protocol as usize][usize::from(dropped)] += 1;
+        }
+        for protocol in [Protocol::Decent, Protocol::SignalR] {
+            let [delivered, dropped] = counts[protocol as usize];
+            let gateway = protocol.gateway();
+            if delivered > 0 {
+                METRICS
+                    .events_delivered
+                    .get_or_create(gateway)
+                    .inc_by(delivered);
+            }
+            if dropped > 0 {
+                METRICS
+                    .events_dropped
+                    .get_or_create(gateway)
+                    .inc_by(dropped);
+            }
         }
     }
 }

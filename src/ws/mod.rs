@@ -135,14 +135,22 @@ fn policy(reason: &str) -> Option<CloseReason> {
     })
 }
 
-/// The close frame for a connection that `ending` ended (logged here), for both gateways.
+/// The close frame for a connection of `protocol` that `ending` ended (logged and counted
+/// here), for both gateways.
 fn ending_reason(
     conn: &Connection,
     ending: Ending,
+    protocol: hub::Protocol,
     socket: u64,
     user: Option<u64>,
     queue: usize,
 ) -> Option<CloseReason> {
+    if matches!(ending, Ending::Overflow | Ending::Stalled) {
+        crate::metrics::METRICS
+            .closed_slow
+            .get_or_create(protocol.gateway())
+            .inc();
+    }
     match ending {
         Ending::Closed => None,
         Ending::Protocol(e) => {
@@ -191,6 +199,7 @@ async fn run(state: Arc<WsDoor>, slot: hub::Slot, stream: TcpStream, read: Bytes
         state.config.ws_write_timeout,
     );
     state.hub.attach(&slot, socket, hub::Protocol::Decent, None);
+    let _counted = crate::metrics::Connected::new(&crate::metrics::WEBSOCKET);
     let interval = state.config.ping_interval;
     conn.send(&PINGDATA_FRAME);
     let mut ticker = tokio::time::interval_at(
@@ -213,7 +222,7 @@ async fn run(state: Arc<WsDoor>, slot: hub::Slot, stream: TcpStream, read: Bytes
             message = conn.next() => {
                 let message = match message {
                     Ok(message) => message,
-                    Err(ending) => break ending_reason(&conn, ending, id, user, state.config.ws_send_queue),
+                    Err(ending) => break ending_reason(&conn, ending, hub::Protocol::Decent, id, user, state.config.ws_send_queue),
                 };
                 match message {
                     Incoming::Text(text) => {

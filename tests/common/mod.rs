@@ -979,3 +979,44 @@ impl HubSocket {
         close
     }
 }
+
+impl TestServer {
+    /// The address the metrics server (`--metrics-listen 127.0.0.1:0`) logged.
+    pub async fn metrics_addr(&self) -> String {
+        for _ in 0..100 {
+            let found = self.logs.lock().unwrap().iter().find_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                (v["message"] == "metrics listening")
+                    .then(|| v["addr"].as_str().unwrap().to_owned())
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the metrics server did not start");
+    }
+
+    /// A scrape of `/metrics` (the server runs with `--metrics-listen 127.0.0.1:0`), checked
+    /// to be the OpenMetrics text format.
+    pub async fn metrics(&self) -> String {
+        let addr = self.metrics_addr().await;
+        let response = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"));
+        let text = response.text().await.unwrap();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        text
+    }
+}
+
+/// The value of one series (`name{labels}`) in a metrics scrape.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}

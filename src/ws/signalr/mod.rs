@@ -341,11 +341,11 @@ impl HubConnection {
                     let message = match message {
                         Ok(message) => message,
                         Err(Ending::Overflow) => {
-                            let reason = ending_reason(&self.conn, Ending::Overflow, self.id, self.user(), queue);
+                            let reason = ending_reason(&self.conn, Ending::Overflow, Protocol::SignalR, self.id, self.user(), queue);
                             self.conn.send_text(&protocol::close(Some("too slow: the send queue is full"), true));
                             return End::Socket(reason);
                         }
-                        Err(ending) => return End::Socket(ending_reason(&self.conn, ending, self.id, self.user(), queue)),
+                        Err(ending) => return End::Socket(ending_reason(&self.conn, ending, Protocol::SignalR, self.id, self.user(), queue)),
                     };
                     let outcome = match &message {
                         Incoming::Text(text) => self.receive(text.as_bytes()).await,
@@ -446,6 +446,7 @@ async fn run(
     conn.send_text(protocol::HANDSHAKE_OK);
     let user = session.as_ref().map(|s| s.user.id);
     state.hub.attach(&slot, socket, Protocol::SignalR, user);
+    let _counted = crate::metrics::Connected::new(&crate::metrics::HUB);
     if let Some(user) = user {
         presence::arrive(&state.chat, user);
     }
