@@ -37,6 +37,14 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_MAX_WEBSOCKETS: usize = 20_000;
 /// Events waiting for one socket before it counts as too slow and is closed.
 pub const DEFAULT_WS_SEND_QUEUE: usize = 256;
+/// HTTP requests per second from one client address (bursts of five times as many).
+pub const DEFAULT_RATE_LIMIT: u32 = 20;
+/// HTTP requests per second with one session (bursts of five times as many).
+pub const DEFAULT_SESSION_RATE_LIMIT: u32 = 20;
+/// Logins, registrations and lost-password requests per minute from one client address.
+pub const DEFAULT_LOGIN_RATE_LIMIT: u32 = 10;
+/// Uploads per minute from one client address.
+pub const DEFAULT_UPLOAD_RATE_LIMIT: u32 = 30;
 /// The SignalR hub's keep-alive: a Ping every so many seconds (ASP.NET Core's default).
 pub const DEFAULT_HUB_KEEP_ALIVE_SECS: u64 = 15;
 /// A hub client that sends nothing (not even a Ping) for this long is closed (ASP.NET Core's
@@ -175,6 +183,30 @@ pub struct ServeArgs {
     /// Events queued for one WebSocket before it is closed as too slow [default: 256].
     #[arg(long, env = "DECENTD_WS_SEND_QUEUE", value_name = "EVENTS")]
     pub ws_send_queue: Option<usize>,
+    /// HTTP requests per second from one client address, in bursts of up to five times as
+    /// many; 0: no limit [default: 20].
+    #[arg(long, env = "DECENTD_RATE_LIMIT", value_name = "PER_SECOND")]
+    pub rate_limit: Option<u32>,
+    /// HTTP requests per second with one session, in bursts of up to five times as many; 0: no
+    /// limit [default: 20].
+    #[arg(long, env = "DECENTD_SESSION_RATE_LIMIT", value_name = "PER_SECOND")]
+    pub session_rate_limit: Option<u32>,
+    /// Logins, registrations and lost-password requests per minute from one client address; 0:
+    /// no limit [default: 10].
+    #[arg(long, env = "DECENTD_LOGIN_RATE_LIMIT", value_name = "PER_MINUTE")]
+    pub login_rate_limit: Option<u32>,
+    /// Image uploads per minute from one client address; 0: no limit [default: 30].
+    #[arg(long, env = "DECENTD_UPLOAD_RATE_LIMIT", value_name = "PER_MINUTE")]
+    pub upload_rate_limit: Option<u32>,
+    /// Proxies (addresses or CIDR ranges, e.g. 127.0.0.1 or 10.0.0.0/8) whose
+    /// `X-Forwarded-For` names the client; repeat for several [default: none].
+    #[arg(
+        long,
+        env = "DECENTD_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
     /// Address of the Prometheus metrics endpoint `/metrics` (e.g. 127.0.0.1:9100) [default:
     /// off].
     #[arg(long, env = "DECENTD_METRICS_LISTEN", value_name = "ADDR")]
@@ -301,6 +333,11 @@ pub struct FileConfig {
     pub hub_keep_alive: Option<u64>,
     pub hub_client_timeout: Option<u64>,
     pub metrics_listen: Option<String>,
+    pub rate_limit: Option<u32>,
+    pub session_rate_limit: Option<u32>,
+    pub login_rate_limit: Option<u32>,
+    pub upload_rate_limit: Option<u32>,
+    pub trusted_proxies: Option<Vec<String>>,
     pub tcp_send_buffer: Option<usize>,
     pub tcp_recv_buffer: Option<usize>,
     pub http_body_timeout: Option<u64>,
@@ -344,6 +381,14 @@ pub struct ServerConfig {
     pub max_websockets: usize,
     pub ws_send_queue: usize,
     pub ws_write_timeout: Duration,
+    /// HTTP rate limits (0: none): per address and per session per second, logins and uploads
+    /// per address per minute.
+    pub rate_limit: u32,
+    pub session_rate_limit: u32,
+    pub login_rate_limit: u32,
+    pub upload_rate_limit: u32,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where `/metrics` is served (None: nowhere).
     pub metrics_listen: Option<String>,
     /// The SignalR hub's Ping interval and client timeout.
@@ -483,6 +528,24 @@ impl ServeArgs {
                 "ping interval must be between 1 and {MAX_PING_INTERVAL_SECS} seconds (spec 3.2), got {ping}"
             )));
         }
+        let trusted = if self.trusted_proxies.is_empty() {
+            file.trusted_proxies.unwrap_or_default()
+        } else {
+            self.trusted_proxies
+        };
+        let trusted_proxies = trusted
+            .iter()
+            .map(|raw| {
+                let raw = raw.trim();
+                raw.parse::<ipnet::IpNet>()
+                    .or_else(|_| raw.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::Invalid(format!(
+                            "--trusted-proxies: {raw:?} is neither an IP address nor a CIDR range"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let hub_keep_alive = self
             .hub_keep_alive
             .or(file.hub_keep_alive)
@@ -574,6 +637,23 @@ impl ServeArgs {
             cache_bytes: self.cache_mb.or(file.cache_mb).unwrap_or(DEFAULT_CACHE_MB) * 1024 * 1024,
             ping_interval: Duration::from_secs(ping),
             metrics_listen: self.metrics_listen.or(file.metrics_listen),
+            rate_limit: self
+                .rate_limit
+                .or(file.rate_limit)
+                .unwrap_or(DEFAULT_RATE_LIMIT),
+            session_rate_limit: self
+                .session_rate_limit
+                .or(file.session_rate_limit)
+                .unwrap_or(DEFAULT_SESSION_RATE_LIMIT),
+            login_rate_limit: self
+                .login_rate_limit
+                .or(file.login_rate_limit)
+                .unwrap_or(DEFAULT_LOGIN_RATE_LIMIT),
+            upload_rate_limit: self
+                .upload_rate_limit
+                .or(file.upload_rate_limit)
+                .unwrap_or(DEFAULT_UPLOAD_RATE_LIMIT),
+            trusted_proxies,
             hub_keep_alive: Duration::from_secs(hub_keep_alive),
             hub_client_timeout: Duration::from_secs(hub_client_timeout),
             max_websockets: self

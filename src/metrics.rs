@@ -60,6 +60,36 @@ pub struct LoginFailure {
     pub reason: &'static str,
 }
 
+/// Which rate limit refused a request.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RateLimited {
+    /// Requests per client address.
+    Address,
+    /// Requests per session.
+    Session,
+    /// Logins, registrations and lost-password requests per address.
+    Login,
+    /// Uploads per address.
+    Upload,
+}
+
+impl RateLimited {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Address => "address",
+            Self::Session => "session",
+            Self::Login => "login",
+            Self::Upload => "upload",
+        }
+    }
+}
+
+/// A rate limit's series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Limit {
+    pub limit: &'static str,
+}
+
 type Latencies<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Seconds, from 100 µs to ~26 s.
@@ -82,6 +112,7 @@ pub struct Metrics {
     pub plugin_failures: Family<PluginCall, Counter>,
     pub plugin_latency: Latencies<PluginCall>,
     pub logins_failed: Family<LoginFailure, Counter>,
+    pub rate_limited: Family<Limit, Counter>,
     pub commit_batch: Histogram,
     pub commit_latency: Histogram,
     pub storage_bytes: Gauge,
@@ -103,6 +134,7 @@ impl Metrics {
             plugin_failures: Family::default(),
             plugin_latency: Family::new_with_constructor(latency),
             logins_failed: Family::default(),
+            rate_limited: Family::default(),
             commit_batch: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             commit_latency: latency(),
             storage_bytes: Gauge::default(),
@@ -162,6 +194,11 @@ impl Metrics {
             "logins_failed",
             "Refused logins, by reason",
             m.logins_failed.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "HTTP requests refused with 429, by limit (address, session, login, upload)",
+            m.rate_limited.clone(),
         );
         registry.register(
             "commit_batch_size",

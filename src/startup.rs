@@ -172,12 +172,16 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
         web::Data::from(ws),
         web::Data::from(bots),
     );
+    let limits = web::Data::new(crate::net::rate::RateLimits::new(&chat.config));
+    actix_web::rt::spawn(crate::net::rate::forget_idle_clients(limits.clone()));
     let app = move || {
         App::new()
             .app_data(chat_data.clone())
             .app_data(ws_data.clone())
             .app_data(bots_data.clone())
+            .app_data(limits.clone())
             .wrap(from_fn(crate::net::limit_body_reads))
+            .wrap(from_fn(crate::net::rate::limit))
             .wrap(from_fn(logging::log_request))
             .wrap(cors(&chat_data.config.cors_origins))
             // One rule for every route: a trailing slash names the same route.

@@ -73,3 +73,124 @@ async fn metrics_are_served_on_their_own_address() {
     let (status, _) = server.get("/metrics", None).await;
     assert_eq!(status, 404);
 }
+
+/// A request with extra headers; status, `Retry-After`, body.
+async fn request(
+    server: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> (u16, Option<u64>, serde_json::Value) {
+    let mut req = server.client.request(method, server.url(path));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    (status, retry, res.json().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn requests_over_the_address_limit_get_429_with_retry_after() {
+    let server =
+        TestServer::spawn_with(&["--rate-limit", "2", "--metrics-listen", "127.0.0.1:0"]).await;
+    // A burst of five times the rate goes through, then the bucket is empty.
+    let mut refused = None;
+    for i in 0..20 {
+        let (status, retry, body) = request(&server, reqwest::Method::GET, "/api", &[], None).await;
+        if status == 429 {
+            refused = Some((i, retry, body));
+            break;
+        }
+        assert_eq!(status, 200);
+    }
+    let (after, retry, body) = refused.expect("the limit never refused");
+    assert!((9..=11).contains(&after), "refused after {after} requests");
+    assert_eq!(retry, Some(1));
+    assert_eq!(body["error"]["code"], "FAILED");
+    assert_eq!(body["error"]["limit"], "address");
+    assert_eq!(body["error"]["retryAfter"], 1);
+    // Probes are never limited.
+    assert_eq!(server.get("/healthz", None).await.0, 200);
+    // The bucket refills at the rate.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(server.get("/api", None).await.0, 200);
+    let text = server.metrics().await;
+    assert!(sample(&text, r#"decentd_rate_limited_total{limit="address"}"#) >= Some(1.0));
+}
+
+#[tokio::test]
+async fn logins_have_a_stricter_limit_and_proxies_are_believed_only_when_trusted() {
+    let wrong = || Some(serde_json::json!({"username": "nobody", "password": "wrong-password"}));
+    let post = reqwest::Method::POST;
+
+    // Without trusted proxies, X-Forwarded-For changes nothing: one client.
+    let server = TestServer::spawn_with(&["--login-rate-limit", "2"]).await;
+    for client in ["198.51.100.1", "198.51.100.2"] {
+        let forwarded = [("X-Forwarded-For", client)];
+        let (status, _, _) =
+            request(&server, post.clone(), "/api/sessions", &forwarded, wrong()).await;
+        assert_eq!(status, 404);
+    }
+    let (status, retry, body) = request(
+        &server,
+        post.clone(),
+        "/api/users",
+        &[("X-Forwarded-For", "198.51.100.3")],
+        wrong(),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["limit"], "login");
+    assert!(retry.unwrap() >= 20, "a login every 30 s: {retry:?}");
+    // Other requests are not held back by the login limit.
+    assert_eq!(server.get("/api", None).await.0, 200);
+
+    // Behind a trusted proxy, each forwarded client has its own bucket.
+    let server =
+        TestServer::spawn_with(&["--login-rate-limit", "1", "--trusted-proxies", "127.0.0.1"])
+            .await;
+    let first = [("X-Forwarded-For", "198.51.100.1")];
+    let (status, _, _) = request(&server, post.clone(), "/api/sessions", &first, wrong()).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = request(&server, post.clone(), "/api/sessions", &first, wrong()).await;
+    assert_eq!(status, 429);
+    let other = [("X-Forwarded-For", "192.0.2.1, 198.51.100.2")];
+    let (status, _, _) = request(&server, post.clone(), "/api/sessions", &other, wrong()).await;
+    assert_eq!(status, 404, "another client behind the proxy");
+}
+
+#[tokio::test]
+async fn one_session_is_limited_on_its_own() {
+    let server = TestServer::spawn_with(&["--session-rate-limit", "1"]).await;
+    let (_, alice) = server.user("alice").await;
+    let (_, bob) = server.user("bob").await;
+    let mut refused = false;
+    for _ in 0..10 {
+        let (status, _, body) = request(
+            &server,
+            reqwest::Method::GET,
+            "/api/sessions",
+            &[("X-Session-ID", &alice)],
+            None,
+        )
+        .await;
+        if status == 429 {
+            assert_eq!(body["error"]["limit"], "session");
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "alice's session was never limited");
+    let (status, _) = server.get("/api/sessions", Some(&bob)).await;
+    assert_eq!(status, 200, "bob's session has its own bucket");
+    assert_eq!(server.get("/api", None).await.0, 200, "and guests too");
+}

@@ -69,6 +69,18 @@ fn start_server_in(tmp: tempfile::TempDir, args: &[&str]) -> Server {
         ])
         // Guests read, as on the reference server: the benchmarks' listeners are guests.
         .args(["--read-access", "public"])
+        // Load comes from one address: no rate limits unless a benchmark sets them.
+        .args(
+            [
+                "--rate-limit",
+                "--session-rate-limit",
+                "--login-rate-limit",
+                "--upload-rate-limit",
+            ]
+            .iter()
+            .filter(|flag| !args.contains(flag))
+            .flat_map(|flag| [*flag, "0"]),
+        )
         .args(args)
         .arg("--data")
         .arg(&data)

@@ -23,6 +23,7 @@
 //! write timeout and queue bound (`ws::connection`).
 
 pub mod limit;
+pub mod rate;
 pub mod upgrade;
 pub mod websocket;
 

@@ -42,8 +42,11 @@ export class Server {
   }
 
   async launch() {
+    // Tests act fast from one address: no rate limits unless a test sets one.
+    const unlimited = ['--rate-limit', '--session-rate-limit', '--login-rate-limit', '--upload-rate-limit']
+      .filter((flag) => !this.args.includes(flag)).flatMap((flag) => [flag, '0']);
     this.child = spawn(BINARY, ['serve', '--listen', `127.0.0.1:${this.port}`, '--data', join(this.dir, 'data'),
-      '--scrypt-log-n', '4', '--log-format', 'json', ...this.args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      '--scrypt-log-n', '4', '--log-format', 'json', ...unlimited, ...this.args], { stdio: ['ignore', 'ignore', 'pipe'] });
     await new Promise((ok, fail) => {
       let buffered = '';
       const timer = setTimeout(() => fail(new Error(`decentd did not start:\n${this.logs.join('\n')}`)), 30000);

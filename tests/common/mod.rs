@@ -43,6 +43,15 @@ pub fn decentd() -> Command {
 /// Arguments every test server gets: cheap scrypt so tests do not spend their time hashing.
 const FAST_ARGS: &[&str] = &["--scrypt-log-n", "4", "--log-format", "json"];
 
+/// Rate limits test servers run without unless a test sets them: tests post as fast as they
+/// can from one address.
+pub const RATE_LIMITS: &[&str] = &[
+    "--rate-limit",
+    "--session-rate-limit",
+    "--login-rate-limit",
+    "--upload-rate-limit",
+];
+
 impl TestServer {
     /// A fresh server with a fresh data directory.
     pub async fn spawn() -> Self {
@@ -82,11 +91,17 @@ impl TestServer {
         } else {
             &[]
         };
+        let unlimited: Vec<&str> = RATE_LIMITS
+            .iter()
+            .filter(|flag| !args.contains(flag))
+            .flat_map(|flag| [*flag, "0"])
+            .collect();
         let mut child = decentd()
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(FAST_ARGS)
+            .args(&unlimited)
             .args(preset)
             .args(args)
             .stdout(Stdio::null())
