@@ -12,6 +12,14 @@ use std::time::Duration;
 use crate::auth::ScryptCost;
 use crate::perms::ReadAccess;
 
+/// The version and the commit it was built from (`build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("DECENTD_COMMIT"),
+    ")"
+);
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 pub const DEFAULT_DATA: &str = "./decentd-data";
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -62,7 +70,7 @@ pub const DEFAULT_MIN_FREE_SPACE_MIB: u64 = 64;
 
 /// decentd: a Decent chat server in one binary, with embedded storage.
 #[derive(Debug, Parser)]
-#[command(name = "decentd", version, about, long_about = None)]
+#[command(name = "decentd", version = VERSION, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -80,6 +88,11 @@ pub enum Command {
     ResetPassword(ResetPasswordArgs),
     /// Rebuild the message search index from storage. Run it while the server is stopped.
     Reindex(ReindexArgs),
+    /// Back the data up into one file: from the running server (through its control socket,
+    /// while writes continue) or, when none runs, from the data directory itself.
+    Backup(BackupArgs),
+    /// Turn a backup into a data directory (a new or empty one).
+    Restore(RestoreArgs),
     /// Plugin tools.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -291,6 +304,26 @@ pub struct MakeAdminArgs {
 pub struct ReindexArgs {
     /// Data directory of the (stopped) server [default: ./decentd-data].
     #[arg(long, env = "DECENTD_DATA", value_name = "DIR", default_value = DEFAULT_DATA)]
+    pub data: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Data directory of the server [default: ./decentd-data].
+    #[arg(long, env = "DECENTD_DATA", value_name = "DIR", default_value = DEFAULT_DATA)]
+    pub data: PathBuf,
+    /// The backup file to write (replaced whole if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// The data directory to create (missing or empty).
+    #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
 }
 

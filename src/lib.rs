@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod chat;
 pub mod chatbox;
 pub mod config;

@@ -32,46 +32,28 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Reindex(args) => match startup::reindex(&args) {
-            Ok(message) => {
-                print_out(&message);
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("decentd: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::ResetPassword(args) => match startup::reset_password_link(&args) {
-            Ok(message) => {
-                print_out(&message);
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("decentd: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Plugin(PluginCommand::Check { path }) => match decentd::plugins::check(&path) {
-            Ok(summary) => {
-                print_out(&summary);
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("decentd: plugin check failed: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::MakeAdmin(args) => match startup::make_admin(&args) {
-            Ok(message) => {
-                print_out(&message);
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("decentd: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Reindex(args) => answer(startup::reindex(&args)),
+        Command::ResetPassword(args) => answer(startup::reset_password_link(&args)),
+        Command::MakeAdmin(args) => answer(startup::make_admin(&args)),
+        Command::Backup(args) => answer(decentd::backup::backup_command(&args.data, &args.to)),
+        Command::Restore(args) => answer(decentd::backup::restore_command(&args.from, &args.data)),
+        Command::Plugin(PluginCommand::Check { path }) => {
+            answer(decentd::plugins::check(&path).map_err(|e| format!("plugin check failed: {e}")))
+        }
+    }
+}
+
+/// Ends an offline command: its answer on stdout, or its error on stderr and exit status 1.
+fn answer(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(message) => {
+            print_out(&message);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("decentd: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -133,7 +133,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
         scrypt_log_n = config.scrypt.log_n,
         scrypt_memory_mib = config.scrypt.memory_bytes() / (1024 * 1024),
         "starting decentd {}",
-        env!("CARGO_PKG_VERSION")
+        crate::config::VERSION
     );
     // The core, then each door attached to it.
     let chat = Arc::new(Chat::open(config)?);
@@ -159,6 +159,14 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     actix_web::rt::spawn(crate::net::summarize_failed_connections());
     actix_web::rt::spawn(crate::memory::report_periodically());
     actix_web::rt::spawn(purge_sessions_hourly(chat.clone()));
+    if let Err(e) = crate::backup::serve_control(chat.clone(), &chat.config.data) {
+        // Serving goes on; only `decentd backup` of the running server is unavailable.
+        tracing::warn!(
+            error = %e,
+            dir = %chat.config.data.display(),
+            "cannot open the control socket: `decentd backup` will not reach this server (a data path over ~100 bytes is too long for a socket)"
+        );
+    }
     {
         let chat = chat.clone();
         let through = chat.search_committed_through;
@@ -304,6 +312,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     if let Some(index) = &state.search {
         index.close();
     }
+    let _ = std::fs::remove_file(state.config.data.join(crate::backup::CONTROL_SOCKET));
     tracing::info!("storage flushed; stopped");
     Ok(())
 }

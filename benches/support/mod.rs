@@ -42,10 +42,15 @@ pub fn start_server(args: &[&str]) -> Server {
 }
 
 /// Stops `old` and starts the server again on its data directory with `args`.
-pub fn restart_server(mut old: Server, args: &[&str]) -> Server {
+pub fn restart_server(old: Server, args: &[&str]) -> Server {
+    start_server_in(stop_keeping_data(old), args)
+}
+
+/// Stops a server and keeps its temporary directory (the data directory is `data` in it),
+/// for offline work before `start_server_in`.
+pub fn stop_keeping_data(mut old: Server) -> tempfile::TempDir {
     old.stop();
-    let tmp = std::mem::replace(&mut old._tmp, tempfile::tempdir().expect("temp dir"));
-    start_server_in(tmp, args)
+    std::mem::replace(&mut old._tmp, tempfile::tempdir().expect("temp dir"))
 }
 
 /// The server binary: this build's, or `DECENTD_BENCH_BIN` (to measure another build, e.g. the
@@ -56,7 +61,8 @@ pub fn server_binary() -> std::path::PathBuf {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_decentd").into())
 }
 
-fn start_server_in(tmp: tempfile::TempDir, args: &[&str]) -> Server {
+/// Starts the server on the data directory in `tmp`.
+pub fn start_server_in(tmp: tempfile::TempDir, args: &[&str]) -> Server {
     let data = tmp.path().join("data");
     let mut child = Command::new(server_binary())
         .arg("serve")

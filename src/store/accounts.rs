@@ -43,7 +43,7 @@ impl Store {
         user: u64,
         change: &dyn Fn(&mut Option<TwoFactorRecord>),
     ) -> Result<Option<TwoFactorRecord>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let key = user.to_be_bytes();
         flatten(self.two_factor.transaction(|t| {
             let mut record: Option<TwoFactorRecord> = match t.get(key)? {
@@ -64,7 +64,7 @@ impl Store {
     }
 
     pub fn insert_reset_token(&self, key: &[u8; 32], token: &ResetTokenRecord) -> Result<()> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         self.reset_tokens.insert(key, codec::encode(token)?)?;
         Ok(())
     }
@@ -99,7 +99,7 @@ impl Store {
         password_hash: &str,
         now_ms: u64,
     ) -> Result<Option<UserRecord>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let Some(token) = self.reset_token(token_key)? else {
             return Ok(None);
         };

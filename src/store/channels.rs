@@ -135,7 +135,7 @@ impl Store {
     /// names are unique whatever the requester's permissions (README, "Where decentd departs
     /// from the spec").
     pub fn insert_channel(&self, channel: &ChannelRecord) -> Result<(), ChannelNameError> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let _names = self.channel_names.lock().unwrap_or_else(|e| e.into_inner());
         if self.channel_name_taken(&channel.name, None)? {
             return Err(ChannelNameError::Taken);
@@ -153,7 +153,7 @@ impl Store {
         id: u64,
         name: &str,
     ) -> Result<Option<ChannelRecord>, ChannelNameError> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let _names = self.channel_names.lock().unwrap_or_else(|e| e.into_inner());
         if self.channel_name_taken(name, Some(id))? {
             return Err(ChannelNameError::Taken);
@@ -175,7 +175,7 @@ impl Store {
         id: u64,
         overrides: &ChannelOverrides,
     ) -> Result<Option<ChannelRecord>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         super::update_record(
             &self.channels,
             &id.to_be_bytes(),
@@ -190,7 +190,7 @@ impl Store {
     /// Deletes a channel and marks its contents for purging, atomically. Returns the deleted
     /// channel. Call `purge_channel` afterwards (startup does it for interrupted purges).
     pub fn delete_channel(&self, id: u64) -> Result<Option<ChannelRecord>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let key = id.to_be_bytes();
         let marker = purge_key(id);
         flatten(
@@ -279,7 +279,7 @@ impl Store {
     /// at any crash point (see `insert_message_fast`). Messages with mentions use a
     /// transaction.
     pub fn insert_message(&self, message: &MessageRecord) -> Result<bool> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         if message.mentions.is_empty() {
             return self.insert_message_fast(message);
         }
@@ -441,7 +441,7 @@ impl Store {
         new_mentions: &[u64],
         edited_ms: u64,
     ) -> Result<Option<(MessageRecord, MessageRecord)>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let Some(channel) = self.message_channel(id)? else {
             return Ok(None);
         };
@@ -471,7 +471,7 @@ impl Store {
 
     /// Deletes a message with its index entry, mentions and pin. Returns the deleted message.
     pub fn delete_message(&self, id: u64) -> Result<Option<MessageRecord>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let Some(channel) = self.message_channel(id)? else {
             return Ok(None);
         };
@@ -502,7 +502,7 @@ impl Store {
 
     /// Pins or unpins a message of a channel.
     pub fn set_pinned(&self, channel: u64, id: u64, pinned: bool) -> Result<PinChange> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let key = pair_key(channel, id);
         flatten(
             (&self.messages, &self.pins).transaction(|(messages, pins)| {
@@ -554,7 +554,7 @@ impl Store {
     /// Marks everything in a channel up to and including message `up_to` as read for a
     /// user. Read state never moves backwards.
     pub fn mark_read(&self, channel: u64, user: u64, up_to: u64) -> Result<()> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         self.read_state
             .fetch_and_update(pair_key(channel, user), |old| {
                 let last = old.map_or(0, id_from_key);

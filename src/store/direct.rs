@@ -73,7 +73,7 @@ fn message_key(conversation: &[u8; 16], id: u64) -> [u8; 24] {
 impl Store {
     /// Stores a direct message and moves both users' conversation to it, in one transaction.
     pub fn insert_direct_message(&self, message: &DirectMessageRecord) -> Result<()> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let value = codec::encode(message)?;
         let conversation = conversation_key(message.from, message.to);
         let key = message_key(&conversation, message.id);
@@ -131,7 +131,7 @@ impl Store {
 
     /// Replaces a stored direct message (an edit); false if it is gone.
     pub fn update_direct_message(&self, message: &DirectMessageRecord) -> Result<bool> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let key = message_key(&conversation_key(message.from, message.to), message.id);
         let value = codec::encode(message)?;
         flatten(self.dm_messages.transaction(|t| {
@@ -145,7 +145,7 @@ impl Store {
 
     /// Deletes a direct message; false if it was not there.
     pub fn delete_direct_message(&self, message: &DirectMessageRecord) -> Result<bool> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let key = message_key(&conversation_key(message.from, message.to), message.id);
         let id = message.id.to_be_bytes();
         flatten(
@@ -198,7 +198,7 @@ impl Store {
     /// Marks `user`'s side of the conversation with `other` read up to `up_to` (never back).
     /// Returns the mark now in place.
     pub fn mark_direct_read(&self, user: u64, other: u64, up_to: u64) -> Result<u64> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let key = conversation_key_for(user, other);
         flatten(self.dm_read.transaction(|t| {
             let current = t.get(key)?.map_or(0, |v| id_from_key(&v));
@@ -218,7 +218,7 @@ impl Store {
     }
 
     pub fn set_dm_settings(&self, user: u64, settings: &DmSettings) -> Result<()> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         self.dm_settings
             .insert(user.to_be_bytes(), codec::encode(settings)?)?;
         Ok(())

@@ -30,7 +30,7 @@ impl Store {
 
     /// Stores a new emote. Returns false (storing nothing) if the shortcode is taken.
     pub fn insert_emote(&self, emote: &EmoteRecord) -> Result<bool> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let value = codec::encode(emote)?;
         let swapped = self.emotes.compare_and_swap(
             emote.shortcode.as_bytes(),
@@ -42,7 +42,7 @@ impl Store {
 
     /// Deletes an emote. Returns whether it existed.
     pub fn delete_emote(&self, shortcode: &str) -> Result<bool> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         Ok(self.emotes.remove(shortcode.as_bytes())?.is_some())
     }
 }

@@ -37,7 +37,7 @@ pub type LicenseKeyHash = [u8; 32];
 
 impl Store {
     pub fn insert_license(&self, key: &LicenseKeyHash, license: &LicenseRecord) -> Result<()> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let value = codec::encode(license)?;
         let id = license.id.to_be_bytes();
         flatten(
@@ -94,7 +94,7 @@ impl Store {
         id: u64,
         change: impl Fn(&mut LicenseRecord),
     ) -> Result<Option<LicenseRecord>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         update_record(
             &self.licenses,
             &id.to_be_bytes(),
@@ -108,7 +108,7 @@ impl Store {
 
     /// Revokes a license: its key then names a revoked license. Returns the removed record.
     pub fn revoke_license(&self, id: u64) -> Result<Option<LicenseRecord>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         self.licenses
             .remove(id.to_be_bytes())?
             .map(|v| codec::decode(&v))

@@ -6,6 +6,7 @@
 //! durable until `Store::durable` resolves: handlers call it before they answer.
 
 mod accounts;
+mod backup;
 mod channels;
 mod codec;
 mod commit;
@@ -19,6 +20,7 @@ mod user_index;
 mod users;
 
 pub use accounts::{ResetTokenRecord, TwoFactorRecord};
+pub use backup::TreeCount;
 pub use channels::{Author, ChannelNameError, ChannelRecord, MessageRecord, PinChange, PurgeStats};
 pub use direct::{conversation_key, Conversation, DirectMessageRecord, DmAllow, DmSettings};
 pub use emotes::EmoteRecord;
@@ -166,6 +168,8 @@ pub struct Store {
     ids: IdGenerator,
     commit: GroupCommit,
     space: Arc<SpaceGuard>,
+    /// Writes hold it shared; a backup holds it exclusively while it copies the trees.
+    gate: parking_lot::RwLock<()>,
 }
 
 fn name_key(name: &str) -> Vec<u8> {
@@ -301,6 +305,7 @@ impl Store {
             ids: IdGenerator::starting_after(floor),
             commit: GroupCommit::start(db.clone(), &dir.join("db").join("db"))?,
             space: Arc::new(SpaceGuard::new(dir.to_path_buf(), 0)),
+            gate: parking_lot::RwLock::new(()),
             db,
         })
     }
@@ -315,12 +320,20 @@ impl Store {
     /// Ok while writes may go ahead; `DiskFull` while the disk is nearly full. Every write
     /// method checks it before writing anything; callers that write files of their own
     /// (uploads) check it too.
-    pub fn ensure_space(&self) -> Result<()> {
+    pub fn check_space(&self) -> Result<()> {
         if self.space.allows_writes() {
             Ok(())
         } else {
             Err(StoreError::DiskFull)
         }
+    }
+
+    /// Checks the free space and enters the write gate: every write holds the returned guard
+    /// while it changes the trees, so that a backup (which closes the gate) sees no write half
+    /// done. Recursive: a write that calls another write does not wait on a closing gate.
+    pub fn ensure_space(&self) -> Result<parking_lot::RwLockReadGuard<'_, ()>> {
+        self.check_space()?;
+        Ok(self.gate.read_recursive())
     }
 
     /// A fresh time-ordered id.
@@ -388,7 +401,7 @@ impl Store {
         change: impl Fn(&mut Settings),
         access: Option<ReadAccess>,
     ) -> Result<Settings> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         flatten(self.meta.transaction(|meta| {
             let mut settings: Settings = match meta.get(META_SETTINGS)? {
                 Some(v) => codec::decode(&v).map_err(abort)?,
@@ -413,7 +426,7 @@ impl Store {
     }
 
     pub fn set_read_access(&self, access: ReadAccess) -> Result<()> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         self.meta
             .insert(META_READ_ACCESS, access.key().as_bytes())?;
         Ok(())
@@ -492,7 +505,7 @@ impl Store {
 
     /// Stores a new role and the new role order together.
     pub fn insert_role(&self, role: &RoleRecord, order: &[u64]) -> Result<()> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let role_value = codec::encode(role)?;
         let order_value = codec::encode(&order)?;
         let id = role.id.to_be_bytes();
@@ -505,14 +518,14 @@ impl Store {
 
     /// Replaces a stored role.
     pub fn put_role(&self, role: &RoleRecord) -> Result<()> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         self.roles
             .insert(role.id.to_be_bytes(), codec::encode(role)?)?;
         Ok(())
     }
 
     pub fn set_role_order(&self, order: &[u64]) -> Result<()> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         self.meta.insert(META_ROLE_ORDER, codec::encode(&order)?)?;
         Ok(())
     }
@@ -520,7 +533,7 @@ impl Store {
     /// Deletes a role: from the roles, the order, every user holding it and every channel
     /// overriding it, in one transaction. Returns the users that held it (updated).
     pub fn delete_role(&self, id: u64) -> Result<Vec<UserRecord>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let mut order = self.role_order()?;
         order.retain(|r| *r != id);
         let order_value = codec::encode(&order)?;
@@ -576,7 +589,7 @@ impl Store {
     /// Adds a role to a user's role set. Returns the updated user, or `None` if the user does
     /// not exist. Adding a role the user already holds changes nothing.
     pub fn grant_role(&self, user_id: u64, role_id: u64) -> Result<Option<UserRecord>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         self.update_user(user_id, |user| {
             if !user.role_ids.contains(&role_id) {
                 user.role_ids.push(role_id);

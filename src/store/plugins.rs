@@ -27,7 +27,7 @@ impl Store {
     }
 
     pub fn set_plugin_record(&self, name: &str, record: &PluginRecord) -> Result<()> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         self.plugins
             .insert(name.as_bytes(), codec::encode(record)?)?;
         Ok(())

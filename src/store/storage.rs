@@ -35,6 +35,16 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn writable(&self) -> BoxFuture<'_, Result<()>>;
     /// The storage's size on disk in bytes.
     fn size_on_disk(&self) -> Result<u64>;
+    /// Writes every record at one point in time (writes wait meanwhile); the key spaces and
+    /// their record counts, in index order (see `store::backup`).
+    fn dump(&self, out: &mut dyn std::io::Write) -> Result<Vec<super::TreeCount>>;
+    /// Loads a dump into this empty store and flushes it.
+    fn load(
+        &self,
+        names: &[String],
+        input: &mut dyn std::io::Read,
+        progress: &dyn Fn(u64),
+    ) -> Result<Vec<super::TreeCount>>;
     /// The number of keys in each key space, by name. For diagnostics and storage tests.
     fn key_counts(&self) -> Vec<(&'static str, usize)>;
     /// Flushes everything to disk, blocking. For shutdown and offline commands.
@@ -283,7 +293,7 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
 
 impl Storage for Store {
     fn ensure_space(&self) -> Result<()> {
-        Store::ensure_space(self)
+        Store::check_space(self)
     }
     fn next_id(&self) -> u64 {
         Store::next_id(self)
@@ -291,12 +301,23 @@ impl Storage for Store {
     fn durable(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(Store::durable(self))
     }
+    fn dump(&self, out: &mut dyn std::io::Write) -> Result<Vec<super::TreeCount>> {
+        Store::dump(self, out)
+    }
+    fn load(
+        &self,
+        names: &[String],
+        input: &mut dyn std::io::Read,
+        progress: &dyn Fn(u64),
+    ) -> Result<Vec<super::TreeCount>> {
+        Store::load(self, names, input, progress)
+    }
     fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
     }
     fn writable(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
-            self.ensure_space()?;
+            self.check_space()?;
             Store::durable(self).await
         })
     }

@@ -80,7 +80,7 @@ impl Store {
 
     /// Inserts a new user, claiming its name (names are unique ignoring ASCII case).
     pub fn insert_user(&self, user: &UserRecord) -> Result<(), InsertUserError> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let value = codec::encode(user)?;
         let name = name_key(&user.username);
         let id = user.id.to_be_bytes();
@@ -194,7 +194,7 @@ impl Store {
         id: u64,
         change: impl Fn(&mut UserRecord),
     ) -> Result<Option<UserRecord>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let updated = update_record(
             &self.users,
             &id.to_be_bytes(),
@@ -215,7 +215,7 @@ impl Store {
     /// marker under which the rest (mention index, read state) is removed next; startup
     /// finishes what a crash interrupted (`pending_user_purges`). The messages stay.
     pub fn delete_user(&self, id: u64) -> Result<Option<UserRecord>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let user = self.delete_user_record(id)?;
         if user.is_some() {
             self.purge_user(id)?;
@@ -301,7 +301,7 @@ impl Store {
     // ---- sessions ----
 
     pub fn insert_session(&self, key: &SessionKey, session: &SessionRecord) -> Result<()> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let value = codec::encode(session)?;
         let link = user_session_key(session.user_id, session.handle);
         flatten(
@@ -326,7 +326,7 @@ impl Store {
         key: &SessionKey,
         change: impl Fn(&mut SessionRecord),
     ) -> Result<Option<SessionRecord>> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let updated = self.sessions.transaction(|t| {
             let Some(v) = t.get(key.as_slice())? else {
                 return Ok(None);
@@ -367,7 +367,7 @@ impl Store {
 
     /// Deletes one session. Returns whether it existed.
     pub fn delete_session(&self, key: &SessionKey) -> Result<bool> {
-        self.ensure_space()?;
+        let _gate = self.ensure_space()?;
         let Some(session) = self.session(key)? else {
             return Ok(false);
         };
