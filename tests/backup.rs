@@ -360,3 +360,92 @@ async fn offline_backups_and_refusals() {
     let restored = TestServer::spawn_on(&target, &["--admin", "root"]).await;
     assert_eq!(restored.history(&root, &general).await.len(), 30);
 }
+
+/// Unpacks the fixture written by the previous release (format 1: no recorded format) into
+/// `dir`: alice (password1), an admin, with a channel "general" of three messages.
+fn previous_format(dir: &Path) -> std::path::PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1.tar");
+    tar::Archive::new(std::fs::File::open(fixture).unwrap())
+        .unpack(dir)
+        .unwrap();
+    dir.join("data")
+}
+
+#[tokio::test]
+async fn a_directory_of_the_previous_format_is_backed_up_then_upgraded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = previous_format(tmp.path());
+    let server = TestServer::spawn_on(&data, &[]).await;
+    assert!(server
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("data directory upgraded")));
+    // The old data answers as before.
+    let session = server.login("alice", "password1").await;
+    let (_, channels) = server.get("/api/channels", Some(&session)).await;
+    let general = channels["channels"][0]["id"].as_str().unwrap().to_owned();
+    let texts: Vec<Value> = server
+        .history(&session, &general)
+        .await
+        .iter()
+        .map(|m| m["text"].clone())
+        .collect();
+    assert_eq!(texts.len(), 3, "{texts:?}");
+    assert!(texts.contains(&json!("written by the previous format 2")));
+    drop(server);
+
+    // The backup written before the upgrade restores the old directory.
+    let backups: Vec<_> = std::fs::read_dir(data.join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert!(backups[0].to_string_lossy().contains("before-format-2-"));
+    let old = tmp.path().join("old");
+    let (ok, out, err) = restore(&backups[0], &old);
+    assert!(ok, "{out}{err}");
+
+    // A second start finds the current format: no second backup.
+    let server = TestServer::spawn_on(&data, &[]).await;
+    assert!(!server
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("upgrading the data directory")));
+    assert_eq!(std::fs::read_dir(data.join("backups")).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn a_directory_of_a_newer_format_is_refused_with_what_to_do() {
+    let mut server = TestServer::spawn().await;
+    server.user("alice").await;
+    assert!(server.signal_and_wait("TERM").success());
+    {
+        let store = decentd::store::open(&server.data, 8 << 20, 0).unwrap();
+        assert_eq!(
+            store.data_format().unwrap(),
+            Some(decentd::backup::DATA_FORMAT)
+        );
+        store
+            .set_data_format(decentd::backup::DATA_FORMAT + 1)
+            .unwrap();
+    }
+    let out = decentd()
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(&server.data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("written by a newer decentd"), "{err}");
+    assert!(err.contains("decentd restore"), "{err}");
+    let (ok, _, err) = run(
+        &["make-admin", "--data"],
+        &[&server.data, Path::new("alice")],
+    );
+    assert!(!ok && err.contains("newer decentd"), "{err}");
+}

@@ -194,3 +194,27 @@ async fn one_session_is_limited_on_its_own() {
     assert_eq!(status, 200, "bob's session has its own bucket");
     assert_eq!(server.get("/api", None).await.0, 200, "and guests too");
 }
+
+#[test]
+fn the_version_names_the_commit() {
+    let out = common::decentd().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!("decentd {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|h| h.status.success());
+    if let Some(head) = head {
+        let head = String::from_utf8(head.stdout).unwrap();
+        assert!(
+            text.contains(&format!("(commit {})", head.trim())),
+            "{text}"
+        );
+    }
+}

@@ -75,7 +75,31 @@ fn read_record(input: &mut dyn Read) -> io::Result<Option<Record>> {
     Ok(Some((tree[0], key, value)))
 }
 
+/// The key in `meta` that holds the data directory's format version.
+const FORMAT_KEY: &[u8] = b"format";
+
 impl Store {
+    /// The data directory's format version: None for a directory that never recorded one
+    /// (format 1, written before versions were recorded, or a new empty store).
+    pub fn data_format(&self) -> Result<Option<u32>> {
+        Ok(self.meta.get(FORMAT_KEY)?.and_then(|v| {
+            let bytes: [u8; 4] = v.as_ref().try_into().ok()?;
+            Some(u32::from_be_bytes(bytes))
+        }))
+    }
+
+    /// Records the data directory's format version, durably.
+    pub fn set_data_format(&self, format: u32) -> Result<()> {
+        self.meta.insert(FORMAT_KEY, &format.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Whether the store holds nothing yet (a new data directory).
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.meta.is_empty() && self.channels.is_empty()
+    }
+
     /// Writes every record of every key space to `out` at one point in time; the key spaces
     /// and their record counts, in the order of their indexes in the records.
     pub fn dump(&self, out: &mut dyn Write) -> Result<Vec<TreeCount>> {
@@ -113,7 +137,7 @@ impl Store {
         input: &mut dyn Read,
         progress: &dyn Fn(u64),
     ) -> Result<Vec<TreeCount>> {
-        if self.users.iter().next().is_some() || self.meta.iter().next().is_some() {
+        if !self.is_empty() {
             return Err(StoreError::Io(io::Error::other(
                 "the store to load into is not empty",
             )));

@@ -38,6 +38,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Writes every record at one point in time (writes wait meanwhile); the key spaces and
     /// their record counts, in index order (see `store::backup`).
     fn dump(&self, out: &mut dyn std::io::Write) -> Result<Vec<super::TreeCount>>;
+    /// The data directory's format version (None: never recorded).
+    fn data_format(&self) -> Result<Option<u32>>;
+    /// Records the data directory's format version, durably.
+    fn set_data_format(&self, format: u32) -> Result<()>;
+    /// Whether the store holds nothing yet.
+    fn is_empty(&self) -> bool;
     /// Loads a dump into this empty store and flushes it.
     fn load(
         &self,
@@ -300,6 +306,15 @@ impl Storage for Store {
     }
     fn durable(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(Store::durable(self))
+    }
+    fn data_format(&self) -> Result<Option<u32>> {
+        Store::data_format(self)
+    }
+    fn set_data_format(&self, format: u32) -> Result<()> {
+        Store::set_data_format(self, format)
+    }
+    fn is_empty(&self) -> bool {
+        Store::is_empty(self)
     }
     fn dump(&self, out: &mut dyn std::io::Write) -> Result<Vec<super::TreeCount>> {
         Store::dump(self, out)
