@@ -119,7 +119,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Clone, Args, Default)]
 pub struct ServeArgs {
     /// TOML file with any of the settings below (flags and environment override it).
     #[arg(long, env = "DECENTD_CONFIG", value_name = "FILE")]

@@ -6,27 +6,59 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
+use std::sync::OnceLock;
 use std::time::Instant;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// actix-http logs an ERROR line for every malformed request an anonymous client sends;
+/// `net::connection_failed` counts them and logs at debug instead.
+const QUIET: &str = "actix_http::h1::dispatcher=off";
+
+type Reload = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// Replaces the filter of the installed subscriber (SIGHUP).
+static RELOAD: OnceLock<Reload> = OnceLock::new();
+
+fn env_filter(filter: &str) -> Result<EnvFilter, String> {
+    EnvFilter::try_new(format!("{filter},{QUIET}")).map_err(|e| e.to_string())
+}
+
 /// Installs the global subscriber, writing to stderr. Safe to call once per process.
 pub fn init(format: LogFormat, filter: &str) {
-    // actix-http logs an ERROR line for every malformed request an anonymous client sends;
-    // `net::connection_failed` counts them and logs at debug instead.
-    const QUIET: &str = "actix_http::h1::dispatcher=off";
-    let filter = EnvFilter::try_new(format!("{filter},{QUIET}"))
-        .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET}")));
+    let filter = env_filter(filter).unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    let reload: Option<Reload> =
+        match format {
+            LogFormat::Json => {
+                let builder = builder.json().flatten_event(true).with_filter_reloading();
+                let handle = builder.reload_handle();
+                builder.try_init().ok().map(|()| {
+                    Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())) as Reload
+                })
+            }
+            LogFormat::Text => {
+                let builder = builder.with_filter_reloading();
+                let handle = builder.reload_handle();
+                builder.try_init().ok().map(|()| {
+                    Box::new(move |f| handle.reload(f).map_err(|e| e.to_string())) as Reload
+                })
+            }
+        };
+    if let Some(reload) = reload {
+        let _ = RELOAD.set(reload);
+    }
+}
+
+/// Applies a new log filter (`--log`) to the running process.
+pub fn set_filter(filter: &str) -> Result<(), String> {
+    let reload = RELOAD.get().ok_or("no log subscriber installed")?;
+    reload(env_filter(filter)?)
 }
 
 /// Paths that load balancers and service managers poll.

@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
+            let reload = (*args).clone();
             let config = match args.resolve() {
                 Ok(config) => config,
                 Err(e) => {
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
                 }
             };
             logging::init(config.log_format, &config.log);
-            match actix_web::rt::System::new().block_on(startup::serve(config)) {
+            match actix_web::rt::System::new().block_on(startup::serve(config, Some(reload))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "decentd stopped with an error");

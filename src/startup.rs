@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::chat::{grant_admin, Chat, StartupError};
 use crate::chatbox::{BotDoor, Gateway};
-use crate::config::{MakeAdminArgs, ResetPasswordArgs, ServerConfig};
+use crate::config::{MakeAdminArgs, ResetPasswordArgs, ServeArgs, ServerConfig};
 use crate::net::{is_websocket_upgrade, TimedStream};
 use crate::plugins::PluginHost;
 use crate::ws::WsDoor;
@@ -123,7 +123,9 @@ async fn purge_sessions_hourly(chat: Arc<Chat>) {
 }
 
 /// Runs the server until a stop signal. Must run inside an actix system.
-pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
+/// Runs the server until it is stopped. With `reload`, the command line it was started with,
+/// SIGHUP reads the configuration again (see `reload`).
+pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<(), StartupError> {
     let workers = config.workers;
     raise_open_file_limit(config.max_websockets);
     let listeners = listen_sockets(&config)?;
@@ -183,6 +185,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
         web::Data::from(bots),
     );
     let limits = web::Data::new(crate::net::rate::RateLimits::new(&chat.config));
+    let limits_for_reload = limits.clone();
     actix_web::rt::spawn(crate::net::rate::forget_idle_clients(limits.clone()));
     let app = move || {
         App::new()
@@ -266,6 +269,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
     let handle = server.handle();
     tokio::pin!(server);
     let mut signals = Signals::install();
+    let mut hangups = Hangups::install();
     let mut restart = state.restart.subscribe();
     let grace = state.config.restart_grace;
     let why = loop {
@@ -298,6 +302,10 @@ pub async fn serve(config: ServerConfig) -> Result<(), StartupError> {
             }
             _ = restart.changed() => {}
             () = scheduled_stop => break Some("scheduled restart"),
+            () = hangups.next() => match &reload {
+                Some(args) => reload_on_hangup(args, &state, &plugins, &limits_for_reload).await,
+                None => tracing::info!("SIGHUP ignored: no command line to reload from"),
+            },
         }
     };
     if let Some(why) = why {
@@ -410,6 +418,75 @@ fn listen_sockets(config: &ServerConfig) -> std::io::Result<Vec<std::net::TcpLis
 }
 
 /// The stop signals (SIGINT, SIGTERM), installed once so none is missed between waits.
+/// SIGHUP: reload.
+struct Hangups {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangups {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Self {
+                signal: signal(SignalKind::hangup()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = &mut self.signal {
+            signal.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    }
+}
+
+/// SIGHUP: reads the configuration again (flags, environment and the `--config` file) and
+/// applies what can change while running — the log filter, the rate limits and the trusted
+/// proxies — then reloads every plugin directory. Other changed settings are named in the log:
+/// they take effect at the next start. An invalid configuration changes nothing.
+async fn reload_on_hangup(
+    args: &ServeArgs,
+    state: &Arc<Chat>,
+    plugins: &Arc<PluginHost>,
+    limits: &crate::net::rate::RateLimits,
+) {
+    tracing::info!("SIGHUP: reloading the configuration and the plugins");
+    match args.clone().resolve() {
+        Ok(new) => {
+            if let Err(e) = logging::set_filter(&new.log) {
+                tracing::warn!(error = %e, "the new log filter is not valid; keeping the old one");
+            }
+            limits.replace(&new);
+            // What else changed, with the applied settings taken out of the comparison.
+            let mut rest = new.clone();
+            rest.log = state.config.log.clone();
+            rest.rate_limit = state.config.rate_limit;
+            rest.session_rate_limit = state.config.session_rate_limit;
+            rest.login_rate_limit = state.config.login_rate_limit;
+            rest.upload_rate_limit = state.config.upload_rate_limit;
+            rest.trusted_proxies = state.config.trusted_proxies.clone();
+            if format!("{rest:?}") != format!("{:?}", state.config) {
+                tracing::warn!(
+                    "other settings changed too: they take effect when decentd is restarted"
+                );
+            }
+        }
+        Err(e) => tracing::error!(
+            error = %e,
+            "the configuration is not valid; the running configuration stays"
+        ),
+    }
+    plugins.load_all(state).await;
+    tracing::info!("reloaded: log filter, rate limits, trusted proxies and plugins");
+}
+
 struct Signals {
     #[cfg(unix)]
     unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,

@@ -218,3 +218,101 @@ fn the_version_names_the_commit() {
         );
     }
 }
+
+#[tokio::test]
+async fn sighup_reloads_limits_log_filter_and_plugins_and_keeps_a_bad_configuration_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let config = tmp.path().join("decentd.toml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "rate_limit = 0\nsession_rate_limit = 0\nupload_rate_limit = 0\nplugins = {:?}\n{extra}",
+                plugins.display().to_string()
+            ),
+        )
+        .unwrap()
+    };
+    write("login_rate_limit = 0\n");
+    let server = TestServer::spawn_with(&["--config", config.to_str().unwrap()]).await;
+    let login = || async {
+        server
+            .post(
+                "/api/sessions",
+                None,
+                serde_json::json!({"username": "nobody", "password": "wrong-password"}),
+            )
+            .await
+            .0
+    };
+    for _ in 0..3 {
+        assert_eq!(login().await, 404);
+    }
+    let reloads = |server: &TestServer| {
+        server
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("reloaded: log filter"))
+            .count()
+    };
+    let hangup = |server: &TestServer| {
+        let ok = std::process::Command::new("kill")
+            .args(["-HUP", &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    async fn until(server: &TestServer, count: usize, reloads: impl Fn(&TestServer) -> usize) {
+        // Loading a plugin compiles its module: seconds in a debug build.
+        for _ in 0..600 {
+            if reloads(server) >= count {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no reload logged");
+    }
+
+    // A stricter login limit and a plugin dropped into the plugins directory.
+    write("login_rate_limit = 1\nmax_message_length = 50\n");
+    let word_filter =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/dist/word-filter");
+    let installed = plugins.join("word-filter");
+    std::fs::create_dir_all(&installed).unwrap();
+    for file in ["plugin.wasm", "plugin.toml"] {
+        std::fs::copy(word_filter.join(file), installed.join(file)).unwrap();
+    }
+    hangup(&server);
+    until(&server, 1, reloads).await;
+    assert_eq!(login().await, 404);
+    assert_eq!(login().await, 429, "the reloaded login limit applies");
+    assert!(server
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("plugin loaded") && l.contains("word-filter")));
+    assert!(server
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("take effect when decentd is restarted")));
+
+    // A configuration with an error changes nothing; the server keeps serving.
+    write("login_rate_limit = \"many\"\n");
+    hangup(&server);
+    until(&server, 2, reloads).await;
+    assert!(server
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("the running configuration stays")));
+    assert_eq!(login().await, 429, "the limit in force stays");
+    assert_eq!(server.get("/healthz", None).await.0, 200);
+}

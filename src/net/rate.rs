@@ -24,6 +24,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::ServerConfig;
@@ -33,17 +34,47 @@ use crate::metrics::{Limit, RateLimited, METRICS};
 /// A client: its address (an IPv6 one cut to its /64).
 type Address = IpAddr;
 
-/// The limits of one server.
+/// The limits of one server; replaced whole when the configuration is reloaded (SIGHUP).
 #[derive(Debug)]
 pub struct RateLimits {
+    current: parking_lot::RwLock<Arc<Limiters>>,
+    /// Hashes session IDs (keyed per process, so they cannot be chosen to collide).
+    hasher: RandomState,
+    clock: DefaultClock,
+}
+
+/// The buckets of one configuration.
+#[derive(Debug)]
+struct Limiters {
     address: Option<DefaultKeyedRateLimiter<Address>>,
     session: Option<DefaultKeyedRateLimiter<u64>>,
     login: Option<DefaultKeyedRateLimiter<Address>>,
     upload: Option<DefaultKeyedRateLimiter<Address>>,
     trusted: Vec<IpNet>,
-    /// Hashes session IDs (keyed per process, so they cannot be chosen to collide).
-    hasher: RandomState,
-    clock: DefaultClock,
+    /// The settings they were made from, to keep the buckets when nothing changed.
+    settings: [u32; 4],
+}
+
+impl Limiters {
+    fn new(config: &ServerConfig) -> Self {
+        Self {
+            address: per_second(config.rate_limit).map(DefaultKeyedRateLimiter::dashmap),
+            session: per_second(config.session_rate_limit).map(DefaultKeyedRateLimiter::dashmap),
+            login: per_minute(config.login_rate_limit).map(DefaultKeyedRateLimiter::dashmap),
+            upload: per_minute(config.upload_rate_limit).map(DefaultKeyedRateLimiter::dashmap),
+            trusted: config.trusted_proxies.clone(),
+            settings: settings(config),
+        }
+    }
+}
+
+fn settings(config: &ServerConfig) -> [u32; 4] {
+    [
+        config.rate_limit,
+        config.session_rate_limit,
+        config.login_rate_limit,
+        config.upload_rate_limit,
+    ]
 }
 
 /// A quota of `n` per second in bursts of `5n`, or of `n` per minute in bursts of `n`.
@@ -59,31 +90,38 @@ fn per_minute(n: u32) -> Option<Quota> {
 impl RateLimits {
     pub fn new(config: &ServerConfig) -> Self {
         Self {
-            address: per_second(config.rate_limit).map(DefaultKeyedRateLimiter::dashmap),
-            session: per_second(config.session_rate_limit).map(DefaultKeyedRateLimiter::dashmap),
-            login: per_minute(config.login_rate_limit).map(DefaultKeyedRateLimiter::dashmap),
-            upload: per_minute(config.upload_rate_limit).map(DefaultKeyedRateLimiter::dashmap),
-            trusted: config.trusted_proxies.clone(),
+            current: parking_lot::RwLock::new(Arc::new(Limiters::new(config))),
             hasher: RandomState::new(),
             clock: DefaultClock::default(),
         }
     }
 
-    /// The client address of a request whose connection comes from `peer`.
-    pub fn client(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
-        client_address(peer, forwarded_for, &self.trusted)
+    /// Applies reloaded settings: new buckets when a limit changed (everyone starts full), the
+    /// same buckets otherwise; the trusted proxies at once.
+    pub fn replace(&self, config: &ServerConfig) {
+        let mut current = self.current.write();
+        if current.settings == settings(config) {
+            // The same limits: keep the buckets, take the proxies (unless a request holds
+            // the current set this instant; then everyone starts full).
+            if let Some(limits) = Arc::get_mut(&mut current) {
+                limits.trusted = config.trusted_proxies.clone();
+                return;
+            }
+        }
+        *current = Arc::new(Limiters::new(config));
     }
 
     /// Drops the buckets of clients that have not been seen for a while.
     pub fn forget_idle(&self) {
-        for limiter in [&self.address, &self.login, &self.upload]
+        let limits = self.current.read().clone();
+        for limiter in [&limits.address, &limits.login, &limits.upload]
             .into_iter()
             .flatten()
         {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
-        if let Some(limiter) = &self.session {
+        if let Some(limiter) = &limits.session {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
@@ -91,12 +129,13 @@ impl RateLimits {
 
     /// Checks one request: the limit it is over and how long to wait, if any.
     fn check(&self, req: &ServiceRequest) -> Option<(RateLimited, Duration)> {
+        let limits = self.current.read().clone();
         let peer = req.peer_addr().map(|a| a.ip())?;
         let forwarded = req
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok());
-        let client = per_network(self.client(peer, forwarded));
+        let client = per_network(client_address(peer, forwarded, &limits.trusted));
         let wait = |limiter: &DefaultKeyedRateLimiter<Address>| {
             limiter
                 .check_key(&client)
@@ -108,8 +147,8 @@ impl RateLimits {
                 "/api/sessions"
                 | "/api/users"
                 | "/api/users/request-lost-password"
-                | "/api/users/reset-password" => Some((RateLimited::Login, &self.login)),
-                "/api/upload-image" => Some((RateLimited::Upload, &self.upload)),
+                | "/api/users/reset-password" => Some((RateLimited::Login, &limits.login)),
+                "/api/upload-image" => Some((RateLimited::Upload, &limits.upload)),
                 _ => None,
             };
             if let Some((which, Some(limiter))) = strict {
@@ -118,10 +157,10 @@ impl RateLimits {
                 }
             }
         }
-        if let Some(after) = self.address.as_ref().and_then(wait) {
+        if let Some(after) = limits.address.as_ref().and_then(wait) {
             return Some((RateLimited::Address, after));
         }
-        let (session, limiter) = (session_of(req)?, self.session.as_ref()?);
+        let (session, limiter) = (session_of(req)?, limits.session.as_ref()?);
         let key = self.hasher.hash_one(session);
         limiter
             .check_key(&key)

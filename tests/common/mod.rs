@@ -91,9 +91,10 @@ impl TestServer {
         } else {
             &[]
         };
+        // A test with a configuration file sets its limits there.
         let unlimited: Vec<&str> = RATE_LIMITS
             .iter()
-            .filter(|flag| !args.contains(flag))
+            .filter(|flag| !args.contains(flag) && !args.contains(&"--config"))
             .flat_map(|flag| [*flag, "0"])
             .collect();
         let mut child = decentd()
