@@ -316,3 +316,55 @@ async fn sighup_reloads_limits_log_filter_and_plugins_and_keeps_a_bad_configurat
     assert_eq!(login().await, 429, "the limit in force stays");
     assert_eq!(server.get("/healthz", None).await.0, 200);
 }
+
+#[test]
+fn the_deployment_files_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    // The example configuration parses, with what the README's VPS steps rely on.
+    let config = decentd::config::ServeArgs {
+        config: Some(root.join("decentd.toml")),
+        ..Default::default()
+    }
+    .resolve()
+    .expect("deploy/decentd.toml is a valid configuration");
+    assert!(config.secure);
+    assert_eq!(config.listen, "127.0.0.1:3000");
+    assert_eq!(config.trusted_proxies.len(), 2);
+    assert_eq!(config.metrics_listen.as_deref(), Some("127.0.0.1:9100"));
+
+    // systemd accepts the units (with ExecStart pointing at this build's binary).
+    let Ok(analyze) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed; the units were not verified");
+        return;
+    };
+    assert!(analyze.status.success());
+    let tmp = tempfile::tempdir().unwrap();
+    let binary = env!("CARGO_BIN_EXE_decentd");
+    let mut units = Vec::new();
+    for unit in [
+        "decentd.service",
+        "decentd-backup.service",
+        "decentd-backup.timer",
+    ] {
+        let text = std::fs::read_to_string(root.join(unit))
+            .unwrap()
+            .replace("/usr/local/bin/decentd", binary);
+        let path = tmp.path().join(unit);
+        std::fs::write(&path, text).unwrap();
+        units.push(path);
+    }
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .args(&units)
+        .output()
+        .unwrap();
+    let complaints =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && complaints.trim().is_empty(),
+        "{complaints}"
+    );
+}
