@@ -5,7 +5,8 @@
 //!
 //! - `backup.json`: the manifest (`format`, the decentd version, when, each key space with its
 //!   record count, the number of uploads);
-//! - `store.kv`: every storage record, copied at one point in time (`store::backup`);
+//! - `store/<key space>.kv`: every storage record, copied at one point in time
+//!   (`store::backup`);
 //! - `uploads/<name>`: the uploaded images.
 //!
 //! A running server makes the backup itself, asked over its control socket
@@ -29,7 +30,8 @@ use crate::store::{Storage, TreeCount};
 /// The archive format this version writes, and the newest it reads.
 pub const ARCHIVE_FORMAT: u32 = 1;
 const MANIFEST: &str = "backup.json";
-const RECORDS: &str = "store.kv";
+/// The directory of the key spaces' records in the archive.
+const RECORDS: &str = "store";
 /// The control socket's name in the data directory.
 pub const CONTROL_SOCKET: &str = "control.sock";
 
@@ -115,32 +117,48 @@ fn tar_header(size: u64) -> tar::Header {
 
 /// A backup whose records are copied, ready to be written out.
 pub struct Prepared {
-    records: Temporary,
-    records_size: u64,
+    records: TemporaryDir,
+    /// Each key space's records file and size, in name order.
+    files: Vec<(String, PathBuf, u64)>,
     images: Vec<(PathBuf, u64)>,
     pub manifest: Manifest,
     /// The archive's approximate size in bytes.
     pub size: u64,
 }
 
-/// Copies the storage's records at one point in time (writes wait meanwhile) into a
-/// temporary file in `data`, and lists the uploads.
+/// Removes a directory and what it holds when dropped.
+struct TemporaryDir(PathBuf);
+
+impl Drop for TemporaryDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Copies the storage's records at one point in time (writes wait meanwhile) into temporary
+/// files in `data`, one per key space, and lists the uploads.
 pub fn prepare(store: &dyn Storage, data: &Path) -> io::Result<Prepared> {
-    let records = Temporary(data.join(format!(
-        ".backup-{}.kv",
+    let records = TemporaryDir(data.join(format!(
+        ".backup-{}",
         hex::encode(crate::auth::random_bytes::<8>())
     )));
-    let counts = {
-        let mut file = BufWriter::with_capacity(1 << 20, File::create(&records.0)?);
-        let counts = store.dump(&mut file).map_err(io::Error::other)?;
-        file.into_inner().map_err(|e| e.into_error())?;
-        counts
+    std::fs::create_dir(&records.0)?;
+    let dir = records.0.clone();
+    let open = move |name: &str| -> io::Result<crate::store::DumpOutput> {
+        let file = File::create(dir.join(format!("{}.kv", hex::encode(name))))?;
+        Ok(Box::new(BufWriter::with_capacity(1 << 20, file)))
     };
-    let records_size = std::fs::metadata(&records.0)?.len();
+    let counts = store.dump(&open).map_err(io::Error::other)?;
+    let mut files = Vec::with_capacity(counts.len());
+    for count in &counts {
+        let path = records.0.join(format!("{}.kv", hex::encode(&count.name)));
+        let size = std::fs::metadata(&path)?.len();
+        files.push((count.name.clone(), path, size));
+    }
     let images = uploads(data)?;
-    let size = records_size
+    let size = files.iter().map(|(_, _, size)| size).sum::<u64>()
         + images.iter().map(|(_, size)| size).sum::<u64>()
-        + 1024 * (images.len() as u64 + 3);
+        + 1024 * (images.len() as u64 + files.len() as u64 + 2);
     let manifest = Manifest {
         format: ARCHIVE_FORMAT,
         decentd: crate::config::VERSION.to_owned(),
@@ -150,7 +168,7 @@ pub fn prepare(store: &dyn Storage, data: &Path) -> io::Result<Prepared> {
     };
     Ok(Prepared {
         records,
-        records_size,
+        files,
         images,
         manifest,
         size,
@@ -167,11 +185,15 @@ impl Prepared {
             MANIFEST,
             manifest_json.as_slice(),
         )?;
-        archive.append_data(
-            &mut tar_header(self.records_size),
-            RECORDS,
-            File::open(&self.records.0)?,
-        )?;
+        // Key spaces by name: hex-encoded in the archive, as names may hold any bytes.
+        for (name, path, size) in &self.files {
+            archive.append_data(
+                &mut tar_header(*size),
+                format!("{RECORDS}/{}.kv", hex::encode(name)),
+                File::open(path)?,
+            )?;
+        }
+        drop(self.records);
         for (path, size) in &self.images {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
             let name = format!("uploads/{}", name.unwrap_or_default());
@@ -486,29 +508,28 @@ fn restore_into(from: &Path, data: &Path) -> Result<(Manifest, u64), String> {
         .map_err(|e| format!("{} is not a decentd backup: {e}", from.display()))?;
     let manifest = manifest_entry(&mut entries, from)?;
     let damaged = |e: &dyn std::fmt::Display| format!("{} is damaged: {e}", from.display());
-    let mut records = entries
-        .next()
-        .ok_or_else(|| damaged(&"it has no records"))?
-        .map_err(|e| damaged(&e))?;
-    if records.path().map_err(|e| damaged(&e))?.as_os_str() != RECORDS {
-        return Err(damaged(&format!("{RECORDS} is not its second entry")));
-    }
     std::fs::create_dir_all(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
-    let loaded = {
-        let store = crate::store::open(data, 64 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
-        let names: Vec<String> = manifest.trees.iter().map(|t| t.name.clone()).collect();
-        store
-            .load(&names, &mut records, &|_| {})
-            .map_err(|e| damaged(&e))?
-    };
-    if tree_entries(loaded) != manifest.trees {
-        return Err(damaged(&"its record counts differ from its manifest"));
-    }
+    let store = crate::store::open(data, 64 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
+    let mut loaded: Vec<TreeEntry> = Vec::new();
     let uploads_dir = data.join("uploads");
     let mut uploads = 0u64;
     for entry in entries {
         let mut entry = entry.map_err(|e| damaged(&e))?;
         let path = entry.path().map_err(|e| damaged(&e))?.into_owned();
+        if let Ok(file) = path.strip_prefix(RECORDS) {
+            let name = file
+                .to_str()
+                .and_then(|f| f.strip_suffix(".kv"))
+                .and_then(|f| hex::decode(f).ok())
+                .and_then(|n| String::from_utf8(n).ok())
+                .filter(|n| manifest.trees.iter().any(|t| &t.name == n))
+                .ok_or_else(|| damaged(&format!("unexpected entry {}", path.display())))?;
+            let records = store
+                .load_tree(&name, &mut entry)
+                .map_err(|e| damaged(&e))?;
+            loaded.push(TreeEntry { name, records });
+            continue;
+        }
         let name = path
             .strip_prefix("uploads")
             .ok()
@@ -522,6 +543,14 @@ fn restore_into(from: &Path, data: &Path) -> Result<(Manifest, u64), String> {
         io::copy(&mut entry, &mut file).map_err(|e| damaged(&e))?;
         file.sync_all().map_err(|e| e.to_string())?;
         uploads += 1;
+    }
+    store.flush().map_err(|e| e.to_string())?;
+    drop(store);
+    loaded.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut expected = manifest.trees.clone();
+    expected.sort_by(|a, b| a.name.cmp(&b.name));
+    if loaded != expected {
+        return Err(damaged(&"its records differ from its manifest"));
     }
     if uploads != manifest.uploads {
         return Err(damaged(&format!(

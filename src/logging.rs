@@ -103,8 +103,10 @@ pub async fn log_request(
             route,
         })
         .observe(elapsed.as_secs_f64());
-    // Health probes come every second or so: logged at debug level while they succeed.
-    if PROBES.contains(&path.as_str()) && status < 400 {
+    // Health probes come every second or so: logged at debug level while they succeed. A
+    // flood refused by the rate limits would be a line per request: counted in the metrics
+    // (`rate_limited_total`) and logged at debug only.
+    if (PROBES.contains(&path.as_str()) && status < 400) || status == 429 {
         tracing::debug!(method = %method, path = %path, status, latency_us, "request");
     } else {
         tracing::info!(method = %method, path = %path, status, latency_us, "request");

@@ -4,13 +4,12 @@
 //! A dump closes the write gate (`Store::ensure_space` hands every write a shared guard), so
 //! no write is half done while the trees are read and every cross-tree rule holds in the copy:
 //! each message has its channel, each mention its message, each index entry its record. Writes
-//! that arrive meanwhile wait for the gate, then go on; reads never wait. The gate is held only
-//! while the records are copied to `out` (a local file: sequential writes), not while the copy
-//! travels on.
+//! that arrive meanwhile wait for the gate, then go on; reads do not take the gate. The gate is
+//! held only while the records are copied to local files, one per key space, by two threads
+//! (the largest key spaces first), not while the copy travels on.
 //!
-//! The format is the store's own, for the same store only (`export` moves data between
-//! versions): records `[tree index: u8][key length: u32 BE][key][value length: u32 BE][value]`,
-//! the tree index naming a position in the list of tree names the dump returns.
+//! The format is the store's own: per key space, records `[key length: u32 BE][key][value
+//! length: u32 BE][value]`.
 
 use std::io::{self, Read, Write};
 
@@ -35,45 +34,49 @@ fn tree_names(db: &sled::Db) -> Vec<String> {
     names
 }
 
-fn write_record(out: &mut dyn Write, tree: u8, key: &[u8], value: &[u8]) -> io::Result<()> {
-    out.write_all(&[tree])?;
+fn write_record(out: &mut dyn Write, key: &[u8], value: &[u8]) -> io::Result<()> {
     out.write_all(&(key.len() as u32).to_be_bytes())?;
     out.write_all(key)?;
     out.write_all(&(value.len() as u32).to_be_bytes())?;
     out.write_all(value)
 }
 
-/// One record of a dump: the key space's index, the key, the value.
-type Record = (u8, Vec<u8>, Vec<u8>);
+/// One record of a dump: the key and the value.
+type Record = (Vec<u8>, Vec<u8>);
 
-/// Reads one record; None at the end of the input.
+/// Reads one length-prefixed field whose length is `len`.
+fn read_field(input: &mut dyn Read, len: [u8; 4]) -> io::Result<Vec<u8>> {
+    let len = u32::from_be_bytes(len) as usize;
+    // Keys and values are bounded by what the server writes; a corrupt length is refused
+    // before memory is spent on it.
+    if len > 64 * 1024 * 1024 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a record is larger than 64 MiB: the backup is damaged",
+        ));
+    }
+    let mut bytes = vec![0u8; len];
+    input.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Reads one record; None at the end of the input (which may only fall between records).
 fn read_record(input: &mut dyn Read) -> io::Result<Option<Record>> {
-    let mut tree = [0u8; 1];
-    match input.read_exact(&mut tree) {
+    let mut len = [0u8; 4];
+    match input.read_exact(&mut len[..1]) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let mut field = || -> io::Result<Vec<u8>> {
-        let mut len = [0u8; 4];
-        input.read_exact(&mut len)?;
-        let len = u32::from_be_bytes(len) as usize;
-        // Keys and values are bounded by what the server writes; a corrupt length is refused
-        // before memory is spent on it.
-        if len > 64 * 1024 * 1024 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a record is larger than 64 MiB: the backup is damaged",
-            ));
-        }
-        let mut bytes = vec![0u8; len];
-        input.read_exact(&mut bytes)?;
-        Ok(bytes)
-    };
-    let key = field()?;
-    let value = field()?;
-    Ok(Some((tree[0], key, value)))
+    input.read_exact(&mut len[1..])?;
+    let key = read_field(input, len)?;
+    input.read_exact(&mut len)?;
+    let value = read_field(input, len)?;
+    Ok(Some((key, value)))
 }
+
+/// Where a dump writes one key space.
+pub type DumpOutput = Box<dyn Write + Send>;
 
 /// The key in `meta` that holds the data directory's format version.
 const FORMAT_KEY: &[u8] = b"format";
@@ -100,88 +103,75 @@ impl Store {
         self.users.is_empty() && self.meta.is_empty() && self.channels.is_empty()
     }
 
-    /// Writes every record of every key space to `out` at one point in time; the key spaces
-    /// and their record counts, in the order of their indexes in the records.
-    pub fn dump(&self, out: &mut dyn Write) -> Result<Vec<TreeCount>> {
+    /// Writes every record of every key space at one point in time, each key space to the
+    /// output `open` gives for its name; the key spaces and their record counts, by name.
+    pub fn dump(
+        &self,
+        open: &(dyn Fn(&str) -> io::Result<DumpOutput> + Sync),
+    ) -> Result<Vec<TreeCount>> {
         let _closed = self.gate.write();
-        let names = tree_names(&self.db);
-        if names.len() > usize::from(u8::MAX) + 1 {
-            return Err(StoreError::Io(io::Error::other(
-                "too many key spaces to dump",
-            )));
-        }
-        let mut counts = Vec::with_capacity(names.len());
-        for (index, name) in names.iter().enumerate() {
-            let tree = self.db.open_tree(name)?;
-            let mut records = 0u64;
-            for entry in tree.iter() {
-                let (key, value) = entry?;
-                write_record(out, index as u8, &key, &value)?;
-                records += 1;
+        let mut trees = tree_names(&self.db)
+            .into_iter()
+            .map(|name| Ok((self.db.open_tree(&name)?, name)))
+            .collect::<Result<Vec<_>>>()?;
+        // The largest first, so that two threads finish together.
+        trees.sort_by_key(|(tree, _)| std::cmp::Reverse(tree.len()));
+        let queue = std::sync::Mutex::new(trees.into_iter());
+        let counts = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| -> Result<()> {
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| -> Result<()> {
+                        loop {
+                            let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                            let Some((tree, name)) = next else {
+                                return Ok(());
+                            };
+                            let mut out = open(&name)?;
+                            let mut records = 0u64;
+                            for entry in tree.iter() {
+                                let (key, value) = entry?;
+                                write_record(&mut out, &key, &value)?;
+                                records += 1;
+                            }
+                            out.flush()?;
+                            counts
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(TreeCount { name, records });
+                        }
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker
+                    .join()
+                    .map_err(|_| StoreError::Io(io::Error::other("a dump thread panicked")))??;
             }
-            counts.push(TreeCount {
-                name: name.clone(),
-                records,
-            });
-        }
-        out.flush()?;
+            Ok(())
+        })?;
+        let mut counts = counts.into_inner().unwrap_or_else(|e| e.into_inner());
+        counts.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(counts)
     }
 
-    /// Loads a dump made by `dump` (with `names` its key spaces in index order) into this
-    /// store, which must be empty; `progress` gets the records loaded so far. The records
-    /// loaded per key space; the store is flushed to disk before it returns.
-    pub fn load(
-        &self,
-        names: &[String],
-        input: &mut dyn Read,
-        progress: &dyn Fn(u64),
-    ) -> Result<Vec<TreeCount>> {
-        if !self.is_empty() {
-            return Err(StoreError::Io(io::Error::other(
-                "the store to load into is not empty",
-            )));
-        }
-        let trees = names
-            .iter()
-            .map(|n| self.db.open_tree(n))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let mut counts: Vec<TreeCount> = names
-            .iter()
-            .map(|n| TreeCount {
-                name: n.clone(),
-                records: 0,
-            })
-            .collect();
-        let mut batches: Vec<sled::Batch> = names.iter().map(|_| sled::Batch::default()).collect();
-        let mut pending = 0usize;
-        let mut loaded = 0u64;
-        while let Some((index, key, value)) = read_record(input)? {
-            let index = usize::from(index);
-            let Some(batch) = batches.get_mut(index) else {
-                return Err(StoreError::Io(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("a record names key space {index}, which the backup does not list"),
-                )));
-            };
+    /// Loads one key space of a dump made by `dump` into this store (new and empty before the
+    /// first); the records loaded. `flush` afterwards.
+    pub fn load_tree(&self, name: &str, input: &mut dyn Read) -> Result<u64> {
+        let tree = self.db.open_tree(name)?;
+        let mut batch = sled::Batch::default();
+        let (mut pending, mut loaded) = (0usize, 0u64);
+        while let Some((key, value)) = read_record(input)? {
             batch.insert(key, value);
-            counts[index].records += 1;
             pending += 1;
             loaded += 1;
             if pending == 10_000 {
-                for (tree, batch) in trees.iter().zip(batches.iter_mut()) {
-                    tree.apply_batch(std::mem::take(batch))?;
-                }
+                tree.apply_batch(std::mem::take(&mut batch))?;
                 pending = 0;
-                progress(loaded);
             }
         }
-        for (tree, batch) in trees.iter().zip(batches) {
-            tree.apply_batch(batch)?;
-        }
-        progress(loaded);
-        self.db.flush()?;
-        Ok(counts)
+        tree.apply_batch(batch)?;
+        Ok(loaded)
     }
 }
 
@@ -192,18 +182,17 @@ mod tests {
     #[test]
     fn records_round_trip_and_a_damaged_length_is_refused() {
         let mut bytes = Vec::new();
-        write_record(&mut bytes, 3, b"key", b"value").unwrap();
-        write_record(&mut bytes, 0, b"", b"").unwrap();
+        write_record(&mut bytes, b"key", b"value").unwrap();
+        write_record(&mut bytes, b"", b"").unwrap();
         let mut input = bytes.as_slice();
         assert_eq!(
             read_record(&mut input).unwrap(),
-            Some((3, b"key".to_vec(), b"value".to_vec()))
+            Some((b"key".to_vec(), b"value".to_vec()))
         );
-        assert_eq!(read_record(&mut input).unwrap(), Some((0, vec![], vec![])));
+        assert_eq!(read_record(&mut input).unwrap(), Some((vec![], vec![])));
         assert_eq!(read_record(&mut input).unwrap(), None);
 
-        let mut damaged = vec![1u8];
-        damaged.extend_from_slice(&u32::MAX.to_be_bytes());
+        let damaged = u32::MAX.to_be_bytes();
         assert!(read_record(&mut damaged.as_slice()).is_err());
         // A record cut short is an error, not the end.
         assert!(read_record(&mut &bytes[..6]).is_err());

@@ -20,7 +20,7 @@ mod user_index;
 mod users;
 
 pub use accounts::{ResetTokenRecord, TwoFactorRecord};
-pub use backup::TreeCount;
+pub use backup::{DumpOutput, TreeCount};
 pub use channels::{Author, ChannelNameError, ChannelRecord, MessageRecord, PinChange, PurgeStats};
 pub use direct::{conversation_key, Conversation, DirectMessageRecord, DmAllow, DmSettings};
 pub use emotes::EmoteRecord;

@@ -35,22 +35,22 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn writable(&self) -> BoxFuture<'_, Result<()>>;
     /// The storage's size on disk in bytes.
     fn size_on_disk(&self) -> Result<u64>;
-    /// Writes every record at one point in time (writes wait meanwhile); the key spaces and
-    /// their record counts, in index order (see `store::backup`).
-    fn dump(&self, out: &mut dyn std::io::Write) -> Result<Vec<super::TreeCount>>;
+    /// Writes every record at one point in time (writes wait meanwhile), each key space to
+    /// the output `open` gives for its name; the key spaces and their record counts (see
+    /// `store::backup`).
+    fn dump(
+        &self,
+        open: &(dyn Fn(&str) -> std::io::Result<super::DumpOutput> + Sync),
+    ) -> Result<Vec<super::TreeCount>>;
     /// The data directory's format version (None: never recorded).
     fn data_format(&self) -> Result<Option<u32>>;
     /// Records the data directory's format version, durably.
     fn set_data_format(&self, format: u32) -> Result<()>;
     /// Whether the store holds nothing yet.
     fn is_empty(&self) -> bool;
-    /// Loads a dump into this empty store and flushes it.
-    fn load(
-        &self,
-        names: &[String],
-        input: &mut dyn std::io::Read,
-        progress: &dyn Fn(u64),
-    ) -> Result<Vec<super::TreeCount>>;
+    /// Loads one key space of a dump into this (new) store; the records loaded. Call `flush`
+    /// when every key space is in.
+    fn load_tree(&self, name: &str, input: &mut dyn std::io::Read) -> Result<u64>;
     /// The number of keys in each key space, by name. For diagnostics and storage tests.
     fn key_counts(&self) -> Vec<(&'static str, usize)>;
     /// Flushes everything to disk, blocking. For shutdown and offline commands.
@@ -316,16 +316,14 @@ impl Storage for Store {
     fn is_empty(&self) -> bool {
         Store::is_empty(self)
     }
-    fn dump(&self, out: &mut dyn std::io::Write) -> Result<Vec<super::TreeCount>> {
-        Store::dump(self, out)
-    }
-    fn load(
+    fn dump(
         &self,
-        names: &[String],
-        input: &mut dyn std::io::Read,
-        progress: &dyn Fn(u64),
+        open: &(dyn Fn(&str) -> std::io::Result<super::DumpOutput> + Sync),
     ) -> Result<Vec<super::TreeCount>> {
-        Store::load(self, names, input, progress)
+        Store::dump(self, open)
+    }
+    fn load_tree(&self, name: &str, input: &mut dyn std::io::Read) -> Result<u64> {
+        Store::load_tree(self, name, input)
     }
     fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
