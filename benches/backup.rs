@@ -9,26 +9,13 @@
 //! BACKUP_POST_RATE, default 20). Under `cargo test` it only prints how to run it.
 
 use decentd::store::{Author, MessageRecord};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{env_or, server_binary, start_server, start_server_in, stop_keeping_data};
-
-async fn post(http: &reqwest::Client, url: String, session: Option<&str>, body: Value) -> Value {
-    let mut req = http.post(url).json(&body);
-    if let Some(s) = session {
-        req = req.header("X-Session-ID", s);
-    }
-    req.send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
-}
+use support::{env_or, post_json, server_binary, start_server, start_server_in, stop_keeping_data};
 
 fn dir_size(path: &std::path::Path) -> u64 {
     std::fs::read_dir(path)
@@ -62,15 +49,15 @@ async fn measure(messages: u64, rate: u64) {
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
     let creds = json!({"username": "root", "password": "benchmark-password"});
-    let user = post(&http, format!("{base}/api/users"), None, creds.clone()).await;
+    let user = post_json(&http, format!("{base}/api/users"), None, creds.clone()).await;
     let root_id: u64 = user["user"]["id"].as_str().unwrap().parse().unwrap();
-    let session = post(&http, format!("{base}/api/sessions"), None, creds).await["sessionID"]
+    let session = post_json(&http, format!("{base}/api/sessions"), None, creds).await["sessionID"]
         .as_str()
         .unwrap()
         .to_owned();
     let mut channels = Vec::new();
     for i in 0..10 {
-        let v = post(
+        let v = post_json(
             &http,
             format!("{base}/api/channels"),
             Some(&session),
@@ -125,14 +112,13 @@ async fn measure(messages: u64, rate: u64) {
             while !until.load(std::sync::atomic::Ordering::Relaxed) {
                 ticker.tick().await;
                 let t = Instant::now();
-                let v = post(
+                post_json(
                     &http,
                     url.clone(),
                     Some(&session),
                     json!({"channelID": channel.to_string(), "text": "during"}),
                 )
                 .await;
-                assert!(v.get("error").is_none(), "{v}");
                 times.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             times.sort_by(f64::total_cmp);

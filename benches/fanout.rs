@@ -37,7 +37,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 mod support;
 
-use support::{env_or, start_server};
+use support::{env_or, post_json, start_server};
 
 /// Users the sockets are spread over (each user's sockets share one session).
 const USERS: usize = 100;
@@ -256,22 +256,6 @@ fn reader(mut socks: Vec<Sock>, messages: usize, stop: Arc<AtomicBool>) -> Vec<S
     seen
 }
 
-async fn call(http: &reqwest::Client, url: String, session: Option<&str>, body: Value) -> Value {
-    let mut req = http.post(url).json(&body);
-    if let Some(s) = session {
-        req = req.header("X-Session-ID", s);
-    }
-    let v: Value = req
-        .send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json");
-    assert!(v.get("error").is_none(), "{v}");
-    v
-}
-
 async fn run(sockets: usize, gateway: Gateway, rate: u64, seconds: u64) {
     // Cheap password hashing: the benchmark registers many users; it measures fan-out.
     let max = (sockets + 100).to_string();
@@ -289,11 +273,11 @@ async fn run(sockets: usize, gateway: Gateway, rate: u64, seconds: u64) {
     let mut sessions = Vec::with_capacity(USERS);
     for i in 0..USERS {
         let creds = json!({"username": format!("user{i}"), "password": "benchmark-password"});
-        call(&http, format!("{base}/api/users"), None, creds.clone()).await;
-        let s = call(&http, format!("{base}/api/sessions"), None, creds).await;
+        post_json(&http, format!("{base}/api/users"), None, creds.clone()).await;
+        let s = post_json(&http, format!("{base}/api/sessions"), None, creds).await;
         sessions.push(s["sessionID"].as_str().unwrap().to_owned());
     }
-    let channel = call(
+    let channel = post_json(
         &http,
         format!("{base}/api/channels"),
         Some(&sessions[0]),
@@ -378,7 +362,7 @@ async fn run(sockets: usize, gateway: Gateway, rate: u64, seconds: u64) {
         let session = sessions[seq % USERS].clone();
         let answered_ns = answered_ns.clone();
         tokio::spawn(async move {
-            call(&http, url, Some(&session), body).await;
+            post_json(&http, url, Some(&session), body).await;
             answered_ns[seq].store(now_ns(), Ordering::Relaxed);
         });
     }

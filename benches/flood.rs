@@ -10,7 +10,7 @@
 //! Run: `cargo bench --bench flood` (env: FLOOD_RATE, default 10, under the per-address limit; FLOOD_SECONDS, default 30;
 //! FLOOD_CONNECTIONS, default 64). Under `cargo test` it only prints how to run it.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{env_or, start_server};
+use support::{env_or, post_json, start_server};
 
 const DEFAULT_LIMITS: [&str; 8] = [
     "--rate-limit",
@@ -30,19 +30,6 @@ const DEFAULT_LIMITS: [&str; 8] = [
     "--upload-rate-limit",
     "30",
 ];
-
-async fn post(http: &reqwest::Client, url: String, session: Option<&str>, body: Value) -> Value {
-    let mut req = http.post(url).json(&body);
-    if let Some(s) = session {
-        req = req.header("X-Session-ID", s);
-    }
-    req.send()
-        .await
-        .expect("request")
-        .json()
-        .await
-        .expect("json")
-}
 
 /// Latencies (ms) of the well-behaved client's requests, sorted.
 async fn client(base: &str, session: &str, rate: u64, seconds: u64) -> Vec<f64> {
@@ -136,13 +123,13 @@ async fn measure(limits: bool, rate: u64, seconds: u64, connections: usize) {
     let base = format!("http://{}", server.addr);
     let http = reqwest::Client::new();
     let creds = json!({"username": "alice", "password": "benchmark-password"});
-    post(&http, format!("{base}/api/users"), None, creds.clone()).await;
-    let session = post(&http, format!("{base}/api/sessions"), None, creds).await["sessionID"]
+    post_json(&http, format!("{base}/api/users"), None, creds.clone()).await;
+    let session = post_json(&http, format!("{base}/api/sessions"), None, creds).await["sessionID"]
         .as_str()
         .unwrap()
         .to_owned();
     for i in 0..20 {
-        post(
+        post_json(
             &http,
             format!("{base}/api/channels"),
             Some(&session),

@@ -227,9 +227,7 @@ async fn a_stalled_client_is_dropped_while_others_keep_receiving() {
     let ch = server.create_channel(&admin, "firehose").await;
 
     // A client that completes the handshake with a tiny receive buffer and never reads.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
+    let stream = server.stalled_connection().await;
     let (_stalled, _) = tokio_tungstenite::client_async(server.ws_url(), stream)
         .await
         .unwrap();
@@ -250,15 +248,7 @@ async fn a_stalled_client_is_dropped_while_others_keep_receiving() {
 
     let filler = "x".repeat(9_000);
     let mut sent = 0;
-    let dropped = |server: &TestServer| {
-        server
-            .logs
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("send queue is full") || l.contains("writes stalled"))
-    };
-    while !dropped(&server) {
+    while !server.dropped_a_slow_socket() {
         assert!(sent < 3_000, "the stalled socket was never dropped");
         server
             .post_message(&admin, &ch, &format!("{sent} {filler}"))

@@ -495,9 +495,7 @@ async fn a_hub_client_that_stops_reading_is_closed_and_others_keep_receiving() {
     let (server, alice, bob, channel) =
         world(&["--ws-send-queue", "16", "--ws-write-timeout", "2"]).await;
     // A client that completes both handshakes with a tiny receive buffer and never reads.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
+    let stream = server.stalled_connection().await;
     let url = format!("ws://{}/hub?access_token={alice}", server.addr);
     let (mut stalled, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
     {
@@ -513,14 +511,6 @@ async fn a_hub_client_that_stops_reading_is_closed_and_others_keep_receiving() {
     let mut healthy = server.hub(Some(&bob)).await;
     let filler = "x".repeat(9_000);
     let mut sent = 0;
-    let dropped = |server: &TestServer| {
-        server
-            .logs
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("send queue is full") || l.contains("writes stalled"))
-    };
     let reader = tokio::spawn(async move {
         let mut count = 0;
         loop {
@@ -531,7 +521,7 @@ async fn a_hub_client_that_stops_reading_is_closed_and_others_keep_receiving() {
             count += 1;
         }
     });
-    while !dropped(&server) {
+    while !server.dropped_a_slow_socket() {
         assert!(sent < 3_000, "the stalled hub client was never dropped");
         server
             .post_message(&alice, &channel, &format!("{sent} {filler}"))

@@ -265,3 +265,25 @@ pub fn wrk(script: &Path, url: &str, seconds: u64) -> Run {
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
+
+/// POSTs JSON (with a session, if given) and returns the answer, which must not be an error.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: String,
+    session: Option<&str>,
+    body: Value,
+) -> Value {
+    let mut req = http.post(url).json(&body);
+    if let Some(s) = session {
+        req = req.header("X-Session-ID", s);
+    }
+    let v: Value = req
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert!(v.get("error").is_none(), "{v}");
+    v
+}

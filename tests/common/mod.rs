@@ -1045,3 +1045,22 @@ pub const PNG: &[u8] = &[
     0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE,
     0x42, 0x60, 0x82,
 ];
+
+impl TestServer {
+    /// A TCP connection to the server with a tiny receive buffer, for a client that stops
+    /// reading (complete a WebSocket handshake over it, then never read).
+    pub async fn stalled_connection(&self) -> tokio::net::TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(self.addr).await.unwrap()
+    }
+
+    /// Whether the server has closed a socket for falling behind.
+    pub fn dropped_a_slow_socket(&self) -> bool {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("send queue is full") || l.contains("writes stalled"))
+    }
+}
