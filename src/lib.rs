@@ -24,5 +24,6 @@ pub mod plugins;
 pub mod search;
 pub mod startup;
 pub mod store;
+pub mod upgrade;
 pub mod web;
 pub mod ws;

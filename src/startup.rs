@@ -139,7 +139,7 @@ pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<()
     );
     // The core, then each door attached to it.
     let store = crate::store::open(&config.data, config.cache_bytes, config.min_free_space)?;
-    crate::backup::upgrade(&*store, &config.data)?;
+    crate::upgrade::upgrade(&*store, &config.data)?;
     let chat = Arc::new(Chat::with_store(config, store)?);
     let state = chat.clone();
     let interrupted = api::uploads::remove_interrupted_uploads(&state.config.data)?;
@@ -536,7 +536,7 @@ impl Signals {
 /// `decentd make-admin`: grants the Admin role offline. Returns a message for the operator.
 pub fn make_admin(args: &MakeAdminArgs) -> Result<String, String> {
     let store = crate::store::open(&args.data, 8 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
-    crate::backup::refuse_newer(&*store, &args.data)?;
+    crate::upgrade::refuse_newer(&*store, &args.data)?;
     let user = grant_admin(&*store, &args.username)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| {
@@ -553,7 +553,7 @@ pub fn make_admin(args: &MakeAdminArgs) -> Result<String, String> {
 /// `decentd reindex`: rebuilds the search index from storage, with a progress bar.
 pub fn reindex(args: &crate::config::ReindexArgs) -> Result<String, String> {
     let store = crate::store::open(&args.data, 64 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
-    crate::backup::refuse_newer(&*store, &args.data)?;
+    crate::upgrade::refuse_newer(&*store, &args.data)?;
     let dir = args.data.join("search");
     if dir.exists() {
         std::fs::remove_dir_all(&dir)
@@ -587,7 +587,7 @@ pub fn reset_password_link(args: &ResetPasswordArgs) -> Result<String, String> {
     )
     .map_err(|e| e.to_string())?;
     let store = crate::store::open(&args.data, 8 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
-    crate::backup::refuse_newer(&*store, &args.data)?;
+    crate::upgrade::refuse_newer(&*store, &args.data)?;
     let user = store
         .user_by_name(&args.username)
         .map_err(|e| e.to_string())?

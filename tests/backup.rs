@@ -427,10 +427,10 @@ async fn a_directory_of_a_newer_format_is_refused_with_what_to_do() {
         let store = decentd::store::open(&server.data, 8 << 20, 0).unwrap();
         assert_eq!(
             store.data_format().unwrap(),
-            Some(decentd::backup::DATA_FORMAT)
+            Some(decentd::upgrade::DATA_FORMAT)
         );
         store
-            .set_data_format(decentd::backup::DATA_FORMAT + 1)
+            .set_data_format(decentd::upgrade::DATA_FORMAT + 1)
             .unwrap();
     }
     let out = decentd()
