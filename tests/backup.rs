@@ -5,18 +5,14 @@ mod common;
 
 use common::{decentd, TestServer};
 use serde_json::{json, Value};
+use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Runs an offline command; (success, stdout, stderr).
-fn run(args: &[&str], dir_args: &[&Path]) -> (bool, String, String) {
-    let mut cmd = decentd();
-    cmd.args(args);
-    for dir in dir_args {
-        cmd.arg(dir);
-    }
-    let out = cmd.output().unwrap();
+/// Runs `decentd` with `args`; (success, stdout, stderr).
+fn run(args: &[&OsStr]) -> (bool, String, String) {
+    let out = decentd().args(args).output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -25,33 +21,23 @@ fn run(args: &[&str], dir_args: &[&Path]) -> (bool, String, String) {
 }
 
 fn backup(data: &Path, to: &Path) -> (bool, String, String) {
-    let mut cmd = decentd();
-    cmd.arg("backup")
-        .arg("--data")
-        .arg(data)
-        .arg("--to")
-        .arg(to);
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run(&[
+        "backup".as_ref(),
+        "--data".as_ref(),
+        data.as_ref(),
+        "--to".as_ref(),
+        to.as_ref(),
+    ])
 }
 
 fn restore(from: &Path, data: &Path) -> (bool, String, String) {
-    let mut cmd = decentd();
-    cmd.arg("restore")
-        .arg("--from")
-        .arg(from)
-        .arg("--data")
-        .arg(data);
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run(&[
+        "restore".as_ref(),
+        "--from".as_ref(),
+        from.as_ref(),
+        "--data".as_ref(),
+        data.as_ref(),
+    ])
 }
 
 /// A server with some of everything: users, a role, channels, messages with mentions and a
@@ -88,22 +74,10 @@ async fn populated(server: &TestServer) -> (String, String, String) {
         .await;
     assert_eq!(status, 200, "{v}");
     // An emote with an uploaded image (a 1×1 PNG).
-    let png = common::PNG.to_vec();
-    let part = reqwest::multipart::Part::bytes(png)
-        .file_name("e.png")
-        .mime_str("image/png")
-        .unwrap();
-    let upload: Value = server
-        .client
-        .post(server.url("/api/upload-image"))
-        .header("X-Session-ID", &root)
-        .multipart(reqwest::multipart::Form::new().part("image", part))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, upload) = server
+        .upload(Some(&root), "e.png", "image/png", common::PNG)
+        .await;
+    assert_eq!(status, 200, "{upload}");
     let image = upload["path"].as_str().expect("an upload path").to_owned();
     let (status, v) = server
         .post(
@@ -347,10 +321,7 @@ async fn offline_backups_and_refusals() {
     assert!(!target.exists(), "a failed restore leaves nothing behind");
     let (ok, _, err) = restore(&tmp.path().join("missing.tar"), &target);
     assert!(!ok && err.contains("cannot read"), "{err}");
-    let (ok, _, err) = run(
-        &["backup", "--to", "x.tar", "--data"],
-        &[&tmp.path().join("nothing")],
-    );
+    let (ok, _, err) = backup(&tmp.path().join("nothing"), Path::new("x.tar"));
     assert!(!ok && err.contains("holds no decentd data"), "{err}");
 
     // The offline backup restores.
@@ -443,9 +414,11 @@ async fn a_directory_of_a_newer_format_is_refused_with_what_to_do() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("written by a newer decentd"), "{err}");
     assert!(err.contains("decentd restore"), "{err}");
-    let (ok, _, err) = run(
-        &["make-admin", "--data"],
-        &[&server.data, Path::new("alice")],
-    );
+    let (ok, _, err) = run(&[
+        "make-admin".as_ref(),
+        "--data".as_ref(),
+        server.data.as_ref(),
+        "alice".as_ref(),
+    ]);
     assert!(!ok && err.contains("newer decentd"), "{err}");
 }

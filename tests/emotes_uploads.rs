@@ -126,33 +126,6 @@ async fn emotes_are_added_listed_redirected_and_deleted() {
     assert_error(&server.get("/api/emotes/shipit", None).await, "NOT_FOUND");
 }
 
-async fn upload(
-    server: &TestServer,
-    session: Option<&str>,
-    file_name: &str,
-    mime: &str,
-    bytes: &[u8],
-) -> (StatusCode, Value) {
-    let part = Part::bytes(bytes.to_vec())
-        .file_name(file_name.to_owned())
-        .mime_str(mime)
-        .unwrap();
-    let mut req = server
-        .client
-        .post(server.url("/api/upload-image"))
-        .multipart(Form::new().part("image", part));
-    if let Some(s) = session {
-        req = req.header("X-Session-ID", s);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 #[tokio::test]
 async fn images_are_recognised_by_content_stored_and_served_back() {
     let (server, admin) = with_admin(&["--upload-limit", "4096"]).await;
@@ -164,14 +137,9 @@ async fn images_are_recognised_by_content_stored_and_served_back() {
         (JPEG, "image/jpeg", "jpg"),
     ] {
         // The declared name and type are ignored: the content decides.
-        let (status, body) = upload(
-            &server,
-            Some(&admin),
-            "../../etc/passwd",
-            "text/plain",
-            bytes,
-        )
-        .await;
+        let (status, body) = server
+            .upload(Some(&admin), "../../etc/passwd", "text/plain", bytes)
+            .await;
         assert_eq!(status, 200, "{body}");
         let path = body["path"].as_str().unwrap();
         assert!(
@@ -187,32 +155,36 @@ async fn images_are_recognised_by_content_stored_and_served_back() {
     }
 
     let err = assert_error(
-        &upload(
-            &server,
-            Some(&admin),
-            "evil.png",
-            "image/png",
-            b"<svg onload=alert(1)>",
-        )
-        .await,
+        &server
+            .upload(
+                Some(&admin),
+                "evil.png",
+                "image/png",
+                b"<svg onload=alert(1)>",
+            )
+            .await,
         "NO",
     );
     assert!(err["message"].as_str().unwrap().contains("png"));
     let big = [PNG, &vec![0u8; 5000]].concat();
-    let r = upload(&server, Some(&admin), "big.png", "image/png", &big).await;
+    let r = server
+        .upload(Some(&admin), "big.png", "image/png", &big)
+        .await;
     assert_eq!(r.0, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(assert_error(&r, "FAILED")["limit"], 4096);
     assert_error(
-        &upload(&server, None, "a.png", "image/png", PNG).await,
+        &server.upload(None, "a.png", "image/png", PNG).await,
         "NOT_ALLOWED",
     );
     let err = assert_error(
-        &upload(&server, Some(&user), "a.png", "image/png", PNG).await,
+        &server.upload(Some(&user), "a.png", "image/png", PNG).await,
         "NOT_ALLOWED",
     );
     assert_eq!(err["missingPermission"], "uploadImages");
     assert_error(
-        &upload(&server, Some("bogus"), "a.png", "image/png", PNG).await,
+        &server
+            .upload(Some("bogus"), "a.png", "image/png", PNG)
+            .await,
         "INVALID_SESSION_ID",
     );
 

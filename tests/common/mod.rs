@@ -1064,3 +1064,35 @@ impl TestServer {
             .any(|l| l.contains("send queue is full") || l.contains("writes stalled"))
     }
 }
+
+impl TestServer {
+    /// `POST /api/upload-image` with one file part (the declared name and type as given);
+    /// the status and the answer (JSON, or its text).
+    pub async fn upload(
+        &self,
+        session: Option<&str>,
+        file_name: &str,
+        mime: &str,
+        bytes: &[u8],
+    ) -> (StatusCode, Value) {
+        use reqwest::multipart::{Form, Part};
+        let part = Part::bytes(bytes.to_vec())
+            .file_name(file_name.to_owned())
+            .mime_str(mime)
+            .unwrap();
+        let mut req = self
+            .client
+            .post(self.url("/api/upload-image"))
+            .multipart(Form::new().part("image", part));
+        if let Some(s) = session {
+            req = req.header("X-Session-ID", s);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
