@@ -268,7 +268,15 @@ pub struct ServeArgs {
     /// HTTP worker threads [default: one per CPU].
     #[arg(long, env = "DECENTD_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
-    /// Report `useSecureProtocol: true` in GET /api (set when a TLS proxy fronts decentd).
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. Read again
+    /// on SIGHUP [default: plain HTTP].
+    #[arg(long, env = "DECENTD_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(long, env = "DECENTD_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Report `useSecureProtocol: true` in GET /api (set when a TLS proxy fronts decentd)
+    /// [default: true with --tls-cert, else false].
     #[arg(long, env = "DECENTD_SECURE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub secure: Option<bool>,
     /// The address people open the server at, for links in mail (`https://chat.example.com`)
@@ -339,6 +347,13 @@ pub struct ResetPasswordArgs {
     pub username: String,
 }
 
+/// HTTPS certificate chain and private key files, as given (read by `net::tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// The TOML file: the same settings as the flags, in snake_case.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -381,6 +396,8 @@ pub struct FileConfig {
     pub restart_grace: Option<u64>,
     pub shutdown_timeout: Option<u64>,
     pub workers: Option<usize>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub secure: Option<bool>,
     pub public_url: Option<String>,
     pub smtp_url: Option<String>,
@@ -442,6 +459,8 @@ pub struct ServerConfig {
     pub restart_grace: Duration,
     pub shutdown_timeout: Duration,
     pub workers: usize,
+    /// HTTPS certificate and key files (None: plain HTTP).
+    pub tls: Option<TlsFiles>,
     pub secure: bool,
     /// Where people open the server, without a trailing slash (links in mail).
     pub public_url: String,
@@ -631,8 +650,26 @@ impl ServeArgs {
             .listen
             .or(file.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let tls = match (
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "--tls-cert needs --tls-key (the certificate's private key)".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "--tls-key needs --tls-cert (the certificate chain)".into(),
+                ))
+            }
+        };
+        let default_public_url = tls.as_ref().map(|_| format!("https://{listen}"));
         let (public_url, mail_from) = public_url_and_sender(
-            self.public_url.or(file.public_url),
+            self.public_url.or(file.public_url).or(default_public_url),
             self.mail_from.or(file.mail_from),
             &listen,
         )?;
@@ -742,7 +779,8 @@ impl ServeArgs {
                     .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_SECS),
             ),
             workers: workers.max(1),
-            secure: self.secure.or(file.secure).unwrap_or(false),
+            secure: self.secure.or(file.secure).unwrap_or(tls.is_some()),
+            tls,
             public_url,
             smtp_url: self.smtp_url.or(file.smtp_url),
             mail_from,

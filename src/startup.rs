@@ -129,6 +129,16 @@ pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<()
     let workers = config.workers;
     raise_open_file_limit(config.max_websockets);
     let listeners = listen_sockets(&config)?;
+    // HTTPS: every connection starts with a handshake; the certificate is swapped on SIGHUP.
+    let invalid = crate::config::ConfigError::Invalid;
+    let certificates = match &config.tls {
+        Some(files) => Some(crate::net::tls::Certificates::load(files).map_err(invalid)?),
+        None => None,
+    };
+    let acceptor = match &certificates {
+        Some(c) => Some(crate::net::tls::acceptor(c.clone()).map_err(invalid)?),
+        None => None,
+    };
     let shutdown_timeout = config.shutdown_timeout;
     tracing::info!(
         data = %config.data.display(),
@@ -213,9 +223,11 @@ pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<()
     let stopping = server.graceful_shutdown_signal();
     let write_timeout = state.config.http_write_timeout;
     let stall_budget = crate::net::StallBudget::new(crate::net::MAX_STALLED);
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     for listener in listeners {
         let addr = listener.local_addr()?;
         let (app, stopping, stall_budget) = (app.clone(), stopping.clone(), stall_budget.clone());
+        let acceptor = acceptor.clone();
         server = server.listen(format!("decentd-{addr}"), listener, move || {
             let stopping = stopping.clone();
             let for_app = |app: App<_>| actix_service::map_config(app, |_| AppConfig::default());
@@ -229,13 +241,21 @@ pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<()
                 .local_addr(addr)
                 .upgrade(crate::net::upgrade::service(for_app(app())))
                 .finish(for_app(app()));
-            let stall_budget = stall_budget.clone();
+            let (stall_budget, acceptor) = (stall_budget.clone(), acceptor.clone());
             fn_service(move |stream: tokio::net::TcpStream| {
-                let stall_budget = stall_budget.clone();
+                let (stall_budget, acceptor) = (stall_budget.clone(), acceptor.clone());
                 async move {
                     let _ = stream.set_nodelay(true);
                     let peer = stream.peer_addr().ok();
-                    let stream = TimedStream::new(stream, write_timeout, stall_budget);
+                    let io = match &acceptor {
+                        None => crate::net::Io::Plain(stream),
+                        Some(acceptor) => crate::net::Io::Tls(Box::new(
+                            crate::net::tls::handshake(acceptor, stream)
+                                .await
+                                .map_err(actix_http::error::DispatchError::Io)?,
+                        )),
+                    };
+                    let stream = TimedStream::new(io, write_timeout, stall_budget);
                     Ok::<_, actix_http::error::DispatchError>((stream, Protocol::Http1, peer))
                 }
             })
@@ -245,7 +265,7 @@ pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<()
                 e
             })
         })?;
-        tracing::info!(addr = %addr, "listening");
+        tracing::info!(addr = %addr, scheme, "listening");
         // Compresses the embedded web client now rather than in the first visitor's request.
         let gzipped_bytes = crate::web::gzipped_size();
         tracing::debug!(gzipped_bytes, "web client ready");
@@ -256,7 +276,7 @@ pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<()
             .clone();
         if let Some(token) = token {
             tracing::warn!(
-                link = %format!("http://{addr}/#setup={token}"),
+                link = %format!("{scheme}://{addr}/#setup={token}"),
                 "no administrator yet: open this link in a browser to create the administrator account (it works once; a restart makes a new one)"
             );
         }
@@ -303,7 +323,9 @@ pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<()
             _ = restart.changed() => {}
             () = scheduled_stop => break Some("scheduled restart"),
             () = hangups.next() => match &reload {
-                Some(args) => reload_on_hangup(args, &state, &plugins, &limits_for_reload).await,
+                Some(args) => {
+                    reload_on_hangup(args, &state, &plugins, &limits_for_reload, certificates.as_deref()).await
+                }
                 None => tracing::info!("SIGHUP ignored: no command line to reload from"),
             },
         }
@@ -456,6 +478,7 @@ async fn reload_on_hangup(
     state: &Arc<Chat>,
     plugins: &Arc<PluginHost>,
     limits: &crate::net::rate::RateLimits,
+    certificates: Option<&crate::net::tls::Certificates>,
 ) {
     tracing::info!("SIGHUP: reloading the configuration and the plugins");
     match args.clone().resolve() {
@@ -464,6 +487,23 @@ async fn reload_on_hangup(
                 tracing::warn!(error = %e, "the new log filter is not valid; keeping the old one");
             }
             limits.replace(&new);
+            match (certificates, &new.tls) {
+                (Some(certificates), Some(files)) => match certificates.reload(files) {
+                    Ok(()) => {
+                        tracing::info!(cert = %files.cert.display(), "TLS certificate reloaded")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the TLS certificate did not load; the one in use stays")
+                    }
+                },
+                (Some(_), None) => tracing::warn!(
+                    "--tls-cert was removed: decentd serves HTTPS until it is restarted"
+                ),
+                (None, Some(_)) => tracing::warn!(
+                    "--tls-cert was added: decentd serves plain HTTP until it is restarted"
+                ),
+                (None, None) => {}
+            }
             // What else changed, with the applied settings taken out of the comparison.
             let mut rest = new.clone();
             rest.log = state.config.log.clone();
@@ -472,6 +512,9 @@ async fn reload_on_hangup(
             rest.login_rate_limit = state.config.login_rate_limit;
             rest.upload_rate_limit = state.config.upload_rate_limit;
             rest.trusted_proxies = state.config.trusted_proxies.clone();
+            if certificates.is_some() && new.tls.is_some() {
+                rest.tls = state.config.tls.clone();
+            }
             if format!("{rest:?}") != format!("{:?}", state.config) {
                 tracing::warn!(
                     "other settings changed too: they take effect when decentd is restarted"
@@ -484,7 +527,9 @@ async fn reload_on_hangup(
         ),
     }
     plugins.load_all(state).await;
-    tracing::info!("reloaded: log filter, rate limits, trusted proxies and plugins");
+    tracing::info!(
+        "reloaded: log filter, rate limits, trusted proxies, TLS certificate and plugins"
+    );
 }
 
 struct Signals {

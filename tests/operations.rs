@@ -250,33 +250,6 @@ async fn sighup_reloads_limits_log_filter_and_plugins_and_keeps_a_bad_configurat
     for _ in 0..3 {
         assert_eq!(login().await, 404);
     }
-    let reloads = |server: &TestServer| {
-        server
-            .logs
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains("reloaded: log filter"))
-            .count()
-    };
-    let hangup = |server: &TestServer| {
-        let ok = std::process::Command::new("kill")
-            .args(["-HUP", &server.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    };
-    async fn until(server: &TestServer, count: usize, reloads: impl Fn(&TestServer) -> usize) {
-        // Loading a plugin compiles its module: seconds in a debug build.
-        for _ in 0..600 {
-            if reloads(server) >= count {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("no reload logged");
-    }
-
     // A stricter login limit and a plugin dropped into the plugins directory.
     write("login_rate_limit = 1\nmax_message_length = 50\n");
     let word_filter =
@@ -286,8 +259,9 @@ async fn sighup_reloads_limits_log_filter_and_plugins_and_keeps_a_bad_configurat
     for file in ["plugin.wasm", "plugin.toml"] {
         std::fs::copy(word_filter.join(file), installed.join(file)).unwrap();
     }
-    hangup(&server);
-    until(&server, 1, reloads).await;
+    // Loading a plugin compiles its module: seconds in a debug build.
+    server.signal("HUP");
+    server.until_logged("reloaded: log filter", 1).await;
     assert_eq!(login().await, 404);
     assert_eq!(login().await, 429, "the reloaded login limit applies");
     assert!(server
@@ -305,8 +279,8 @@ async fn sighup_reloads_limits_log_filter_and_plugins_and_keeps_a_bad_configurat
 
     // A configuration with an error changes nothing; the server keeps serving.
     write("login_rate_limit = \"many\"\n");
-    hangup(&server);
-    until(&server, 2, reloads).await;
+    server.signal("HUP");
+    server.until_logged("reloaded: log filter", 2).await;
     assert!(server
         .logs
         .lock()
@@ -332,7 +306,8 @@ fn the_deployment_files_are_valid() {
     assert_eq!(config.trusted_proxies.len(), 2);
     assert_eq!(config.metrics_listen.as_deref(), Some("127.0.0.1:9100"));
 
-    // systemd accepts the units (with ExecStart pointing at this build's binary).
+    // systemd accepts the units and the drop-in (with ExecStart pointing at this build's
+    // binary).
     let Ok(analyze) = std::process::Command::new("systemd-analyze")
         .arg("--version")
         .output()
@@ -356,6 +331,10 @@ fn the_deployment_files_are_valid() {
         std::fs::write(&path, text).unwrap();
         units.push(path);
     }
+    // The HTTPS drop-in, where systemd looks for it next to the unit.
+    let drop_ins = tmp.path().join("decentd.service.d");
+    std::fs::create_dir(&drop_ins).unwrap();
+    std::fs::copy(root.join("tls.conf"), drop_ins.join("tls.conf")).unwrap();
     let out = std::process::Command::new("systemd-analyze")
         .arg("verify")
         .args(&units)

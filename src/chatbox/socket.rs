@@ -10,7 +10,6 @@ use actix_web::web::BytesMut;
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::net::TcpStream;
 
 use super::{players, BotDoor, Identity, Registration};
 use crate::chat::licenses;
@@ -77,7 +76,7 @@ async fn close(conn: Connection, reason: CloseReason) {
 async fn run(
     state: Arc<BotDoor>,
     verdict: Result<Identity, CloseReason>,
-    stream: TcpStream,
+    stream: crate::net::Transport,
     read: BytesMut,
 ) {
     let timeout = state.config.ws_write_timeout;

@@ -20,12 +20,17 @@
 //!   minute by `summarize_failed_connections`.
 //!
 //! WebSocket connections leave `TimedStream` at the upgrade (`into_inner`): they have their own
-//! write timeout and queue bound (`ws::connection`).
+//! write timeout and queue bound (`net::websocket`). `TimedStream` wraps plain TCP or TLS alike
+//! (`transport::Io`; the handshake is `tls::handshake`).
 
 pub mod limit;
 pub mod rate;
+pub mod tls;
+pub mod transport;
 pub mod upgrade;
 pub mod websocket;
+
+pub use transport::{Io, Transport};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -39,7 +44,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::chat::Chat;
@@ -167,7 +171,7 @@ impl StallBudget {
 /// A TCP connection whose writes fail after making no progress for a while.
 #[derive(Debug)]
 pub struct TimedStream {
-    inner: TcpStream,
+    inner: Io,
     timeout: Duration,
     budget: std::sync::Arc<StallBudget>,
     /// Running while a write waits for the kernel to take bytes, with the budget slot held.
@@ -185,7 +189,7 @@ impl Drop for StallSlot {
 }
 
 impl TimedStream {
-    pub fn new(inner: TcpStream, timeout: Duration, budget: std::sync::Arc<StallBudget>) -> Self {
+    pub fn new(inner: Io, timeout: Duration, budget: std::sync::Arc<StallBudget>) -> Self {
         Self {
             inner,
             timeout,
@@ -194,17 +198,18 @@ impl TimedStream {
         }
     }
 
-    /// The TCP stream, for a connection that leaves HTTP (a WebSocket takeover).
-    pub fn into_inner(self) -> TcpStream {
-        self.inner
+    /// The connection, for one that leaves HTTP (a WebSocket takeover).
+    pub fn into_inner(self) -> Transport {
+        self.inner.into_transport()
     }
 
-    /// A write that went through resets the stall clock; a pending one starts or checks it.
-    fn after_write(
+    /// A write (or flush) that went through resets the stall clock; a pending one starts or
+    /// checks it.
+    fn after_write<T>(
         &mut self,
-        poll: Poll<io::Result<usize>>,
+        poll: Poll<io::Result<T>>,
         cx: &mut Context<'_>,
-    ) -> Poll<io::Result<usize>> {
+    ) -> Poll<io::Result<T>> {
         match poll {
             Poll::Ready(result) => {
                 self.stalled = None;
@@ -284,7 +289,9 @@ impl AsyncWrite for TimedStream {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        // With TLS, a flush writes the records still held.
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.after_write(poll, cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -295,7 +302,7 @@ impl AsyncWrite for TimedStream {
 /// A connected pair over loopback with small kernel buffers: (server side, client side). For
 /// the unit tests of code that writes to slow clients (here and in `ws::connection`).
 #[cfg(test)]
-pub(crate) async fn loopback_pair() -> (TcpStream, TcpStream) {
+pub(crate) async fn loopback_pair() -> (tokio::net::TcpStream, tokio::net::TcpStream) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let client = tokio::net::TcpSocket::new_v4().unwrap();
     client.set_recv_buffer_size(4096).unwrap();
@@ -352,8 +359,9 @@ mod tests {
         let budget = StallBudget::new(1);
         let (first, _first_client) = loopback_pair().await;
         let (second, _second_client) = loopback_pair().await;
-        let mut first = TimedStream::new(first, Duration::from_millis(300), budget.clone());
-        let mut second = TimedStream::new(second, Duration::from_millis(300), budget.clone());
+        let timeout = Duration::from_millis(300);
+        let mut first = TimedStream::new(Io::Plain(first), timeout, budget.clone());
+        let mut second = TimedStream::new(Io::Plain(second), timeout, budget.clone());
         // The first fills its buffers and waits; meanwhile the second has no slot left.
         let waiting = tokio::spawn(async move {
             let outcome = write_until_refused(&mut first).await;

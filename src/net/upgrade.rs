@@ -19,11 +19,10 @@ use futures_util::future::LocalBoxFuture;
 use std::future::Future;
 use std::rc::Rc;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
-use crate::net::TimedStream;
+use crate::net::{TimedStream, Transport};
 
-type Run = Box<dyn FnOnce(TcpStream, BytesMut) -> LocalBoxFuture<'static, ()>>;
+type Run = Box<dyn FnOnce(Transport, BytesMut) -> LocalBoxFuture<'static, ()>>;
 
 /// What a `101` response hands its connection to: the stream, and the bytes the client sent
 /// after the upgrade request.
@@ -33,7 +32,7 @@ pub struct Takeover(Run);
 /// error response (wrong method, missing or bad headers, unsupported version).
 pub fn accept<F, Fut>(req: &HttpRequest, run: F) -> HttpResponse
 where
-    F: FnOnce(TcpStream, BytesMut) -> Fut + 'static,
+    F: FnOnce(Transport, BytesMut) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     match actix_http::ws::handshake(req.head()) {
@@ -126,6 +125,8 @@ where
     }
     let mut stream = parts.io;
     stream.write_all(&out).await?;
+    // With TLS, the records of the answer leave the session before it changes hands.
+    stream.flush().await?;
     let stream = stream.into_inner();
     if let Some(Takeover(run)) = takeover {
         // Keep only the bytes already received, not the HTTP layer's read buffer.

@@ -24,8 +24,9 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
+
+use crate::net::Transport;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 4096;
@@ -115,7 +116,7 @@ struct Outbox {
 /// The sending half of a connection, shared by its task and the fan-out threads.
 #[derive(Debug)]
 pub struct Socket {
-    stream: TcpStream,
+    stream: Transport,
     outbox: Mutex<Outbox>,
     /// Wakes the connection's task: frames were queued, or the queue overflowed.
     wake: Notify,
@@ -124,7 +125,7 @@ pub struct Socket {
 
 impl Socket {
     /// Wraps an upgraded stream with a queue of at most `capacity` frames.
-    pub fn new(stream: TcpStream, capacity: usize) -> Arc<Self> {
+    pub fn new(stream: Transport, capacity: usize) -> Arc<Self> {
         Arc::new(Self {
             stream,
             outbox: Mutex::new(Outbox::default()),
@@ -155,6 +156,8 @@ impl Socket {
             return Sent::Queued;
         }
         match self.stream.try_write(frame) {
+            // With TLS, encrypted but partly still in the session: the task writes the rest.
+            Ok(n) if n == frame.len() && self.stream.has_pending_output() => {}
             Ok(n) if n == frame.len() => return Sent::Written,
             Ok(n) => {
                 out.frames.push_back(frame.slice(n..));
@@ -174,10 +177,22 @@ impl Socket {
         Sent::Queued
     }
 
-    /// Writes as much of the queue as the kernel takes. Ok(true) when the queue is empty.
+    /// Writes as much of the queue as the kernel takes. Ok(true) when the queue is empty and,
+    /// with TLS, no encrypted bytes are left in the session.
     fn write_queued(&self) -> io::Result<bool> {
         let mut out = self.outbox();
-        while !out.frames.is_empty() {
+        loop {
+            match self.stream.flush() {
+                Ok(0) => {}
+                Ok(_) => out.waiting_since = Some(Instant::now()),
+                Err(e) => {
+                    out.failed = true;
+                    return Err(e);
+                }
+            }
+            if out.frames.is_empty() {
+                break;
+            }
             let slices: Vec<IoSlice<'_>> = out
                 .frames
                 .iter()
@@ -209,6 +224,9 @@ impl Socket {
                     written = 0;
                 }
             }
+        }
+        if self.stream.has_pending_output() {
+            return Ok(false);
         }
         out.waiting_since = None;
         Ok(true)
@@ -245,7 +263,8 @@ impl Socket {
                 if out.failed {
                     return Ending::Closed;
                 }
-                out.waiting_since.filter(|_| !out.frames.is_empty())
+                out.waiting_since
+                    .filter(|_| !out.frames.is_empty() || self.stream.has_pending_output())
             };
             let Some(since) = waiting else {
                 self.wake.notified().await;
@@ -380,29 +399,41 @@ impl Connection {
                 return message;
             }
             let socket = self.socket.clone();
+            // Bytes a TLS session decrypted already: the socket will not signal them.
+            if socket.stream.has_buffered_input() {
+                self.read_some()?;
+                continue;
+            }
             tokio::select! {
                 ready = socket.stream.readable() => {
                     if ready.is_err() {
                         return Err(Ending::Closed);
                     }
-                    // The buffer holds less than one whole frame (complete ones were decoded
-                    // above), so it never grows past the largest frame allowed.
-                    let room = (self.max_message + MAX_HEADER)
-                        .saturating_sub(self.read_buf.len())
-                        .clamp(1, READ_CHUNK);
-                    let mut chunk = [0u8; READ_CHUNK];
-                    match socket.stream.try_read(&mut chunk[..room]) {
-                        Ok(0) => return Err(Ending::Closed),
-                        Ok(n) => self.read_buf.extend_from_slice(&chunk[..n]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => return Err(Ending::Closed),
-                    }
+                    self.read_some()?;
                 }
                 ending = socket.drive(self.write_timeout) => {
                     self.stalled = matches!(ending, Ending::Stalled);
                     return Err(ending);
                 }
             }
+        }
+    }
+
+    /// Reads what the socket has, without waiting. The buffer holds less than one whole frame
+    /// (complete ones are decoded first), so it never grows past the largest frame allowed.
+    fn read_some(&mut self) -> Result<(), Ending> {
+        let room = (self.max_message + MAX_HEADER)
+            .saturating_sub(self.read_buf.len())
+            .clamp(1, READ_CHUNK);
+        let mut chunk = [0u8; READ_CHUNK];
+        match self.socket.stream.try_read(&mut chunk[..room]) {
+            Ok(0) => Err(Ending::Closed),
+            Ok(n) => {
+                self.read_buf.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(_) => Err(Ending::Closed),
         }
     }
 
@@ -512,14 +543,16 @@ impl Connection {
     /// After the close frame: end our side and read until the client ends theirs, so that
     /// unread input does not turn the close into a reset that could destroy the close frame.
     async fn linger(&self) {
-        let _ = socket2::SockRef::from(&self.socket.stream).shutdown(std::net::Shutdown::Write);
+        self.socket.stream.shutdown_write();
         let _ = tokio::time::timeout(LINGER, async {
             let mut sink = [0u8; 512];
+            let tcp = self.socket.stream.tcp();
             loop {
-                if self.socket.stream.readable().await.is_err() {
+                if tcp.readable().await.is_err() {
                     return;
                 }
-                match self.socket.stream.try_read(&mut sink) {
+                // Raw: what the client still sends is thrown away, TLS records included.
+                match tcp.try_read(&mut sink) {
                     Ok(0) => return,
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -544,6 +577,7 @@ fn utf8(bytes: Bytes) -> Result<ByteString, Ending> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     /// A masked client frame.
     fn client_frame(op: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
@@ -559,7 +593,7 @@ mod tests {
         max_message: usize,
         write_timeout: Duration,
     ) -> (Arc<Socket>, Connection) {
-        let socket = Socket::new(server, capacity);
+        let socket = Socket::new(Transport::plain(server), capacity);
         let conn = Connection::new(socket.clone(), BytesMut::new(), max_message, write_timeout);
         (socket, conn)
     }
@@ -622,7 +656,7 @@ mod tests {
         let (server, mut client) = crate::net::loopback_pair().await;
         let early = client_frame(OpCode::Text, true, b"early");
         let mut conn = Connection::new(
-            Socket::new(server, 16),
+            Socket::new(Transport::plain(server), 16),
             BytesMut::from(&early[..]),
             1024,
             Duration::from_secs(5),
@@ -650,7 +684,7 @@ mod tests {
         ] {
             let (server, mut client) = crate::net::loopback_pair().await;
             let mut conn = Connection::new(
-                Socket::new(server, 16),
+                Socket::new(Transport::plain(server), 16),
                 BytesMut::new(),
                 16,
                 Duration::from_secs(5),

@@ -21,7 +21,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 use crate::chat::sessions::resolve;
 use crate::chat::{presence, Chat};
@@ -189,7 +188,7 @@ fn ending_reason(
     }
 }
 
-async fn run(state: Arc<WsDoor>, slot: hub::Slot, stream: TcpStream, read: BytesMut) {
+async fn run(state: Arc<WsDoor>, slot: hub::Slot, stream: crate::net::Transport, read: BytesMut) {
     let id = slot.id;
     let socket = Socket::new(stream, state.config.ws_send_queue);
     let mut conn = Connection::new(

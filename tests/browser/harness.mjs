@@ -8,6 +8,9 @@ import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
+/** The self-signed certificate (localhost, 127.0.0.1) and key HTTPS tests serve with. */
+export const TLS_ARGS = ['--tls-cert', join(ROOT, 'tests/fixtures/tls/localhost.crt'),
+  '--tls-key', join(ROOT, 'tests/fixtures/tls/localhost.key')];
 const BINARY = process.env.DECENTD_BIN ?? join(ROOT, 'target/debug/decentd');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
@@ -36,7 +39,9 @@ export class Server {
     this.port = port;
     this.dir = dir;
     this.args = args;
-    this.url = `http://127.0.0.1:${port}`;
+    // With --tls-cert, HTTPS: Node trusts tests/fixtures/tls/localhost.crt (run.sh sets
+    // NODE_EXTRA_CA_CERTS); browser contexts need `ignoreHTTPSErrors`.
+    this.url = `${args.includes('--tls-cert') ? 'https' : 'http'}://127.0.0.1:${port}`;
     /** @type {string[]} */
     this.logs = [];
   }

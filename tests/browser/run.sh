@@ -11,4 +11,6 @@ fi
 echo "== tsc --noEmit --checkJs (web/js)"
 npx tsc -p ../../web/jsconfig.json
 echo "== browser tests"
+# The HTTPS tests' certificate (tls.test.mjs): trusted by the tests' own fetch calls.
+export NODE_EXTRA_CA_CERTS="$PWD/../fixtures/tls/localhost.crt"
 node --test --test-concurrency=1 .

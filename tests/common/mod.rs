@@ -21,6 +21,40 @@ pub struct TestServer {
     pub client: reqwest::Client,
     /// Every log line the server wrote so far.
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// With `--tls-cert`: the client side of TLS, trusting that certificate; every helper then
+    /// speaks https:// and wss://.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// A TLS client that trusts the PEM certificates given (and nothing else).
+pub fn tls_client(pem: &[u8]) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        roots.add(cert.expect("a PEM certificate")).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// Writes a fresh self-signed certificate for `localhost` and 127.0.0.1 and its key into
+/// `dir` as `{name}.crt` and `{name}.key`; returns their paths.
+pub fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let pair =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+    (cert, key)
 }
 
 /// Whether a request failed because its connection was reset before any answer.
@@ -97,6 +131,10 @@ impl TestServer {
             .filter(|flag| !args.contains(flag) && !args.contains(&"--config"))
             .flat_map(|flag| [*flag, "0"])
             .collect();
+        let tls_cert = args
+            .iter()
+            .position(|a| *a == "--tls-cert")
+            .map(|i| std::fs::read(args[i + 1]).expect("the --tls-cert file"));
         let mut child = decentd()
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data"])
@@ -129,28 +167,51 @@ impl TestServer {
             .unwrap_or_else(|_| panic!("decentd did not start; logs: {:?}", logs.lock().unwrap()))
             .parse()
             .expect("listening address");
+        // Idle connections are dropped before the server's 5 s keep-alive would close them, so
+        // a request never races the server closing its connection.
+        let mut client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .pool_idle_timeout(Duration::from_secs(2));
+        if let Some(pem) = &tls_cert {
+            client = client.use_rustls_tls().add_root_certificate(
+                reqwest::Certificate::from_pem(pem).expect("a PEM certificate"),
+            );
+        }
         Self {
             child,
             addr,
             data: data.to_owned(),
             _tmp: None,
-            // Idle connections are dropped before the server's 5 s keep-alive would close
-            // them, so a request never races the server closing its connection.
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .pool_idle_timeout(Duration::from_secs(2))
-                .build()
-                .unwrap(),
+            client: client.build().unwrap(),
             logs,
+            tls: tls_cert.map(|pem| tls_client(&pem)),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, path)
+    }
+
+    /// The WebSocket URL of `path` (`/`, `/hub?...`, `/v2/...`).
+    pub fn ws_url_of(&self, path: &str) -> String {
+        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        format!("{scheme}://{}{}", self.addr, path)
     }
 
     pub fn ws_url(&self) -> String {
-        format!("ws://{}/", self.addr)
+        self.ws_url_of("/")
+    }
+
+    /// Opens a WebSocket (over TLS when the server has it).
+    pub async fn websocket(
+        &self,
+        request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+    ) -> Result<WsStream, tokio_tungstenite::tungstenite::Error> {
+        let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
+            .await
+            .map(|(ws, _)| ws)
     }
 
     /// Sends a request; `body` is sent as JSON when given. Returns status and parsed JSON.
@@ -347,14 +408,40 @@ impl TestServer {
         let _ = self.child.wait();
     }
 
-    /// Sends a signal by name (TERM, INT) and waits for the exit.
-    pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+    /// Sends a signal by name (TERM, INT, HUP).
+    pub fn signal(&self, signal: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .expect("kill");
         assert!(ok.success());
+    }
+
+    /// Sends a signal by name (TERM, INT) and waits for the exit.
+    pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        self.signal(signal);
         self.wait_exit()
+    }
+
+    /// How many log lines so far contain `needle`.
+    pub fn logged(&self, needle: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits (up to 30 s) until `count` log lines contain `needle`.
+    pub async fn until_logged(&self, needle: &str, count: usize) {
+        for _ in 0..600 {
+            if self.logged(needle) >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no {count} log lines with {needle:?}");
     }
 
     /// Waits (up to 30 s) for the process to exit on its own.
@@ -426,7 +513,8 @@ impl TestServer {
     /// and waits until the server has taken it (its user/online, or a round trip).
     pub async fn events(&self, session: Option<&str>) -> EventSocket {
         use futures_util::SinkExt;
-        let (ws, _) = tokio_tungstenite::connect_async(self.ws_url())
+        let ws = self
+            .websocket(self.ws_url())
             .await
             .expect("websocket connect");
         let mut socket = EventSocket { ws };
@@ -584,7 +672,8 @@ impl TestServer {
 
     /// Connects a bot at `/v2/{path}` (no packet read yet).
     pub async fn bot(&self, path: &str) -> BotSocket {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/v2/{path}", self.addr))
+        let ws = self
+            .websocket(self.ws_url_of(&format!("/v2/{path}")))
             .await
             .expect("bot connect");
         BotSocket { ws }
@@ -843,7 +932,8 @@ impl TestServer {
     ) -> Result<HubSocket, reqwest::StatusCode> {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         use tokio_tungstenite::tungstenite::Error;
-        let mut request = format!("ws://{}/hub{query}", self.addr)
+        let mut request = self
+            .ws_url_of(&format!("/hub{query}"))
             .into_client_request()
             .unwrap();
         for (name, value) in headers {
@@ -852,8 +942,8 @@ impl TestServer {
                 value.parse().unwrap(),
             );
         }
-        match tokio_tungstenite::connect_async(request).await {
-            Ok((ws, _)) => Ok(HubSocket {
+        match self.websocket(request).await {
+            Ok(ws) => Ok(HubSocket {
                 ws,
                 records: Default::default(),
             }),

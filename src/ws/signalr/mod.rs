@@ -30,7 +30,6 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 use self::protocol::{ClientMessage, Records};
 use super::hub::{Protocol, Slot};
@@ -425,7 +424,7 @@ async fn handshake(
 async fn run(
     state: Arc<WsDoor>,
     slot: Slot,
-    stream: TcpStream,
+    stream: crate::net::Transport,
     read: BytesMut,
     session: Option<Session>,
     connection: String,
