@@ -68,7 +68,7 @@ fn tree_entries(counts: Vec<TreeCount>) -> Vec<TreeEntry> {
 }
 
 /// An uploaded image's file name as the server writes them: 32 hex digits and an extension.
-fn is_upload_name(name: &str) -> bool {
+pub(crate) fn is_upload_name(name: &str) -> bool {
     let Some((stem, ext)) = name.split_once('.') else {
         return false;
     };
@@ -78,7 +78,7 @@ fn is_upload_name(name: &str) -> bool {
 }
 
 /// The uploaded images in a data directory, with their sizes.
-fn uploads(data: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
+pub(crate) fn uploads(data: &Path) -> io::Result<Vec<(PathBuf, u64)>> {
     let dir = data.join("uploads");
     let mut found = Vec::new();
     match std::fs::read_dir(&dir) {
@@ -273,9 +273,9 @@ fn answer(chat: &Chat, data: &Path, stream: UnixStream) -> io::Result<()> {
 }
 
 /// Counts the bytes that pass, for a progress bar.
-struct Counted<'a, T> {
-    inner: T,
-    bar: &'a indicatif::ProgressBar,
+pub(crate) struct Counted<'a, T> {
+    pub(crate) inner: T,
+    pub(crate) bar: &'a indicatif::ProgressBar,
 }
 
 impl<T: Write> Write for Counted<'_, T> {
@@ -297,7 +297,7 @@ impl<T: Read> Read for Counted<'_, T> {
     }
 }
 
-fn bytes_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+pub(crate) fn bytes_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
     if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
         "{{spinner}} {what} {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, {{eta}} left) {{wide_bar}}"
@@ -307,7 +307,7 @@ fn bytes_bar(total: u64, what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-fn mib(bytes: u64) -> f64 {
+pub(crate) fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
@@ -316,84 +316,69 @@ fn mib(bytes: u64) -> f64 {
 /// renamed).
 pub fn backup_command(data: &Path, to: &Path) -> Result<String, String> {
     let started = Instant::now();
-    let file_name = to
-        .file_name()
-        .ok_or_else(|| format!("{} names no file", to.display()))?;
-    let partial = to.with_file_name(format!(".{}.partial", file_name.to_string_lossy()));
-    let file =
-        File::create(&partial).map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
-    let partial_guard = Temporary(partial.clone());
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let manifest = match UnixStream::connect(data.join(CONTROL_SOCKET)) {
-        Ok(stream) => {
-            let mut stream = stream;
-            stream
-                .write_all(b"backup\n")
-                .map_err(|e| format!("the server's control socket: {e}"))?;
-            let mut reader = BufReader::with_capacity(1 << 20, stream);
-            let mut header = String::new();
-            (&mut reader)
-                .take(4096)
-                .read_line(&mut header)
-                .map_err(|e| format!("the server's control socket: {e}"))?;
-            let header: serde_json::Value = serde_json::from_str(&header)
-                .map_err(|_| "the server answered the backup request with nonsense".to_owned())?;
-            if let Some(error) = header["error"].as_str() {
-                return Err(format!("the server could not make a backup: {error}"));
+    let manifest = write_whole(
+        to,
+        |out| match UnixStream::connect(data.join(CONTROL_SOCKET)) {
+            Ok(stream) => {
+                let mut stream = stream;
+                stream
+                    .write_all(b"backup\n")
+                    .map_err(|e| format!("the server's control socket: {e}"))?;
+                let mut reader = BufReader::with_capacity(1 << 20, stream);
+                let mut header = String::new();
+                (&mut reader)
+                    .take(4096)
+                    .read_line(&mut header)
+                    .map_err(|e| format!("the server's control socket: {e}"))?;
+                let header: serde_json::Value = serde_json::from_str(&header).map_err(|_| {
+                    "the server answered the backup request with nonsense".to_owned()
+                })?;
+                if let Some(error) = header["error"].as_str() {
+                    return Err(format!("the server could not make a backup: {error}"));
+                }
+                let bar = bytes_bar(header["bytes"].as_u64().unwrap_or(0), "backing up");
+                let mut counted = Counted {
+                    inner: out,
+                    bar: &bar,
+                };
+                io::copy(&mut reader, &mut counted)
+                    .map_err(|e| format!("receiving the backup: {e}"))?;
+                bar.finish_and_clear();
+                Ok(None)
             }
-            let bar = bytes_bar(header["bytes"].as_u64().unwrap_or(0), "backing up");
-            let mut counted = Counted {
-                inner: &mut out,
-                bar: &bar,
-            };
-            io::copy(&mut reader, &mut counted)
-                .map_err(|e| format!("receiving the backup: {e}"))?;
-            bar.finish_and_clear();
-            None
-        }
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            // No server: open the data directory here.
-            if !data.join("db").exists() {
-                return Err(format!("{} holds no decentd data", data.display()));
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                // No server: open the data directory here.
+                if !data.join("db").exists() {
+                    return Err(format!("{} holds no decentd data", data.display()));
+                }
+                let store =
+                    crate::store::open(data, 64 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
+                let prepared =
+                    prepare(&*store, data).map_err(|e| format!("copying the records: {e}"))?;
+                let bar = bytes_bar(prepared.size, "backing up");
+                let mut counted = Counted {
+                    inner: out,
+                    bar: &bar,
+                };
+                let manifest = prepared
+                    .write(&mut counted)
+                    .map_err(|e| format!("writing the backup: {e}"))?;
+                bar.finish_and_clear();
+                Ok(Some(manifest))
             }
-            let store = crate::store::open(data, 64 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
-            let prepared =
-                prepare(&*store, data).map_err(|e| format!("copying the records: {e}"))?;
-            let bar = bytes_bar(prepared.size, "backing up");
-            let mut counted = Counted {
-                inner: &mut out,
-                bar: &bar,
-            };
-            let manifest = prepared
-                .write(&mut counted)
-                .map_err(|e| format!("writing the backup: {e}"))?;
-            bar.finish_and_clear();
-            Some(manifest)
-        }
-        Err(e) => return Err(format!("the server's control socket: {e}")),
-    };
-    let file = out
-        .into_inner()
-        .map_err(|e| format!("writing {}: {}", partial.display(), e.error()))?;
-    file.sync_all()
-        .map_err(|e| format!("writing {}: {e}", partial.display()))?;
-    // The archive must be whole: read its manifest back.
-    let manifest = match manifest {
-        Some(m) => m,
-        None => read_manifest(&partial)?,
-    };
-    std::fs::rename(&partial, to).map_err(|e| format!("cannot rename to {}: {e}", to.display()))?;
-    std::mem::forget(partial_guard);
-    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(dir) = File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
+            Err(e) => Err(format!("the server's control socket: {e}")),
+        },
+        // The archive must be whole: read its manifest back.
+        |partial, manifest| match manifest {
+            Some(m) => Ok(m),
+            None => read_manifest(partial),
+        },
+    )?;
     let size = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
     Ok(format!(
         "backed up {} records in {} key spaces and {} uploads ({:.1} MiB) in {:.1} s to {}",
@@ -404,6 +389,38 @@ pub fn backup_command(data: &Path, to: &Path) -> Result<String, String> {
         started.elapsed().as_secs_f64(),
         to.display()
     ))
+}
+
+/// Writes the file `to` whole or not at all: into a hidden file beside it, synced, checked
+/// (`check` sees the written file), then renamed over `to`.
+pub(crate) fn write_whole<T, U>(
+    to: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<T, String>,
+    check: impl FnOnce(&Path, T) -> Result<U, String>,
+) -> Result<U, String> {
+    let file_name = to
+        .file_name()
+        .ok_or_else(|| format!("{} names no file", to.display()))?;
+    let partial = to.with_file_name(format!(".{}.partial", file_name.to_string_lossy()));
+    let file =
+        File::create(&partial).map_err(|e| format!("cannot write {}: {e}", partial.display()))?;
+    let partial_guard = Temporary(partial.clone());
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let written = write(&mut out)?;
+    let file = out
+        .into_inner()
+        .map_err(|e| format!("writing {}: {}", partial.display(), e.error()))?;
+    file.sync_all()
+        .map_err(|e| format!("writing {}: {e}", partial.display()))?;
+    let checked = check(&partial, written)?;
+    std::fs::rename(&partial, to).map_err(|e| format!("cannot rename to {}: {e}", to.display()))?;
+    std::mem::forget(partial_guard);
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(dir) = File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(checked)
 }
 
 /// The manifest of a backup file (its first entry).
@@ -454,32 +471,7 @@ fn manifest_entry<R: Read>(
 /// missing or empty; on failure it is left as it was.
 pub fn restore_command(from: &Path, data: &Path) -> Result<String, String> {
     let started = Instant::now();
-    let existed = data.exists();
-    if existed {
-        let mut entries =
-            std::fs::read_dir(data).map_err(|e| format!("cannot read {}: {e}", data.display()))?;
-        if entries.next().is_some() {
-            return Err(format!(
-                "{} is not empty: restore into a new directory, then point --data at it",
-                data.display()
-            ));
-        }
-    }
-    let result = restore_into(from, data);
-    if result.is_err() {
-        // Leave the directory as it was: missing, or empty.
-        if existed {
-            if let Ok(entries) = std::fs::read_dir(data) {
-                for entry in entries.flatten() {
-                    let path = entry.path();
-                    let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
-                }
-            }
-        } else {
-            let _ = std::fs::remove_dir_all(data);
-        }
-    }
-    let (manifest, uploads) = result?;
+    let (manifest, uploads) = into_new_directory(data, "restore", || restore_into(from, data))?;
     Ok(format!(
         "restored {} records in {} key spaces and {} uploads in {:.1} s into {} (backup of {}, {}); \
          start the server with --data {} (its search index is rebuilt in the background)",
@@ -494,7 +486,42 @@ pub fn restore_command(from: &Path, data: &Path) -> Result<String, String> {
     ))
 }
 
-fn restore_into(from: &Path, data: &Path) -> Result<(Manifest, u64), String> {
+/// Runs `work`, which fills the data directory `data`: refused unless `data` is missing or
+/// empty, and on failure `data` is left as it was. `what` names the command in the refusal.
+pub(crate) fn into_new_directory<T>(
+    data: &Path,
+    what: &str,
+    work: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let existed = data.exists();
+    if existed {
+        let mut entries =
+            std::fs::read_dir(data).map_err(|e| format!("cannot read {}: {e}", data.display()))?;
+        if entries.next().is_some() {
+            return Err(format!(
+                "{} is not empty: {what} into a new directory, then point --data at it",
+                data.display()
+            ));
+        }
+    }
+    let result = work();
+    if result.is_err() {
+        // Leave the directory as it was: missing, or empty.
+        if existed {
+            if let Ok(entries) = std::fs::read_dir(data) {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+                }
+            }
+        } else {
+            let _ = std::fs::remove_dir_all(data);
+        }
+    }
+    result
+}
+
+pub(crate) fn restore_into(from: &Path, data: &Path) -> Result<(Manifest, u64), String> {
     let file = File::open(from).map_err(|e| format!("cannot read {}: {e}", from.display()))?;
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let bar = bytes_bar(total, "restoring");

@@ -93,6 +93,11 @@ pub enum Command {
     Backup(BackupArgs),
     /// Turn a backup into a data directory (a new or empty one).
     Restore(RestoreArgs),
+    /// Write every record and upload as JSON Lines (a documented, versioned format) to move
+    /// the server to another decentd version or storage backend.
+    Export(ExportArgs),
+    /// Turn an export into a data directory (a new or empty one).
+    Import(ImportArgs),
     /// Plugin tools.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -323,6 +328,26 @@ pub struct BackupArgs {
     /// The backup file to write (replaced whole if it exists).
     #[arg(long, value_name = "FILE")]
     pub to: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Data directory of the server, running or stopped [default: ./decentd-data].
+    #[arg(long, env = "DECENTD_DATA", value_name = "DIR", default_value = DEFAULT_DATA)]
+    pub data: PathBuf,
+    /// The export file to write (replaced whole if it exists).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The export file.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// The data directory to create (missing or empty).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
 }
 
 #[derive(Debug, Args)]

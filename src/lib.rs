@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod ids;
 pub mod logging;
 pub mod mail;

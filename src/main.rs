@@ -38,6 +38,8 @@ fn main() -> ExitCode {
         Command::MakeAdmin(args) => answer(startup::make_admin(&args)),
         Command::Backup(args) => answer(decentd::backup::backup_command(&args.data, &args.to)),
         Command::Restore(args) => answer(decentd::backup::restore_command(&args.from, &args.data)),
+        Command::Export(args) => answer(decentd::export::export_command(&args.data, &args.to)),
+        Command::Import(args) => answer(decentd::export::import_command(&args.from, &args.data)),
         Command::Plugin(PluginCommand::Check { path }) => {
             answer(decentd::plugins::check(&path).map_err(|e| format!("plugin check failed: {e}")))
         }

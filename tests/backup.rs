@@ -422,3 +422,239 @@ async fn a_directory_of_a_newer_format_is_refused_with_what_to_do() {
     ]);
     assert!(!ok && err.contains("newer decentd"), "{err}");
 }
+
+fn export(data: &Path, to: &Path) -> (bool, String, String) {
+    run(&[
+        "export".as_ref(),
+        "--data".as_ref(),
+        data.as_ref(),
+        "--to".as_ref(),
+        to.as_ref(),
+    ])
+}
+
+fn import(from: &Path, data: &Path) -> (bool, String, String) {
+    run(&[
+        "import".as_ref(),
+        "--from".as_ref(),
+        from.as_ref(),
+        "--data".as_ref(),
+        data.as_ref(),
+    ])
+}
+
+/// Every key space of a stopped server's data directory, as its records (from an offline
+/// backup).
+fn key_spaces(data: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("spaces.tar");
+    let (ok, out, err) = backup(data, &file);
+    assert!(ok, "{out}{err}");
+    let mut archive = tar::Archive::new(std::fs::File::open(&file).unwrap());
+    let mut spaces = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        if let Some(name) = path.strip_prefix("store/") {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            let name = String::from_utf8(hex::decode(name.trim_end_matches(".kv")).unwrap());
+            spaces.insert(name.unwrap(), bytes);
+        }
+    }
+    spaces
+}
+
+/// The record lines of an export (without the header, which holds the time).
+fn records_of(file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines().skip(1).map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn an_export_imports_into_the_same_records_and_answers() {
+    let mut server = TestServer::spawn_with(&["--admin", "root"]).await;
+    let (root, bob, general) = populated(&server).await;
+    // More kinds of records: licenses (one revoked: its key stays known), read marks, direct
+    // message settings, a two-factor enrolment.
+    server.license(&root, &["read"]).await;
+    let revoked = server
+        .post(
+            "/api/licenses",
+            Some(&root),
+            json!({"capabilities": ["say"]}),
+        )
+        .await;
+    let revoked = revoked.1["license"]["id"]
+        .as_str()
+        .or(revoked.1["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let (status, v) = server
+        .delete(&format!("/api/licenses/{revoked}"), Some(&root))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, me) = server
+        .get(&format!("/api/sessions/{bob}"), Some(&bob))
+        .await;
+    let bob_id = me["user"]["id"].as_str().unwrap().to_owned();
+    let (status, v) = server
+        .post(
+            &format!("/api/channels/{general}/mark-read"),
+            Some(&bob),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = server
+        .patch(
+            &format!("/api/users/{bob_id}/direct-message-settings"),
+            Some(&bob),
+            json!({"allowFrom": "shared-role"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = server
+        .post(
+            &format!("/api/users/{bob_id}/two-factor"),
+            Some(&bob),
+            json!({"password": "password1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let before = answers(&server, &root, &bob).await;
+
+    // From the running server (through a backup), then from the stopped one: the same records.
+    let tmp = tempfile::tempdir().unwrap();
+    let live = tmp.path().join("live.jsonl");
+    let (ok, out, err) = export(&server.data, &live);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("exported"), "{out}");
+    assert!(server.signal_and_wait("TERM").success());
+    let file = tmp.path().join("export.jsonl");
+    let (ok, out, err) = export(&server.data, &file);
+    assert!(ok, "{out}{err}");
+    assert_eq!(records_of(&live), records_of(&file));
+    let text = std::fs::read_to_string(&file).unwrap();
+    let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["format"], "decentd-export");
+    assert_eq!(header["version"], 1);
+    let kinds: std::collections::BTreeSet<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for kind in [
+        "server",
+        "role",
+        "user",
+        "session",
+        "channel",
+        "message",
+        "read",
+        "emote",
+        "license",
+        "license_key",
+        "direct_message",
+        "conversation",
+        "direct_read",
+        "dm_settings",
+        "two_factor",
+        "upload",
+        "end",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} line in {kinds:?}");
+    }
+
+    // Imported: every key space holds exactly the records of the original, derived indexes
+    // (names, session links, mentions, pins, message and DM indexes) included.
+    let imported = tmp.path().join("imported");
+    let (ok, out, err) = import(&file, &imported);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("imported"), "{out}");
+    let original = key_spaces(&server.data);
+    let copy = key_spaces(&imported);
+    assert_eq!(
+        original.keys().collect::<Vec<_>>(),
+        copy.keys().collect::<Vec<_>>()
+    );
+    for (name, records) in &original {
+        assert!(
+            &copy[name] == records,
+            "key space {name} differs after import: {:?} became {:?}",
+            String::from_utf8_lossy(records),
+            String::from_utf8_lossy(&copy[name])
+        );
+    }
+    let restarted = TestServer::spawn_on(&imported, &["--admin", "root"]).await;
+    assert_eq!(answers(&restarted, &root, &bob).await, before);
+    let image_url = before["/api/emotes"]["emotes"][0]["imageURL"]
+        .as_str()
+        .unwrap();
+    let image = restarted
+        .client
+        .get(restarted.url(image_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(image.bytes().await.unwrap().as_ref(), common::PNG);
+}
+
+#[tokio::test]
+async fn damaged_exports_are_refused_and_leave_nothing() {
+    let mut server = TestServer::spawn_with(&["--admin", "root"]).await;
+    populated(&server).await;
+    assert!(server.signal_and_wait("TERM").success());
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("export.jsonl");
+    assert!(export(&server.data, &file).0);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let write = |name: &str, lines: &[&str]| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    };
+    let target = tmp.path().join("target");
+    let mut newer: Value = serde_json::from_str(lines[0]).unwrap();
+    newer["version"] = json!(99);
+    let newer = newer.to_string();
+    let mut broken = lines.clone();
+    broken[3] = "{\"kind\": \"message\", \"id\": \"not a number\"}";
+    let cases = [
+        (write("cut.jsonl", &lines[..lines.len() - 1]), "cut short"),
+        (
+            write(
+                "short.jsonl",
+                &[&lines[..5], &lines[lines.len() - 1..]].concat(),
+            ),
+            "its end line counts",
+        ),
+        (
+            write(
+                "newer.jsonl",
+                &[&[newer.as_str()][..], &lines[1..]].concat(),
+            ),
+            "newer decentd",
+        ),
+        (write("broken.jsonl", &broken), "line 4"),
+        (write("plain.jsonl", &["{}"]), "not a decentd export"),
+    ];
+    for (path, expected) in cases {
+        let (ok, out, err) = import(&path, &target);
+        assert!(!ok, "{path:?} imported: {out}");
+        assert!(err.contains(expected), "{path:?}: {err}");
+        assert!(!target.exists(), "{path:?} left {target:?} behind");
+    }
+    // A directory with something in it is not imported into.
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("x"), "").unwrap();
+    let (ok, _, err) = import(&file, &target);
+    assert!(!ok);
+    assert!(err.contains("is not empty"), "{err}");
+}

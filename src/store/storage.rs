@@ -51,6 +51,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Loads one key space of a dump into this (new) store; the records loaded. Call `flush`
     /// when every key space is in.
     fn load_tree(&self, name: &str, input: &mut dyn std::io::Read) -> Result<u64>;
+    /// Every record as typed entities, at one point in time (see `store::export`).
+    fn export(&self, emit: &mut dyn FnMut(super::Entity) -> std::io::Result<()>) -> Result<()>;
+    /// Writes one exported record into this (new) store, with what derives from it. Call
+    /// `flush` when every record is in.
+    fn import(&self, entity: &super::Entity) -> Result<()>;
     /// The number of keys in each key space, by name. For diagnostics and storage tests.
     fn key_counts(&self) -> Vec<(&'static str, usize)>;
     /// Flushes everything to disk, blocking. For shutdown and offline commands.
@@ -324,6 +329,12 @@ impl Storage for Store {
     }
     fn load_tree(&self, name: &str, input: &mut dyn std::io::Read) -> Result<u64> {
         Store::load_tree(self, name, input)
+    }
+    fn export(&self, emit: &mut dyn FnMut(super::Entity) -> std::io::Result<()>) -> Result<()> {
+        Store::export(self, emit)
+    }
+    fn import(&self, entity: &super::Entity) -> Result<()> {
+        Store::import(self, entity)
     }
     fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
