@@ -1,9 +1,11 @@
 //! Backup benchmark: the time and size of backing up a server holding 1,000,000 messages
-//! while it takes writes, how long writes wait for the copy, and the time of restoring it.
+//! while it takes writes, how long writes wait for the copy, the time of restoring it, and of
+//! exporting the restored directory as JSON Lines and importing that.
 //!
 //! Seeds the messages straight into the storage (through the library, with the server
 //! stopped), starts the release binary on it, then runs `decentd backup` while a client posts
-//! `BACKUP_POST_RATE` messages/s, recording each post's answer time; then `decentd restore`.
+//! `BACKUP_POST_RATE` messages/s, recording each post's answer time; then `decentd restore`,
+//! `decentd export` (of the stopped restored directory) and `decentd import`.
 //!
 //! Run: `cargo bench --bench backup` (env: BACKUP_MESSAGES, default 1000000;
 //! BACKUP_POST_RATE, default 20). Under `cargo test` it only prints how to run it.
@@ -167,6 +169,23 @@ async fn measure(messages: u64, rate: u64) {
         .expect("run decentd restore");
     assert!(status.success(), "decentd restore failed");
     let restore_time = started.elapsed();
+    // The restored (stopped) directory exported as JSON Lines, and imported again.
+    let export = out.path().join("export.jsonl");
+    let export_time = timed(&[
+        "export".as_ref(),
+        "--data".as_ref(),
+        restored.as_os_str(),
+        "--to".as_ref(),
+        export.as_os_str(),
+    ]);
+    let imported = out.path().join("imported");
+    let import_time = timed(&[
+        "import".as_ref(),
+        "--from".as_ref(),
+        export.as_os_str(),
+        "--data".as_ref(),
+        imported.as_os_str(),
+    ]);
 
     println!(
         "| messages | {messages} (seeded in {:.0} s) |",
@@ -196,6 +215,27 @@ async fn measure(messages: u64, rate: u64) {
         "| restored directory | {:.0} MiB |",
         mib(dir_size(&restored))
     );
+    println!(
+        "| export of the stopped directory | {:.1} s, {:.0} MiB of JSON Lines |",
+        export_time.as_secs_f64(),
+        mib(std::fs::metadata(&export).unwrap().len())
+    );
+    println!(
+        "| import into a new directory | {:.1} s |",
+        import_time.as_secs_f64()
+    );
+}
+
+/// Runs a `decentd` command to its successful end; how long it took.
+fn timed(args: &[&std::ffi::OsStr]) -> Duration {
+    let started = Instant::now();
+    let status = Command::new(server_binary())
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run decentd");
+    assert!(status.success(), "decentd {args:?} failed");
+    started.elapsed()
 }
 
 fn main() {
