@@ -65,6 +65,10 @@ pub fn set_filter(filter: &str) -> Result<(), String> {
 const PROBES: [&str; 2] = ["/healthz", "/readyz"];
 
 /// Middleware: logs each request once it has been answered.
+/// A request's client address, put in its extensions by the rate limits (`net::rate`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 pub async fn log_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -81,6 +85,14 @@ pub async fn log_request(
     };
     let path = pattern.unwrap_or_else(|| req.path().chars().take(100).collect());
     let res = next.call(req).await;
+    // The client's address as the rate limits saw it (behind a trusted proxy: the address it
+    // names).
+    let client = res.as_ref().ok().and_then(|r| {
+        actix_web::HttpMessage::extensions(r.request())
+            .get::<ClientAddr>()
+            .map(|c| c.0)
+    });
+    let client = client.map(tracing::field::display);
     let status = match &res {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.as_response_error().status_code().as_u16(),
@@ -107,9 +119,9 @@ pub async fn log_request(
     // flood refused by the rate limits would be a line per request: counted in the metrics
     // (`rate_limited_total`) and logged at debug only.
     if (PROBES.contains(&path.as_str()) && status < 400) || status == 429 {
-        tracing::debug!(method = %method, path = %path, status, latency_us, "request");
+        tracing::debug!(method = %method, path = %path, status, latency_us, client, "request");
     } else {
-        tracing::info!(method = %method, path = %path, status, latency_us, "request");
+        tracing::info!(method = %method, path = %path, status, latency_us, client, "request");
     }
     res
 }

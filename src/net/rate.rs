@@ -135,7 +135,10 @@ impl RateLimits {
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok());
-        let client = per_network(client_address(peer, forwarded, &limits.trusted));
+        let address = client_address(peer, forwarded, &limits.trusted);
+        // For the request's log line.
+        actix_web::HttpMessage::extensions_mut(req).insert(crate::logging::ClientAddr(address));
+        let client = per_network(address);
         let wait = |limiter: &DefaultKeyedRateLimiter<Address>| {
             limiter
                 .check_key(&client)

@@ -188,6 +188,18 @@ impl TestServer {
         }
     }
 
+    /// From now on, every request and WebSocket of this handle goes through a reverse proxy
+    /// at `addr` serving HTTPS with a certificate from the authority in `root_pem`.
+    pub fn through_proxy(&mut self, addr: SocketAddr, root_pem: &[u8]) {
+        self.addr = addr;
+        self.client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(reqwest::Certificate::from_pem(root_pem).expect("a PEM root"))
+            .build()
+            .unwrap();
+        self.tls = Some(tls_client(root_pem));
+    }
+
     pub fn url(&self, path: &str) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://{}{}", self.addr, path)
