@@ -51,7 +51,7 @@ async fn caddy(dir: &Path, upstream: std::net::SocketAddr) -> Option<Caddy> {
         ),
     )
     .unwrap();
-    let child = Command::new("caddy")
+    let mut child = Command::new("caddy")
         .args(["run", "--adapter", "caddyfile", "--config"])
         .arg(&caddyfile)
         .env("HOME", dir)
@@ -73,6 +73,8 @@ async fn caddy(dir: &Path, upstream: std::net::SocketAddr) -> Option<Caddy> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!(
         "caddy did not start: {}",
         std::fs::read_to_string(dir.join("caddy.log")).unwrap_or_default()
