@@ -2,17 +2,13 @@
 // browser creates the administrator account, who can then make channels and chat.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Server, browser } from './harness.mjs';
+import { Server, browser, setupLink } from './harness.mjs';
 
 test('the setup link from the log creates the administrator in the browser', async () => {
   const server = await Server.start(['--read-access', 'members']);
   const chromium = await browser();
   try {
-    let link;
-    for (let i = 0; i < 40 && !link; i++) {
-      link = server.logs.map((l) => /"link":"([^"]+#setup=[0-9a-f]{32})"/.exec(l)?.[1]).find(Boolean);
-      if (!link) await new Promise((ok) => setTimeout(ok, 50));
-    }
+    const link = await setupLink(server);
     assert.ok(link, `no setup link in:\n${server.logs.join('\n')}`);
     const page = await (await chromium.newContext()).newPage();
     await page.goto(link);

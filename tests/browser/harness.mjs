@@ -107,6 +107,20 @@ export class Server {
   }
 }
 
+/**
+ * The one-time setup link a server without an administrator logs (waits up to 2 s for it).
+ * @param {Server} server
+ * @returns {Promise<string | undefined>}
+ */
+export async function setupLink(server) {
+  for (let i = 0; i < 40; i++) {
+    const link = server.logs.map((l) => /"link":"([^"]+#setup=[0-9a-f]{32})"/.exec(l)?.[1]).find(Boolean);
+    if (link) return link;
+    await new Promise((ok) => setTimeout(ok, 50));
+  }
+  return undefined;
+}
+
 export async function browser() {
   return chromium.launch({
     executablePath: CHROMIUM,

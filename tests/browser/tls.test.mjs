@@ -3,17 +3,13 @@
 // WebSocket over wss:// and chats; GET /api says useSecureProtocol.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Server, TLS_ARGS, browser } from './harness.mjs';
+import { Server, TLS_ARGS, browser, setupLink } from './harness.mjs';
 
 test('the web client works over HTTPS from the setup link to a message', async () => {
   const server = await Server.start(['--read-access', 'members', ...TLS_ARGS]);
   const chromium = await browser();
   try {
-    let link;
-    for (let i = 0; i < 40 && !link; i++) {
-      link = server.logs.map((l) => /"link":"([^"]+#setup=[0-9a-f]{32})"/.exec(l)?.[1]).find(Boolean);
-      if (!link) await new Promise((ok) => setTimeout(ok, 50));
-    }
+    const link = await setupLink(server);
     assert.ok(link?.startsWith('https://'), `no https setup link in:\n${server.logs.join('\n')}`);
     const api = await server.api('GET', '/api');
     assert.equal(api.useSecureProtocol, true);
