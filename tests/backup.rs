@@ -20,9 +20,10 @@ fn run(args: &[&OsStr]) -> (bool, String, String) {
     )
 }
 
-fn backup(data: &Path, to: &Path) -> (bool, String, String) {
+/// `decentd backup` or `export`: `data` written to the file `to`.
+fn write_out(command: &str, data: &Path, to: &Path) -> (bool, String, String) {
     run(&[
-        "backup".as_ref(),
+        command.as_ref(),
         "--data".as_ref(),
         data.as_ref(),
         "--to".as_ref(),
@@ -30,14 +31,23 @@ fn backup(data: &Path, to: &Path) -> (bool, String, String) {
     ])
 }
 
-fn restore(from: &Path, data: &Path) -> (bool, String, String) {
+/// `decentd restore` or `import`: the file `from` read into the directory `data`.
+fn read_in(command: &str, from: &Path, data: &Path) -> (bool, String, String) {
     run(&[
-        "restore".as_ref(),
+        command.as_ref(),
         "--from".as_ref(),
         from.as_ref(),
         "--data".as_ref(),
         data.as_ref(),
     ])
+}
+
+fn backup(data: &Path, to: &Path) -> (bool, String, String) {
+    write_out("backup", data, to)
+}
+
+fn restore(from: &Path, data: &Path) -> (bool, String, String) {
+    read_in("restore", from, data)
 }
 
 /// A server with some of everything: users, a role, channels, messages with mentions and a
@@ -424,23 +434,11 @@ async fn a_directory_of_a_newer_format_is_refused_with_what_to_do() {
 }
 
 fn export(data: &Path, to: &Path) -> (bool, String, String) {
-    run(&[
-        "export".as_ref(),
-        "--data".as_ref(),
-        data.as_ref(),
-        "--to".as_ref(),
-        to.as_ref(),
-    ])
+    write_out("export", data, to)
 }
 
 fn import(from: &Path, data: &Path) -> (bool, String, String) {
-    run(&[
-        "import".as_ref(),
-        "--from".as_ref(),
-        from.as_ref(),
-        "--data".as_ref(),
-        data.as_ref(),
-    ])
+    read_in("import", from, data)
 }
 
 /// Every key space of a stopped server's data directory, as its records (from an offline
