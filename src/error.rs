@@ -215,6 +215,15 @@ impl From<StoreError> for ApiError {
             // Refused before anything was written; the guard has logged it once.
             StoreError::DiskFull => ApiError::new(ErrorCode::Failed, err.to_string())
                 .status(StatusCode::INSUFFICIENT_STORAGE),
+            // Nothing was acknowledged; the client may try again once the database is back.
+            StoreError::Unavailable(_) => {
+                tracing::error!(error = %err, "a request failed: the database is unavailable");
+                ApiError::new(
+                    ErrorCode::Failed,
+                    "the server's database is unavailable; try again shortly",
+                )
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+            }
             err => ApiError::internal(err),
         }
     }

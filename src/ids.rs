@@ -35,10 +35,18 @@ pub fn iso8601(ms: u64) -> String {
 }
 
 /// Hands out strictly increasing, time-ordered ids. Cheap to share between threads.
+///
+/// A generator of a cluster node (`for_node`) keeps the node's number in bits 10..20 of every
+/// id and counts in the low 10 bits, so nodes never hand out the same id.
 #[derive(Debug, Default)]
 pub struct IdGenerator {
     last: AtomicU64,
+    node: Option<u64>,
 }
+
+/// Bits of a cluster node's number in its ids (1,024 nodes).
+const NODE_BITS: u32 = 10;
+const NODE_SHIFT: u32 = SEQUENCE_BITS - NODE_BITS;
 
 impl IdGenerator {
     /// A generator that never returns an id at or below `floor` (the largest id already stored),
@@ -46,13 +54,34 @@ impl IdGenerator {
     pub fn starting_after(floor: u64) -> Self {
         Self {
             last: AtomicU64::new(floor),
+            node: None,
+        }
+    }
+
+    /// The generator of cluster node `node` (taken modulo 1,024): ids above `floor` whose
+    /// bits 10..20 hold the node's number.
+    pub fn for_node(node: u64, floor: u64) -> Self {
+        // Counted without the node bits: (milliseconds << 10) | sequence.
+        let compact = ((floor >> SEQUENCE_BITS) << NODE_SHIFT) | ((1 << NODE_SHIFT) - 1);
+        Self {
+            last: AtomicU64::new(compact),
+            node: Some(node % (1 << NODE_BITS)),
         }
     }
 
     /// The next id: the current millisecond with a fresh sequence number, or one past the last
     /// id if the clock has not moved on (or moved back).
     pub fn next(&self) -> u64 {
-        let clock = now_ms().saturating_sub(EPOCH_MS) << SEQUENCE_BITS;
+        let Some(node) = self.node else {
+            return self.advance(now_ms().saturating_sub(EPOCH_MS) << SEQUENCE_BITS);
+        };
+        let compact = self.advance(now_ms().saturating_sub(EPOCH_MS) << NODE_SHIFT);
+        let low = (1 << NODE_SHIFT) - 1;
+        ((compact >> NODE_SHIFT) << SEQUENCE_BITS) | (node << NODE_SHIFT) | (compact & low)
+    }
+
+    /// The next counter value: `clock`, or one past the last value if the clock has not moved.
+    fn advance(&self, clock: u64) -> u64 {
         let mut last = self.last.load(Ordering::Relaxed);
         loop {
             let candidate = clock.max(last + 1);
@@ -95,6 +124,35 @@ impl serde::Serialize for IdStr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_ids_never_collide_and_stay_time_ordered() {
+        let floor = IdGenerator::default().next() + (5 << SEQUENCE_BITS);
+        let a = IdGenerator::for_node(3, floor);
+        let b = IdGenerator::for_node(1027, floor);
+        let c = IdGenerator::for_node(4, floor);
+        let mut seen = std::collections::HashSet::new();
+        let mut last = floor;
+        for _ in 0..5_000 {
+            let id = a.next();
+            assert!(id > last, "ids of one node increase");
+            assert!(
+                id >> SEQUENCE_BITS > floor >> SEQUENCE_BITS,
+                "past the floor's millisecond"
+            );
+            assert_eq!((id >> NODE_SHIFT) & 1023, 3);
+            last = id;
+            assert!(seen.insert(id));
+            assert!(seen.insert(c.next()));
+        }
+        assert_eq!(
+            (b.next() >> NODE_SHIFT) & 1023,
+            3,
+            "node numbers wrap at 1,024"
+        );
+        let t = id_timestamp_ms(a.next());
+        assert!(t.abs_diff(now_ms()) < 60_000 + 5, "{t}");
+    }
 
     #[test]
     fn iso8601_times_are_utc() {

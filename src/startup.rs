@@ -148,11 +148,23 @@ pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<()
         crate::config::VERSION
     );
     // The core, then each door attached to it.
-    let store = crate::store::open(&config.data, config.cache_bytes, config.min_free_space)?;
-    crate::upgrade::upgrade(&*store, &config.data)?;
+    let store = match &config.store {
+        Some(url) => crate::store::open_postgres(url, config.store_pool)?,
+        None => {
+            let store =
+                crate::store::open(&config.data, config.cache_bytes, config.min_free_space)?;
+            crate::upgrade::upgrade(&*store, &config.data)?;
+            store
+        }
+    };
     let chat = Arc::new(Chat::with_store(config, store)?);
     let state = chat.clone();
-    let interrupted = api::uploads::remove_interrupted_uploads(&state.config.data)?;
+    // Nodes sharing an uploads directory leave each other's uploads in progress alone.
+    let shared = state.config.store.is_some();
+    let interrupted = api::uploads::remove_interrupted_uploads(
+        &state.config.uploads,
+        std::time::Duration::from_secs(if shared { 3600 } else { 0 }),
+    )?;
     if interrupted > 0 {
         tracing::info!(interrupted, "removed uploads a crash interrupted");
     }

@@ -29,18 +29,17 @@ const MAX_SESSION_FIELD: usize = 256;
 /// Random bytes in an upload's name (hex-encoded).
 const NAME_BYTES: usize = 16;
 
-/// The directory uploads live in.
-pub fn upload_dir(data: &Path) -> PathBuf {
-    data.join("uploads")
-}
-
 /// Prefix of an upload still being received; renamed to its final name once complete.
 const INCOMING_PREFIX: &str = ".incoming-";
 
-/// Removes uploads a crash interrupted (`.incoming-*`): run at startup, before any upload
-/// can be in progress. Returns how many were removed.
-pub fn remove_interrupted_uploads(data: &Path) -> std::io::Result<usize> {
-    let entries = match std::fs::read_dir(upload_dir(data)) {
+/// Removes uploads a crash interrupted (`.incoming-*`) that are older than `min_age`: run
+/// at startup, before any upload of this node can be in progress (cluster nodes sharing the
+/// directory pass an age no upload in progress can have). Returns how many were removed.
+pub fn remove_interrupted_uploads(
+    dir: &Path,
+    min_age: std::time::Duration,
+) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
@@ -52,6 +51,11 @@ pub fn remove_interrupted_uploads(data: &Path) -> std::io::Result<usize> {
             .file_name()
             .to_str()
             .is_some_and(|n| n.starts_with(INCOMING_PREFIX))
+            && entry
+                .metadata()?
+                .modified()?
+                .elapsed()
+                .map_or(true, |age| age >= min_age)
         {
             std::fs::remove_file(entry.path())?;
             removed += 1;
@@ -185,7 +189,7 @@ pub async fn upload(
     }
     // A full disk refuses before a byte of the image is written.
     state.store.ensure_space()?;
-    let dir = upload_dir(&state.config.data);
+    let dir = state.config.uploads.clone();
     let mut form = Multipart::new(req.headers(), payload);
     let mut image = None;
     let mut total = 0usize;
@@ -259,7 +263,7 @@ pub async fn serve(state: web::Data<Chat>, path: web::Path<String>) -> HttpRespo
     let Some(format) = served_format(&path) else {
         return not_found();
     };
-    match tokio::fs::read(upload_dir(&state.config.data).join(path.as_str())).await {
+    match tokio::fs::read(state.config.uploads.join(path.as_str())).await {
         Ok(bytes) => HttpResponse::Ok()
             .content_type(format.content_type())
             .insert_header((header::CACHE_CONTROL, "public, max-age=31536000, immutable"))

@@ -196,6 +196,22 @@ pub struct ServeArgs {
     /// 0 disables the check [default: 64].
     #[arg(long, env = "DECENTD_MIN_FREE_SPACE", value_name = "MIB")]
     pub min_free_space: Option<u64>,
+    /// Keep everything in PostgreSQL instead of the embedded store in the data directory, e.g.
+    /// `postgres://decentd@db/decentd`; several nodes may share one database [default: the
+    /// embedded store].
+    #[arg(long, env = "DECENTD_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// Connections each node keeps to PostgreSQL at most [default: 16].
+    #[arg(long, env = "DECENTD_STORE_POOL", value_name = "N")]
+    pub store_pool: Option<usize>,
+    /// Carry events between cluster nodes through NATS, e.g. `nats://127.0.0.1:4222`; needs
+    /// `--store postgres://...` [default: this node only].
+    #[arg(long, env = "DECENTD_BUS", value_name = "URL")]
+    pub bus: Option<String>,
+    /// Directory of uploaded images; cluster nodes share one (with `--store` only)
+    /// [default: DATA/uploads].
+    #[arg(long, env = "DECENTD_UPLOADS", value_name = "DIR")]
+    pub uploads: Option<PathBuf>,
     /// Accept read-only chatbox guests at /v2/guest [default: false].
     #[arg(long, env = "DECENTD_CHATBOX_GUESTS", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub chatbox_guests: Option<bool>,

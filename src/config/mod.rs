@@ -69,6 +69,8 @@ pub const DEFAULT_HTTP_BODY_TIMEOUT_SECS: u64 = 15;
 pub const DEFAULT_HTTP_WRITE_TIMEOUT_SECS: u64 = 30;
 /// Free disk space below which writes are refused (MiB).
 pub const DEFAULT_MIN_FREE_SPACE_MIB: u64 = 64;
+/// Connections to PostgreSQL each node keeps at most.
+pub const DEFAULT_STORE_POOL: usize = 16;
 
 /// HTTPS certificate chain and private key files, as given (read by `net::tls`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +118,10 @@ pub struct FileConfig {
     pub min_free_space: Option<u64>,
     pub chatbox_guests: Option<bool>,
     pub chatbox_channel: Option<String>,
+    pub store: Option<String>,
+    pub store_pool: Option<usize>,
+    pub bus: Option<String>,
+    pub uploads: Option<PathBuf>,
     pub restart_grace: Option<u64>,
     pub shutdown_timeout: Option<u64>,
     pub workers: Option<usize>,
@@ -178,6 +184,14 @@ pub struct ServerConfig {
     pub chatbox_guests: bool,
     /// Where a chatbox `say` without `channel` goes (a name or ID).
     pub chatbox_channel: Option<String>,
+    /// PostgreSQL storage (a `postgres://` URL); None: the embedded store in `data`.
+    pub store: Option<String>,
+    /// Connections to PostgreSQL at most.
+    pub store_pool: usize,
+    /// The NATS server cluster events travel through; None: this node only.
+    pub bus: Option<String>,
+    /// Where uploaded images are kept.
+    pub uploads: PathBuf,
     /// Delay between a stop signal and the stop, announced to bots.
     pub restart_grace: Duration,
     pub shutdown_timeout: Duration,
@@ -281,6 +295,41 @@ impl ServeArgs {
             .clone()
             .or(file.data.clone())
             .unwrap_or_else(|| DEFAULT_DATA.into());
+        let store = self.store.clone().or(file.store.clone());
+        if let Some(url) = &store {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "--store must be a postgres:// or postgresql:// URL, not {url:?}"
+                )));
+            }
+        }
+        let bus = self.bus.clone().or(file.bus.clone());
+        if let Some(url) = &bus {
+            if !url.starts_with("nats://") {
+                return Err(ConfigError::Invalid(format!(
+                    "--bus must be a nats:// URL, not {url:?}"
+                )));
+            }
+            if store.is_none() {
+                return Err(ConfigError::Invalid(
+                    "--bus connects cluster nodes, which share PostgreSQL storage: \
+                     give --store postgres://... too"
+                        .into(),
+                ));
+            }
+        }
+        let uploads = match self.uploads.clone().or(file.uploads.clone()) {
+            Some(_) if store.is_none() => {
+                return Err(ConfigError::Invalid(
+                    "--uploads is for cluster nodes sharing one directory (with --store \
+                     postgres://...); the embedded store keeps uploads in DATA/uploads, \
+                     where backups find them"
+                        .into(),
+                ))
+            }
+            Some(dir) => dir,
+            None => data.join("uploads"),
+        };
         let admins = if self.admins.is_empty() {
             file.admins.unwrap_or_default()
         } else {
@@ -493,6 +542,14 @@ impl ServeArgs {
                 .saturating_mul(1024 * 1024),
             chatbox_guests: self.chatbox_guests.or(file.chatbox_guests).unwrap_or(false),
             chatbox_channel: self.chatbox_channel.or(file.chatbox_channel),
+            store,
+            store_pool: self
+                .store_pool
+                .or(file.store_pool)
+                .unwrap_or(DEFAULT_STORE_POOL)
+                .max(2),
+            bus,
+            uploads,
             restart_grace: Duration::from_secs(
                 self.restart_grace.or(file.restart_grace).unwrap_or(0),
             ),

@@ -172,11 +172,11 @@ const KNOWN: &[&str] = &[
 const USER_PURGE: &[u8] = b"userpurge/";
 const CHANNEL_PURGE: &[u8] = b"purge/";
 
-fn invalid(what: String) -> StoreError {
+pub(super) fn invalid(what: String) -> StoreError {
     StoreError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, what))
 }
 
-fn key32(hex_key: &str) -> Result<[u8; 32]> {
+pub(super) fn key32(hex_key: &str) -> Result<[u8; 32]> {
     hex::decode(hex_key)
         .ok()
         .and_then(|k| <[u8; 32]>::try_from(k).ok())
@@ -187,11 +187,11 @@ fn pair(key: &[u8]) -> (u64, u64) {
     (id_from_key(key), id_from_key(key.get(8..).unwrap_or(&[])))
 }
 
-fn base64(bytes: &[u8]) -> String {
+pub(super) fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn unbase64(text: &str) -> Result<Vec<u8>> {
+pub(super) fn unbase64(text: &str) -> Result<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|e| invalid(format!("{text:.20}...: not base64 ({e})")))

@@ -15,6 +15,7 @@ mod emotes;
 mod export;
 mod licenses;
 mod plugins;
+mod postgres;
 mod space;
 mod storage;
 mod user_index;
@@ -28,6 +29,7 @@ pub use emotes::EmoteRecord;
 pub use export::Entity;
 pub use licenses::{KeyLookup, LicenseKeyHash, LicenseRecord};
 pub use plugins::{PluginKv, PluginRecord};
+pub use postgres::PgStore;
 pub use storage::{KvSpace, Storage};
 pub use user_index::UserIndex;
 pub use users::SessionRecord;
@@ -64,6 +66,10 @@ pub enum StoreError {
     DiskFull,
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -229,6 +235,11 @@ pub fn open(dir: &Path, cache_bytes: u64, min_free_space: u64) -> Result<Box<dyn
     Ok(Box::new(
         Store::open(dir, cache_bytes)?.with_min_free_space(min_free_space),
     ))
+}
+
+/// Connects to PostgreSQL storage at `url` (`--store postgres://...`), migrating its schema.
+pub fn open_postgres(url: &str, pool_size: usize) -> Result<Box<dyn Storage>> {
+    Ok(Box::new(PgStore::connect(url, pool_size)?))
 }
 
 impl Store {

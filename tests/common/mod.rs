@@ -2,6 +2,8 @@
 //! with its own temporary data directory, and talks to it over real HTTP.
 #![allow(dead_code)]
 
+pub mod engines;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -135,11 +137,18 @@ impl TestServer {
             .iter()
             .position(|a| *a == "--tls-cert")
             .map(|i| std::fs::read(args[i + 1]).expect("the --tls-cert file"));
+        // The suite's second run keeps everything in PostgreSQL: one database per directory.
+        let store: Vec<String> = if engines::postgres_suite() && !args.contains(&"--store") {
+            vec!["--store".into(), engines::postgres().database_for(data)]
+        } else {
+            Vec::new()
+        };
         let mut child = decentd()
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(FAST_ARGS)
+            .args(&store)
             .args(&unlimited)
             .args(preset)
             .args(args)
