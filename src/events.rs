@@ -42,6 +42,9 @@ pub struct Event {
     pub data: Value,
     /// `{"evt": name, "data": data}` as JSON text; clones share the bytes.
     pub frame: ByteString,
+    /// Emitted on another cluster node: delivered to this node's sockets and bots, but not
+    /// to its plugins (the emitting node's plugins handle it, once in the cluster).
+    pub remote: bool,
 }
 
 impl Event {
@@ -54,6 +57,15 @@ impl Event {
             perm_seq,
             data,
             frame,
+            remote: false,
+        }
+    }
+
+    /// An event another cluster node emitted.
+    pub fn remote(name: &'static str, data: Value, audience: Audience, perm_seq: u64) -> Self {
+        Self {
+            remote: true,
+            ..Self::new(name, data, audience, perm_seq)
         }
     }
 }

@@ -157,7 +157,19 @@ pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<()
             store
         }
     };
+    // Taken before the permission index is loaded: changes from then on arrive over NATS.
+    let first_change = match &config.bus {
+        Some(_) => store.last_change_number()?.unwrap_or(0),
+        None => 0,
+    };
     let chat = Arc::new(Chat::with_store(config, store)?);
+    if let Some(url) = chat.config.bus.clone() {
+        let cluster = crate::chat::cluster::Cluster::connect(chat.clone(), &url, first_change)
+            .await
+            .map_err(StartupError::Cluster)?;
+        chat.attach_cluster(cluster);
+        tracing::info!(bus = %url, "joined the cluster");
+    }
     let state = chat.clone();
     // Nodes sharing an uploads directory leave each other's uploads in progress alone.
     let shared = state.config.store.is_some();
@@ -590,10 +602,23 @@ impl Signals {
     }
 }
 
+/// The storage an offline command works on: PostgreSQL at `store`, or the (stopped) data
+/// directory's embedded store, refused if a newer decentd wrote it.
+fn open_offline(
+    data: &std::path::Path,
+    store: Option<&str>,
+) -> Result<Box<dyn crate::store::Storage>, String> {
+    if let Some(url) = store {
+        return crate::store::open_postgres(url, 2).map_err(|e| e.to_string());
+    }
+    let store = crate::store::open(data, 8 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
+    crate::upgrade::refuse_newer(&*store, data)?;
+    Ok(store)
+}
+
 /// `decentd make-admin`: grants the Admin role offline. Returns a message for the operator.
 pub fn make_admin(args: &MakeAdminArgs) -> Result<String, String> {
-    let store = crate::store::open(&args.data, 8 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
-    crate::upgrade::refuse_newer(&*store, &args.data)?;
+    let store = open_offline(&args.data, args.store.as_deref())?;
     let user = grant_admin(&*store, &args.username)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| {
@@ -643,8 +668,7 @@ pub fn reset_password_link(args: &ResetPasswordArgs) -> Result<String, String> {
         crate::config::DEFAULT_LISTEN,
     )
     .map_err(|e| e.to_string())?;
-    let store = crate::store::open(&args.data, 8 * 1024 * 1024, 0).map_err(|e| e.to_string())?;
-    crate::upgrade::refuse_newer(&*store, &args.data)?;
+    let store = open_offline(&args.data, args.store.as_deref())?;
     let user = store
         .user_by_name(&args.username)
         .map_err(|e| e.to_string())?

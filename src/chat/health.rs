@@ -22,6 +22,7 @@ pub struct Check {
 ///   (with nothing pending this is a cheap no-op write path; a storage engine that failed an
 ///   I/O fails it).
 /// - `accepting`: the server is not stopping.
+/// - `bus` (cluster mode): the node is connected to NATS.
 pub async fn readiness(chat: &Chat) -> Vec<Check> {
     let storage = match tokio::time::timeout(CHECK_TIMEOUT, chat.store.writable()).await {
         Ok(Ok(())) => None,
@@ -32,7 +33,7 @@ pub async fn readiness(chat: &Chat) -> Vec<Check> {
         )),
     };
     let stopping = *chat.shutdown.borrow();
-    vec![
+    let mut checks = vec![
         Check {
             name: "storage",
             problem: storage,
@@ -41,5 +42,13 @@ pub async fn readiness(chat: &Chat) -> Vec<Check> {
             name: "accepting",
             problem: stopping.then(|| "the server is stopping".to_owned()),
         },
-    ]
+    ];
+    if let Some(cluster) = chat.cluster() {
+        checks.push(Check {
+            name: "bus",
+            problem: (!cluster.connected())
+                .then(|| "not connected to NATS: other nodes' events do not arrive".to_owned()),
+        });
+    }
+    checks
 }

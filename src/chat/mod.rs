@@ -9,6 +9,7 @@
 
 pub mod caller;
 pub mod channels;
+pub mod cluster;
 pub mod commands;
 pub mod direct;
 pub mod emotes;
@@ -60,6 +61,8 @@ pub enum StartupError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Mail(#[from] crate::mail::MailError),
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// The chat: its state and, in the submodules, its use cases.
@@ -92,6 +95,8 @@ pub struct Chat {
     plugins: OnceLock<Arc<dyn Plugins>>,
     /// The bot gateway, once attached.
     bots: OnceLock<Arc<dyn Bots>>,
+    /// The other cluster nodes (`--bus`), once connected.
+    cluster: OnceLock<Arc<cluster::Cluster>>,
 }
 
 /// The ID a client named (a decimal string), or NOT_FOUND naming what it should have named.
@@ -249,6 +254,7 @@ impl Chat {
             shutdown: tokio::sync::watch::Sender::new(false),
             plugins: OnceLock::new(),
             bots: OnceLock::new(),
+            cluster: OnceLock::new(),
             config,
         })
     }
@@ -290,6 +296,18 @@ impl Chat {
     ) -> Result<T, E> {
         let mut index = self.perms.write().unwrap_or_else(|e| e.into_inner());
         let (value, changes) = write(&index)?;
+        if let Some(cluster) = self.cluster.get() {
+            if !changes.is_empty() {
+                // Numbered while the index is still locked, so this node's changes leave in
+                // number order.
+                match self.store.next_change_number() {
+                    Ok(Some(number)) => cluster.changed(number, changes.clone()),
+                    Ok(None) => {}
+                    // The other nodes catch up at their next check against storage.
+                    Err(e) => tracing::error!(error = %e, "could not number a permission change"),
+                }
+            }
+        }
         for change in changes {
             index.apply(change);
         }
@@ -304,11 +322,45 @@ impl Chat {
         }
     }
 
-    /// Announces an event, stamped with the permission changes it follows.
+    /// Replaces the permission index with one loaded from storage (a cluster node that may
+    /// have missed changes).
+    pub fn reload_perms(&self) -> Result<(), StoreError> {
+        let mut fresh = load_permission_index(&*self.store)?;
+        let mut index = self.perms.write().unwrap_or_else(|e| e.into_inner());
+        let access = self.store.read_access()?.unwrap_or(index.read_access());
+        fresh.apply(Change::SetReadAccess(access));
+        *index = fresh;
+        Ok(())
+    }
+
+    /// Joins the cluster (once, at startup).
+    pub fn attach_cluster(&self, cluster: Arc<cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The cluster link, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Announces an event, stamped with the permission changes it follows, here and (in
+    /// cluster mode) on every other node.
     pub fn emit(&self, name: &'static str, data: Value, audience: Audience) {
-        let seq = self.perms().seq();
+        let seq = match self.cluster.get() {
+            Some(cluster) => cluster.highest_applied(),
+            None => self.perms().seq(),
+        };
         crate::metrics::METRICS.events_emitted.inc();
-        self.bus.publish(Event::new(name, data, audience, seq));
+        let event = Event::new(name, data, audience, seq);
+        if let Some(cluster) = self.cluster.get() {
+            cluster.emitted(&event);
+        }
+        self.bus.publish(event);
+    }
+
+    /// Delivers an event another cluster node emitted to this node's subscribers.
+    pub fn deliver(&self, event: Event) {
+        self.bus.publish(event);
     }
 
     /// Every event emitted from now on.

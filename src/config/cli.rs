@@ -265,6 +265,9 @@ pub struct MakeAdminArgs {
     /// Data directory of the (stopped) server [default: ./decentd-data].
     #[arg(long, env = "DECENTD_DATA", value_name = "DIR", default_value = DEFAULT_DATA)]
     pub data: PathBuf,
+    /// PostgreSQL storage of the server, instead of the data directory's embedded store.
+    #[arg(long, env = "DECENTD_STORE", value_name = "URL")]
+    pub store: Option<String>,
     /// The user to make an admin.
     pub username: String,
 }
@@ -321,6 +324,9 @@ pub struct ResetPasswordArgs {
     /// Data directory of the (stopped) server [default: ./decentd-data].
     #[arg(long, env = "DECENTD_DATA", value_name = "DIR", default_value = DEFAULT_DATA)]
     pub data: PathBuf,
+    /// PostgreSQL storage of the server, instead of the data directory's embedded store.
+    #[arg(long, env = "DECENTD_STORE", value_name = "URL")]
+    pub store: Option<String>,
     /// The address people open the server at, for the link [default: http://127.0.0.1:3000].
     #[arg(long, env = "DECENTD_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,

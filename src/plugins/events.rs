@@ -98,6 +98,8 @@ pub async fn dispatch(state: Arc<Chat>, host: Arc<PluginHost>) {
     let mut events = state.subscribe();
     loop {
         match events.recv().await {
+            // Another node's event: its own plugins handle it, once in the cluster.
+            Ok(event) if event.remote => {}
             Ok(event) => {
                 if let Some(name) = EVENTS.iter().find(|e| **e == event.name) {
                     host.dispatch(name, &event.data);

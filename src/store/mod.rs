@@ -68,6 +68,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("database error: {0}")]
     Database(String),
+    /// A unique key the write needed is taken (a name, for instance).
+    #[error("database error: {0}")]
+    Duplicate(String),
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
 }

@@ -300,6 +300,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn plugin_records(&self) -> Result<Vec<(String, PluginRecord)>>;
     /// The private key-value space of one plugin.
     fn plugin_kv(&self, name: &str) -> Arc<dyn KvSpace>;
+    /// The next cluster-wide number of a permission change (cluster mode; a single node has
+    /// no use for it). `Ok(None)`: this storage is not shared.
+    fn next_change_number(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// The last permission change number handed out (`Ok(None)`: not shared storage).
+    fn last_change_number(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 impl Storage for Store {

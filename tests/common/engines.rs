@@ -185,7 +185,7 @@ impl Postgres {
         as_postgres(&mut postgres);
         *self.pid.lock().unwrap() = keep(postgres);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.sql("postgres", "SELECT 1").is_ok() {
+        while self.sql("postgres", "SELECT 1").is_err() {
             assert!(Instant::now() < deadline, "PostgreSQL did not start");
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -23,11 +23,18 @@ use crate::ids::IdGenerator;
 
 /// The schema migrations, in order: (version, name, SQL). Applied at startup, each in the
 /// transaction that records it in `schema_migrations`.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "permission changes",
+        include_str!("../../../migrations/postgres/0002_permission_changes.sql"),
+    ),
+];
 
 /// How long a call waits for a pooled connection (or a new one) before it fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,8 +115,12 @@ pub(super) fn big(value: u64) -> i64 {
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        if e.as_db_error().is_some() {
-            StoreError::Database(e.to_string())
+        if let Some(db) = e.as_db_error() {
+            if db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+                StoreError::Duplicate(db.to_string())
+            } else {
+                StoreError::Database(db.to_string())
+            }
         } else {
             // No answer from the server: the connection broke or never came up.
             StoreError::Unavailable(e.to_string())
@@ -119,7 +130,7 @@ impl From<tokio_postgres::Error> for StoreError {
 
 /// Whether a database error is a unique-constraint violation (a taken name).
 pub(super) fn is_unique_violation(e: &StoreError) -> bool {
-    matches!(e, StoreError::Database(message) if message.contains("duplicate key"))
+    matches!(e, StoreError::Duplicate(_))
 }
 
 /// Storage on PostgreSQL.

@@ -1784,6 +1784,23 @@ impl Storage for PgStore {
             .collect()
         })
     }
+    fn next_change_number(&self) -> Result<Option<u64>> {
+        self.db.run(async |c| {
+            let r = row(&*c, "SELECT nextval('permission_changes')", &[]).await?;
+            r.map(|r| id(&r, 0)).transpose()
+        })
+    }
+    fn last_change_number(&self) -> Result<Option<u64>> {
+        self.db.run(async |c| {
+            let r = row(
+                &*c,
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM permission_changes",
+                &[],
+            )
+            .await?;
+            Ok(Some(r.map(|r| id(&r, 0)).transpose()?.unwrap_or(0)))
+        })
+    }
     fn plugin_kv(&self, name: &str) -> Arc<dyn KvSpace> {
         Arc::new(PgKv {
             db: self.db.clone(),
