@@ -3,37 +3,9 @@
 
 mod common;
 
-use common::{assert_error, sample, PluginWorld as World, TestServer};
+use common::{assert_error, install_example as install, sample, PluginWorld as World, TestServer};
 use serde_json::json;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-fn dist(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("plugins/dist")
-        .join(name);
-    assert!(
-        dir.join("plugin.wasm").is_file(),
-        "{} is missing: run plugins/build.sh first",
-        dir.display()
-    );
-    dir
-}
-
-/// Copies a built example into `plugins`, replacing its `[config]` table when given.
-fn install(plugins: &Path, name: &str, config: Option<&str>) {
-    let to = plugins.join(name);
-    std::fs::create_dir_all(&to).unwrap();
-    std::fs::copy(dist(name).join("plugin.wasm"), to.join("plugin.wasm")).unwrap();
-    let mut manifest = std::fs::read_to_string(dist(name).join("plugin.toml")).unwrap();
-    if let Some(config) = config {
-        let at = manifest.find("[config]").unwrap_or(manifest.len());
-        manifest.truncate(at);
-        manifest.push_str("[config]\n");
-        manifest.push_str(config);
-    }
-    std::fs::write(to.join("plugin.toml"), manifest).unwrap();
-}
 
 async fn world(examples: &[(&str, Option<&str>)]) -> World {
     World::spawn(|plugins| {

@@ -573,6 +573,16 @@ impl EventSocket {
         }
     }
 
+    /// Waits until the server closes the socket or the connection breaks.
+    pub async fn next_ended(&mut self) {
+        use futures_util::StreamExt;
+        while let Some(Ok(frame)) = self.ws.next().await {
+            if frame.is_close() {
+                return;
+            }
+        }
+    }
+
     /// Every event that arrives within `wait`, in order, as (evt, data).
     pub async fn drain(&mut self, wait: Duration) -> Vec<(String, Value)> {
         drain_text_json(&mut self.ws, wait)
@@ -1206,4 +1216,35 @@ impl TestServer {
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }
+}
+
+fn example_dist(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("plugins/dist")
+        .join(name);
+    assert!(
+        dir.join("plugin.wasm").is_file(),
+        "{} is missing: run plugins/build.sh first",
+        dir.display()
+    );
+    dir
+}
+
+/// Copies a built example plugin (`plugins/dist/NAME`) into `plugins`, replacing its `[config]` table when given.
+pub fn install_example(plugins: &Path, name: &str, config: Option<&str>) {
+    let to = plugins.join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    std::fs::copy(
+        example_dist(name).join("plugin.wasm"),
+        to.join("plugin.wasm"),
+    )
+    .unwrap();
+    let mut manifest = std::fs::read_to_string(example_dist(name).join("plugin.toml")).unwrap();
+    if let Some(config) = config {
+        let at = manifest.find("[config]").unwrap_or(manifest.len());
+        manifest.truncate(at);
+        manifest.push_str("[config]\n");
+        manifest.push_str(config);
+    }
+    std::fs::write(to.join("plugin.toml"), manifest).unwrap();
 }
