@@ -18,6 +18,7 @@ pub mod logging;
 pub mod mail;
 pub mod memory;
 pub mod metrics;
+pub mod migrate;
 pub mod net;
 pub mod params;
 pub mod perms;

@@ -40,6 +40,11 @@ fn main() -> ExitCode {
         Command::Restore(args) => answer(decentd::backup::restore_command(&args.from, &args.data)),
         Command::Export(args) => answer(decentd::export::export_command(&args.data, &args.to)),
         Command::Import(args) => answer(decentd::export::import_command(&args.from, &args.data)),
+        Command::Migrate(args) => answer(decentd::migrate::migrate_command(
+            &args.from,
+            &args.to,
+            args.uploads.as_deref(),
+        )),
         Command::Plugin(PluginCommand::Check { path }) => {
             answer(decentd::plugins::check(&path).map_err(|e| format!("plugin check failed: {e}")))
         }

@@ -38,6 +38,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Turn an export into a data directory (a new or empty one).
     Import(ImportArgs),
+    /// Copy a stopped server's data directory into an empty PostgreSQL database (for cluster
+    /// mode), with a progress bar and a round-trip check.
+    Migrate(MigrateArgs),
     /// Plugin tools.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -297,6 +300,20 @@ pub struct ExportArgs {
     /// The export file to write (replaced whole if it exists).
     #[arg(long, value_name = "FILE")]
     pub to: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Data directory of the stopped server.
+    #[arg(long, value_name = "DIR")]
+    pub from: PathBuf,
+    /// The PostgreSQL database to fill, e.g. `postgres://decentd@db/decentd` (empty, or new
+    /// from `createdb`).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// Copy the uploaded images into this directory (the nodes' `--uploads`).
+    #[arg(long, value_name = "DIR")]
+    pub uploads: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
