@@ -497,6 +497,10 @@ impl FromRequest for ApiRequest {
                 .clone();
             let body = read_body(&req, payload, state.config.body_limit).await?;
             let headers = session_headers(req.headers())?;
+            // Cluster mode: permission changes made on other nodes apply to this request.
+            if let Some(cluster) = state.cluster() {
+                cluster.catch_up(&state).await;
+            }
             ApiRequest::parse(req.query_string(), &body, &headers, &state)
         })
     }

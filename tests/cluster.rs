@@ -362,3 +362,113 @@ async fn writes_fail_clearly_while_postgresql_is_down_and_recover() {
     let id = a.post_message(&root, &channel, "back").await;
     assert_eq!(history(&a, &root, &channel).await, vec![id]);
 }
+
+#[tokio::test]
+async fn presence_is_cluster_wide() {
+    let cluster = Cluster::new();
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let (_, root) = a.user("root").await;
+    let (bob_id, bob) = a.user("bob").await;
+    let mut watcher = a.events(Some(&root)).await;
+    watcher.drain(Duration::from_millis(300)).await;
+
+    // Bob comes online on B: A's sockets hear it and A's answers show it.
+    let on_b = b.events(Some(&bob)).await;
+    assert_eq!(
+        watcher.expect("user/online").await["userID"],
+        bob_id.as_str()
+    );
+    let user = format!("/api/users/{bob_id}");
+    let (_, v) = a.get(&user, None).await;
+    assert_eq!(v["user"]["online"], true, "{v}");
+
+    // A second socket on A is no news; leaving B while still on A is not going offline.
+    let on_a = a.events(Some(&bob)).await;
+    drop(on_b);
+    let heard: Vec<String> = watcher
+        .drain(Duration::from_secs(3))
+        .await
+        .into_iter()
+        .map(|(evt, _)| evt)
+        .filter(|evt| evt.starts_with("user/o"))
+        .collect();
+    assert!(heard.is_empty(), "{heard:?}");
+    assert_eq!(b.get(&user, None).await.1["user"]["online"], true);
+
+    // Gone from both: offline everywhere, once.
+    drop(on_a);
+    assert_eq!(
+        watcher.expect("user/offline").await["userID"],
+        bob_id.as_str()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while b.get(&user, None).await.1["user"]["online"] != false {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B still shows bob online"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_licenses_chatbox_rate_limit_holds_across_nodes() {
+    let cluster = Cluster::new();
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let (_, root) = a.user("root").await;
+    a.create_channel(&root, "general").await;
+    let key = a.license(&root, &["say"]).await;
+    let (mut on_a, _) = a.bot_ready(&key).await;
+    let (mut on_b, _) = b.bot_ready(&key).await;
+    // Seven messages within one interval, four through A and three through B: one goes now,
+    // five wait, one is refused, as if a single bot had sent them.
+    let mut first = std::collections::BTreeMap::new();
+    for (bot, ids) in [(&mut on_a, 1..=4), (&mut on_b, 5..=7)] {
+        for id in ids {
+            bot.send(json!({"type": "say", "text": format!("m{id}"), "id": id}))
+                .await;
+            loop {
+                let p = bot.next().await;
+                if p["type"] == "success" || p["type"] == "error" {
+                    let what = p.get("reason").or(p.get("error")).unwrap().clone();
+                    first.insert(p["id"].as_i64().unwrap(), what);
+                    break;
+                }
+            }
+        }
+    }
+    let count = |what: &str| first.values().filter(|v| *v == what).count();
+    assert_eq!(
+        (
+            count("message_sent"),
+            count("message_queued"),
+            count("rate_limited")
+        ),
+        (1, 5, 1),
+        "{first:?}"
+    );
+    assert_eq!(first[&7], "rate_limited");
+}
+
+#[tokio::test]
+async fn search_on_one_node_finds_messages_posted_on_another() {
+    let cluster = Cluster::new();
+    let a = cluster.node(&[]).await;
+    let b = cluster.node(&[]).await;
+    let (_, root) = a.user("root").await;
+    let channel = a.create_channel(&root, "general").await;
+    let id = a.post_message(&root, &channel, "the zebra launch").await;
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let (_, body) = b.get("/api/search?q=zebra", Some(&root)).await;
+        if body["messages"][0]["id"] == id.as_str() {
+            return;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let on_a = a.get("/api/search?q=zebra", Some(&root)).await.1;
+    panic!("B's search did not find A's message: {last}; A finds: {on_a}");
+}

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
+use super::presence::Status;
 use super::Chat;
 use crate::events::{Audience, Event};
 use crate::perms::Change;
@@ -32,6 +33,13 @@ const GAP_WAIT: Duration = Duration::from_millis(500);
 /// How often a node compares its permission changes with storage's count (a change whose
 /// message was lost, with no event waiting on it, is caught here).
 const CHECK_EVERY: Duration = Duration::from_secs(15);
+/// How long a request waits for a permission change storage has numbered but this node has
+/// not received yet, before the node reloads its index instead.
+const CATCH_UP_WAIT: Duration = Duration::from_millis(250);
+/// How long a starting node waits for NATS before it serves anyway (not ready).
+const STARTUP_WAIT: Duration = Duration::from_secs(10);
+/// How often a node tells the others everyone connected to it.
+const PRESENCE_EVERY: Duration = Duration::from_secs(5);
 
 /// What travels between nodes.
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,6 +49,13 @@ enum Packet {
         origin: String,
         number: u64,
         changes: Vec<Change>,
+    },
+    /// Who is connected to the origin: all of them (`full`, sent every few seconds), or
+    /// changes (None: gone).
+    Presence {
+        origin: String,
+        users: Vec<(u64, Option<Status>)>,
+        full: bool,
     },
     Event {
         origin: String,
@@ -94,6 +109,8 @@ pub struct Cluster {
     client: async_nats::Client,
     outbox: mpsc::UnboundedSender<Vec<u8>>,
     applied: Mutex<Applied>,
+    /// Woken whenever `applied` moves (for requests waiting on a change).
+    progressed: tokio::sync::Notify,
 }
 
 impl Cluster {
@@ -102,15 +119,19 @@ impl Cluster {
     /// loaded its permission index.
     pub async fn connect(chat: Arc<Chat>, url: &str, first: u64) -> Result<Arc<Self>, String> {
         let (reconnected_tx, mut reconnected) = mpsc::unbounded_channel::<()>();
+        let up = Arc::new(tokio::sync::Notify::new());
+        let up_tx = up.clone();
         let client = async_nats::ConnectOptions::new()
             .name("decentd")
             .retry_on_initial_connect()
             .event_callback(move |event| {
                 let reconnected_tx = reconnected_tx.clone();
+                let up_tx = up_tx.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
                             tracing::info!("connected to NATS");
+                            up_tx.notify_one();
                             let _ = reconnected_tx.send(());
                         }
                         async_nats::Event::Disconnected => {
@@ -128,6 +149,17 @@ impl Cluster {
             .subscribe(subject.clone())
             .await
             .map_err(|e| format!("cannot subscribe to NATS: {e}"))?;
+        // Serve only once subscribed: a node that listened before would miss what others say
+        // meanwhile. NATS down at startup: the node starts, not ready, and joins when it can.
+        if tokio::time::timeout(STARTUP_WAIT, up.notified())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                bus = url,
+                "NATS does not answer yet; /readyz reports the bus until it does"
+            );
+        }
         let (outbox, mut queued) = mpsc::unbounded_channel::<Vec<u8>>();
         let cluster = Arc::new(Self {
             node: hex::encode(crate::auth::random_bytes::<8>()),
@@ -137,6 +169,7 @@ impl Cluster {
                 through: first,
                 ahead: BTreeSet::new(),
             }),
+            progressed: tokio::sync::Notify::new(),
         });
         // Sending: one task, so messages leave in the order they were made.
         let sender = client.clone();
@@ -153,7 +186,9 @@ impl Cluster {
             use futures_util::StreamExt;
             let mut held: VecDeque<(Instant, u64, Event)> = VecDeque::new();
             let mut first_connect = true;
-            let mut check = tokio::time::interval(CHECK_EVERY);
+            let mut check =
+                tokio::time::interval_at(tokio::time::Instant::now() + CHECK_EVERY, CHECK_EVERY);
+            let mut presence = tokio::time::interval(PRESENCE_EVERY);
             loop {
                 let wait = held.front().map_or(GAP_WAIT, |(since, _, _)| {
                     GAP_WAIT.saturating_sub(since.elapsed())
@@ -171,6 +206,19 @@ impl Cluster {
                     }
                     _ = tokio::time::sleep(wait), if !held.is_empty() => {
                         receiver.reload(&chat, "a permission change did not arrive");
+                    }
+                    _ = presence.tick() => {
+                        let users: Vec<(u64, Option<Status>)> = chat
+                            .presence
+                            .local_users()
+                            .into_iter()
+                            .map(|(id, status)| (id, Some(status)))
+                            .collect();
+                        receiver.send(&Packet::Presence {
+                            origin: receiver.node.clone(),
+                            users,
+                            full: true,
+                        });
                     }
                     _ = check.tick() => {
                         let stored = chat.store.last_change_number().ok().flatten().unwrap_or(0);
@@ -212,6 +260,46 @@ impl Cluster {
         });
     }
 
+    /// Before a request is served: waits until this node has applied every permission change
+    /// storage has numbered (they arrive within a NATS hop), reloading the index if one does
+    /// not arrive in time. So a change made on any node applies to the next request here.
+    pub async fn catch_up(&self, chat: &Chat) {
+        let stored = match chat.store.last_change_number() {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the permission change number");
+                return;
+            }
+        };
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+        loop {
+            let progressed = self.progressed.notified();
+            if self
+                .applied
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .through
+                >= stored
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, progressed).await.is_err() {
+                self.reload(chat, "a request needed a change that did not arrive");
+                return;
+            }
+        }
+    }
+
+    /// Tells the other nodes that users connected here came, changed status or went.
+    pub fn presence(&self, users: &[(u64, Option<Status>)]) {
+        self.send(&Packet::Presence {
+            origin: self.node.clone(),
+            users: users.to_vec(),
+            full: false,
+        });
+    }
+
     /// Tells the other nodes about an event of this node.
     pub fn emitted(&self, event: &Event) {
         self.send(&Packet::Event {
@@ -241,8 +329,15 @@ impl Cluster {
             }
         };
         match packet {
-            Packet::Changes { origin, .. } | Packet::Event { origin, .. }
+            Packet::Changes { origin, .. }
+            | Packet::Event { origin, .. }
+            | Packet::Presence { origin, .. }
                 if origin == self.node => {}
+            Packet::Presence {
+                origin,
+                users,
+                full,
+            } => chat.presence.remote_update(&origin, &users, full),
             Packet::Changes {
                 number, changes, ..
             } => {
@@ -260,6 +355,7 @@ impl Cluster {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .mark(number);
+                self.progressed.notify_waiters();
             }
             Packet::Event {
                 after,
@@ -283,6 +379,7 @@ impl Cluster {
             .through;
         while held.front().is_some_and(|(_, after, _)| *after <= through) {
             if let Some((_, _, event)) = held.pop_front() {
+                super::search::follow_remote(chat, event.name, &event.data);
                 chat.deliver(event);
             }
         }
@@ -304,6 +401,7 @@ impl Cluster {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .reloaded(number);
+                self.progressed.notify_waiters();
             }
             Err(e) => tracing::error!(error = %e, "cannot reload the permission index"),
         }

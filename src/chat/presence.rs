@@ -16,7 +16,8 @@ use crate::events::Audience;
 use super::Chat;
 
 /// What a connected user chose to show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     Online,
     Away,
@@ -66,7 +67,20 @@ pub struct Presence {
     users: Mutex<HashMap<u64, PresenceEntry>>,
     /// Tells apart successive departures of one user.
     generation: std::sync::atomic::AtomicU64,
+    /// Cluster mode: who is connected to each other node, as that node last told.
+    remote: Mutex<HashMap<String, RemoteNode>>,
 }
+
+/// The connected users of another cluster node.
+#[derive(Debug)]
+struct RemoteNode {
+    heard: std::time::Instant,
+    users: HashMap<u64, Status>,
+}
+
+/// How long another node's presence counts without news from it (it sends all of it every
+/// few seconds): a node that died takes its users offline after this.
+pub const REMOTE_PRESENCE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
 
 #[derive(Debug)]
 struct PresenceEntry {
@@ -88,7 +102,54 @@ impl Presence {
 
     /// The status of a connected user; None when they are offline.
     pub fn status(&self, user: u64) -> Option<Status> {
+        self.local_status(user).or_else(|| self.remote_status(user))
+    }
+
+    /// The status of a user connected to this node.
+    pub fn local_status(&self, user: u64) -> Option<Status> {
         self.users().get(&user).map(|e| e.status)
+    }
+
+    /// The status of a user connected to another node (a visible one first).
+    fn remote_status(&self, user: u64) -> Option<Status> {
+        let remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        let mut found = None;
+        for node in remote.values() {
+            if node.heard.elapsed() > REMOTE_PRESENCE_TTL {
+                continue;
+            }
+            match node.users.get(&user) {
+                Some(Status::Invisible) => found = found.or(Some(Status::Invisible)),
+                Some(status) => return Some(*status),
+                None => {}
+            }
+        }
+        found
+    }
+
+    /// Every user connected to this node with their status (what this node tells others).
+    pub fn local_users(&self) -> Vec<(u64, Status)> {
+        self.users().iter().map(|(id, e)| (*id, e.status)).collect()
+    }
+
+    /// What another node says about its users: all of them (`full`), or changes (None: gone).
+    pub fn remote_update(&self, node: &str, users: &[(u64, Option<Status>)], full: bool) {
+        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        remote.retain(|_, n| n.heard.elapsed() <= REMOTE_PRESENCE_TTL * 4);
+        let entry = remote.entry(node.to_owned()).or_insert_with(|| RemoteNode {
+            heard: std::time::Instant::now(),
+            users: HashMap::new(),
+        });
+        entry.heard = std::time::Instant::now();
+        if full {
+            entry.users.clear();
+        }
+        for (user, status) in users {
+            match status {
+                Some(status) => entry.users.insert(*user, *status),
+                None => entry.users.remove(user),
+            };
+        }
     }
 
     /// What others see of a user: `online`, `away`, `busy` or `offline`.
@@ -96,13 +157,24 @@ impl Presence {
         self.status(user).map_or(OFFLINE, Status::shown)
     }
 
-    /// Every user others see online, with their status.
+    /// Every user others see online, with their status (on any node of a cluster).
     pub fn online_statuses(&self) -> Vec<(u64, Status)> {
-        self.users()
-            .iter()
-            .filter(|(_, e)| e.status != Status::Invisible)
-            .map(|(id, e)| (*id, e.status))
-            .collect()
+        let mut all: HashMap<u64, Status> = HashMap::new();
+        {
+            let remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+            for node in remote.values() {
+                if node.heard.elapsed() <= REMOTE_PRESENCE_TTL {
+                    all.extend(node.users.iter().map(|(id, s)| (*id, *s)));
+                }
+            }
+        }
+        all.extend(self.users().iter().map(|(id, e)| (*id, e.status)));
+        let mut visible: Vec<(u64, Status)> = all
+            .into_iter()
+            .filter(|(_, s)| *s != Status::Invisible)
+            .collect();
+        visible.sort_unstable_by_key(|(id, _)| *id);
+        visible
     }
 
     /// Every user others see online.
@@ -163,9 +235,17 @@ impl Presence {
     }
 }
 
-/// A user's socket came (for the first time, or back after the grace): `user/online`.
+/// A user's socket came (for the first time, or back after the grace): `user/online`, unless
+/// another cluster node already shows them.
 pub fn arrive(chat: &Chat, user: u64) {
+    let elsewhere = chat.presence.remote_status(user).is_some();
     if chat.presence.connect(user) {
+        if let Some(cluster) = chat.cluster() {
+            cluster.presence(&[(user, Some(Status::Online))]);
+        }
+        if elsewhere {
+            return;
+        }
         chat.emit(
             "user/online",
             json!({ "userID": user.to_string() }),
@@ -183,12 +263,15 @@ pub fn leave(chat: &Arc<Chat>, user: u64) {
     let chat = chat.clone();
     tokio::spawn(async move {
         tokio::time::sleep(PRESENCE_GRACE).await;
-        // An invisible user was already offline for everyone else.
-        if chat
-            .presence
-            .settle(user, departure)
-            .is_some_and(|s| s != Status::Invisible)
-        {
+        let Some(status) = chat.presence.settle(user, departure) else {
+            return;
+        };
+        if let Some(cluster) = chat.cluster() {
+            cluster.presence(&[(user, None)]);
+        }
+        // An invisible user was already offline for everyone else; one still connected to
+        // another node is not offline.
+        if status != Status::Invisible && chat.presence.remote_status(user).is_none() {
             chat.emit(
                 "user/offline",
                 json!({ "userID": user.to_string() }),
@@ -213,6 +296,9 @@ pub fn set_status(chat: &Chat, user: u64, status: Status) -> ApiResult<&'static 
             "only a connected user has a status; connect first",
         ));
     };
+    if let Some(cluster) = chat.cluster() {
+        cluster.presence(&[(user, Some(status))]);
+    }
     if before == status {
         return Ok(status.shown());
     }

@@ -128,6 +128,39 @@ pub fn unindex_channel(chat: &Chat, channel: u64) {
     }
 }
 
+/// Keeps this node's index in step with a message change made on another cluster node (its
+/// event arrived over the bus): the message is read from the shared storage.
+pub fn follow_remote(chat: &Chat, name: &str, data: &serde_json::Value) {
+    if chat.search.is_none() {
+        return;
+    }
+    let id_at = |value: &serde_json::Value| value.as_str().and_then(crate::ids::parse_id);
+    let found = match name {
+        "message/new" | "message/edit" => id_at(&data["message"]["id"]).map(|id| {
+            chat.store
+                .message(id)
+                .map(|m| m.map(|m| index_message(chat, &m)))
+        }),
+        "dm/new" | "dm/edit" => id_at(&data["message"]["id"]).map(|id| {
+            chat.store
+                .direct_message(id)
+                .map(|m| m.map(|m| index_direct(chat, &m)))
+        }),
+        "message/delete" | "dm/delete" => id_at(&data["messageID"]).map(|id| {
+            unindex(chat, id);
+            Ok(None)
+        }),
+        "channel/delete" => id_at(&data["channelID"]).map(|id| {
+            unindex_channel(chat, id);
+            Ok(None)
+        }),
+        _ => None,
+    };
+    if let Some(Err(e)) = found {
+        tracing::warn!(error = %e, event = name, "could not index another node's message");
+    }
+}
+
 /// What a search asks for, as the client gave it.
 #[derive(Debug, Default)]
 pub struct Request {

@@ -13,7 +13,7 @@ use super::Gateway;
 use crate::chat::licenses::{self, Identity};
 use crate::chat::Chat;
 use crate::perms::{Permission, Requester};
-use crate::store::UserRecord;
+use crate::store::{Slot, UserRecord};
 use decentd_protocol::chatbox::{
     BotRequest, ErrorKind, ServerPacket, RATE_INTERVAL_MS, RATE_QUEUE,
 };
@@ -243,11 +243,29 @@ pub async fn request(
         return ServerPacket::error(ErrorKind::MissingCapability, id);
     };
     let lane = gateway.lane(state, license);
-    let admit = lane
-        .limiter
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .admit(Instant::now());
+    let shared = state.store.chatbox_slot(
+        license,
+        crate::ids::now_ms(),
+        RATE_INTERVAL_MS,
+        RATE_QUEUE as u64,
+    );
+    let admit = match shared {
+        // Cluster mode: the limit is the license's, whichever nodes its bots are on.
+        Ok(Some(Slot::Now)) => Admit::Now,
+        Ok(Some(Slot::At(at))) => Admit::Queued(
+            Instant::now() + Duration::from_millis(at.saturating_sub(crate::ids::now_ms())),
+        ),
+        Ok(Some(Slot::Full)) => Admit::Limited,
+        Ok(None) => lane
+            .limiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit(Instant::now()),
+        Err(e) => {
+            tracing::error!(error = %e, "could not take a chatbox rate-limit slot");
+            return ServerPacket::error(ErrorKind::UnknownError, id);
+        }
+    };
     match admit {
         Admit::Now => {
             let outcome = execute(state, identity, action).await;

@@ -30,7 +30,7 @@ pub use export::Entity;
 pub use licenses::{KeyLookup, LicenseKeyHash, LicenseRecord};
 pub use plugins::{PluginKv, PluginRecord};
 pub use postgres::PgStore;
-pub use storage::{KvSpace, Storage};
+pub use storage::{KvSpace, Slot, Storage};
 pub use user_index::UserIndex;
 pub use users::SessionRecord;
 

@@ -20,6 +20,17 @@ pub trait KvSpace: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// A chatbox message's place under a shared rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// Send it now.
+    Now,
+    /// Send it at this time (Unix milliseconds).
+    At(u64),
+    /// Too many are waiting.
+    Full,
+}
+
 /// Everything the core stores and reads.
 pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Ok while writes may go ahead; `DiskFull` while the disk is nearly full. Every write
@@ -303,6 +314,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// The next cluster-wide number of a permission change (cluster mode; a single node has
     /// no use for it). `Ok(None)`: this storage is not shared.
     fn next_change_number(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// Cluster mode: takes a slot for one chatbox message of `license` under the rate limit
+    /// shared by every node (one message per `interval_ms`, at most `queue` waiting).
+    /// `Ok(None)`: this storage is not shared; the node limits on its own.
+    fn chatbox_slot(
+        &self,
+        _license: u64,
+        _now_ms: u64,
+        _interval_ms: u64,
+        _queue: u64,
+    ) -> Result<Option<Slot>> {
         Ok(None)
     }
     /// The last permission change number handed out (`Ok(None)`: not shared storage).

@@ -31,8 +31,8 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         2,
-        "permission changes",
-        include_str!("../../../migrations/postgres/0002_permission_changes.sql"),
+        "cluster",
+        include_str!("../../../migrations/postgres/0002_cluster.sql"),
     ),
 ];
 
@@ -161,7 +161,9 @@ impl PgStore {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10))
             .tcp_user_timeout(Duration::from_secs(15))
-            .options(format!("-c statement_timeout={STATEMENT_TIMEOUT_MS}"));
+            .options(format!(
+                "-c statement_timeout={STATEMENT_TIMEOUT_MS} -c client_min_messages=warning"
+            ));
         let manager = deadpool_postgres::Manager::from_config(
             config,
             tokio_postgres::NoTls,

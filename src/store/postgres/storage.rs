@@ -1790,6 +1790,50 @@ impl Storage for PgStore {
             r.map(|r| id(&r, 0)).transpose()
         })
     }
+    fn chatbox_slot(
+        &self,
+        license: u64,
+        now_ms: u64,
+        interval_ms: u64,
+        queue: u64,
+    ) -> Result<Option<Slot>> {
+        self.db.run(async |c| {
+            let t = c.transaction().await?;
+            exec(
+                &t,
+                "INSERT INTO chatbox_slots (license_id, next_free_ms) VALUES ($1, 0) \
+                 ON CONFLICT DO NOTHING",
+                &[&big(license)],
+            )
+            .await?;
+            let next_free = row(
+                &t,
+                "SELECT next_free_ms FROM chatbox_slots WHERE license_id = $1 FOR UPDATE",
+                &[&big(license)],
+            )
+            .await?
+            .map_or(Ok(0), |r| id(&r, 0))?;
+            let free_at = next_free.max(now_ms);
+            let waiting = (free_at - now_ms).div_ceil(interval_ms.max(1));
+            let slot = if free_at == now_ms {
+                Slot::Now
+            } else if waiting > queue {
+                Slot::Full
+            } else {
+                Slot::At(free_at)
+            };
+            if slot != Slot::Full {
+                exec(
+                    &t,
+                    "UPDATE chatbox_slots SET next_free_ms = $2 WHERE license_id = $1",
+                    &[&big(license), &big(free_at + interval_ms)],
+                )
+                .await?;
+            }
+            t.commit().await?;
+            Ok(Some(slot))
+        })
+    }
     fn last_change_number(&self) -> Result<Option<u64>> {
         self.db.run(async |c| {
             let r = row(
