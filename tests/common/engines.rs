@@ -111,6 +111,8 @@ fn as_postgres(command: &mut Command) {
 pub struct Postgres {
     dir: tempfile::TempDir,
     pub port: u16,
+    /// Whether PostgreSQL syncs its writes (benchmarks); tests run without.
+    fsync: bool,
     pid: Mutex<u32>,
     databases: Mutex<HashMap<PathBuf, String>>,
 }
@@ -119,6 +121,15 @@ impl Postgres {
     /// Initializes a cluster and starts it. `fsync=off`: tests stop decentd nodes, never the
     /// machine, and committed data survives a stopped PostgreSQL either way.
     pub fn start() -> Self {
+        Self::initialized(false)
+    }
+
+    /// A cluster with PostgreSQL's defaults, fsync on: for benchmarks.
+    pub fn start_durable() -> Self {
+        Self::initialized(true)
+    }
+
+    fn initialized(fsync: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("pg");
         std::fs::create_dir(&data).unwrap();
@@ -151,6 +162,7 @@ impl Postgres {
         let server = Self {
             dir,
             port,
+            fsync,
             pid: Mutex::new(0),
             databases: Mutex::new(HashMap::new()),
         };
@@ -174,7 +186,7 @@ impl Postgres {
                 "-c",
                 "listen_addresses=127.0.0.1",
                 "-c",
-                "fsync=off",
+                if self.fsync { "fsync=on" } else { "fsync=off" },
                 "-c",
                 "max_connections=400",
                 "-c",
