@@ -25,10 +25,10 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-mod support;
 #[path = "../tests/common/engines.rs"]
 #[allow(dead_code)]
 mod engines;
+mod support;
 
 use support::{env_or, percentile, post_json, seed, start_server, wrk, Run, Server};
 
@@ -65,7 +65,9 @@ async fn fanout(
     let mut tasks = Vec::new();
     for i in 0..sockets {
         let url = format!("ws://{}/", nodes[i % nodes.len()]);
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         use futures_util::SinkExt;
         let _ = ws.next().await;
         ws.send(tokio_tungstenite::tungstenite::Message::text(
@@ -81,7 +83,10 @@ async fn fanout(
                     continue;
                 };
                 if v["evt"] == "message/new" {
-                    let text = v["data"]["message"]["text"].as_str().unwrap_or("").to_owned();
+                    let text = v["data"]["message"]["text"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_owned();
                     let mut seen = arrivals.lock().unwrap();
                     let entry = seen.entry(text).or_insert((0, Instant::now()));
                     entry.0 += 1;
@@ -187,7 +192,9 @@ fn main() {
         "decentd storage and cluster benchmark: wrk 64 connections, {seconds} s per scenario; \
          fan-out to {sockets} sockets at 10 messages/s"
     );
-    println!("| setup | posts/s | history reads/s (50 messages) | fan-out p50 / p99 | lost | errors |");
+    println!(
+        "| setup | posts/s | history reads/s (50 messages) | fan-out p50 / p99 | lost | errors |"
+    );
     println!("|---|---:|---:|---:|---:|---:|");
     {
         let sled = start_server(&["--admin", "bench"]);

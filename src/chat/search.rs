@@ -128,36 +128,47 @@ pub fn unindex_channel(chat: &Chat, channel: u64) {
     }
 }
 
-/// Keeps this node's index in step with a message change made on another cluster node (its
-/// event arrived over the bus): the message is read from the shared storage.
+/// Keeps this node's index in step with a message change made on another cluster node, from
+/// its event alone (the event carries the message; storage is not read on the delivery path).
 pub fn follow_remote(chat: &Chat, name: &str, data: &serde_json::Value) {
-    if chat.search.is_none() {
+    let Some(index) = &chat.search else {
         return;
-    }
-    let id_at = |value: &serde_json::Value| value.as_str().and_then(crate::ids::parse_id);
-    let found = match name {
-        "message/new" | "message/edit" => id_at(&data["message"]["id"]).map(|id| {
-            chat.store
-                .message(id)
-                .map(|m| m.map(|m| index_message(chat, &m)))
-        }),
-        "dm/new" | "dm/edit" => id_at(&data["message"]["id"]).map(|id| {
-            chat.store
-                .direct_message(id)
-                .map(|m| m.map(|m| index_direct(chat, &m)))
-        }),
-        "message/delete" | "dm/delete" => id_at(&data["messageID"]).map(|id| {
-            unindex(chat, id);
-            Ok(None)
-        }),
-        "channel/delete" => id_at(&data["channelID"]).map(|id| {
-            unindex_channel(chat, id);
-            Ok(None)
-        }),
-        _ => None,
     };
-    if let Some(Err(e)) = found {
-        tracing::warn!(error = %e, event = name, "could not index another node's message");
+    let id_at = |value: &serde_json::Value| value.as_str().and_then(crate::ids::parse_id);
+    match name {
+        "message/new" | "message/edit" | "dm/new" | "dm/edit" => {
+            let m = &data["message"];
+            let Some(id) = id_at(&m["id"]) else {
+                return;
+            };
+            let author = id_at(&m["authorID"]).unwrap_or(0);
+            let (channel, parties) = match id_at(&m["recipientID"]) {
+                Some(recipient) => (0, Some((author, recipient))),
+                None => (id_at(&m["channelID"]).unwrap_or(0), None),
+            };
+            index.put(Doc {
+                id,
+                text: m["text"].as_str().unwrap_or_default().to_owned(),
+                author,
+                channel,
+                parties,
+                created_ms: m["dateCreated"].as_f64().map_or_else(
+                    || crate::ids::id_timestamp_ms(id),
+                    |s| (s * 1000.0).round() as u64,
+                ),
+            });
+        }
+        "message/delete" | "dm/delete" => {
+            if let Some(id) = id_at(&data["messageID"]) {
+                index.delete(id);
+            }
+        }
+        "channel/delete" => {
+            if let Some(id) = id_at(&data["channelID"]) {
+                index.delete_channel(id);
+            }
+        }
+        _ => {}
     }
 }
 

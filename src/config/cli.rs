@@ -229,7 +229,7 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish on SIGINT/SIGTERM [default: 10].
     #[arg(long, env = "DECENTD_SHUTDOWN_TIMEOUT", value_name = "SECS")]
     pub shutdown_timeout: Option<u64>,
-    /// HTTP worker threads [default: one per CPU].
+    /// HTTP worker threads [default: one per CPU; with --store, four per CPU and at least 16].
     #[arg(long, env = "DECENTD_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
     /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. Read again

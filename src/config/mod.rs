@@ -414,10 +414,14 @@ impl ServeArgs {
             r: self.scrypt_r.or(file.scrypt_r).unwrap_or(DEFAULT_SCRYPT.r),
             p: self.scrypt_p.or(file.scrypt_p).unwrap_or(DEFAULT_SCRYPT.p),
         };
-        let workers = self
-            .workers
-            .or(file.workers)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // A worker waits on PostgreSQL while a query runs (the storage interface is
+        // synchronous): with PostgreSQL storage, enough workers to keep the pool busy.
+        let workers = self.workers.or(file.workers).unwrap_or(if store.is_some() {
+            (cpus * 4).max(DEFAULT_STORE_POOL)
+        } else {
+            cpus
+        });
         let listen = self
             .listen
             .or(file.listen)

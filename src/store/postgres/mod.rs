@@ -53,12 +53,11 @@ pub(super) struct Db {
 impl Db {
     /// A pooled connection, waited for on this thread.
     fn client(&self) -> Result<Object> {
-        let pool = self.pool.clone();
-        match futures_executor::block_on(self.handle.spawn(async move { pool.get().await })) {
-            Ok(Ok(client)) => Ok(client),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Err(e) => Err(StoreError::Unavailable(e.to_string())),
-        }
+        // In the pool's runtime context: its timers, and the task of a new connection, belong
+        // to that runtime, whose threads drive them while this thread waits.
+        let _context = self.handle.enter();
+        futures_executor::block_on(self.pool.get())
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     /// Runs `work` with a pooled connection, waiting on this thread.
