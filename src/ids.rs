@@ -103,6 +103,11 @@ pub fn id_timestamp_ms(id: u64) -> u64 {
     (id >> SEQUENCE_BITS) + EPOCH_MS
 }
 
+/// The smallest id made at or after `ms` (Unix milliseconds).
+pub fn first_id_at(ms: u64) -> u64 {
+    ms.saturating_sub(EPOCH_MS) << SEQUENCE_BITS
+}
+
 /// Parses an id given in a URL or parameter; anything but a plain decimal u64 is `None`.
 pub fn parse_id(text: &str) -> Option<u64> {
     if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {

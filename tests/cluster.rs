@@ -305,7 +305,9 @@ async fn a_nats_restart_is_survived() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Writes still work while the bus is down: storage is what acknowledges them.
-    a.post_message(&root, &channel, "while NATS was down").await;
+    let offline = a
+        .post_message(&root, &channel, "posted while NATS was down")
+        .await;
 
     cluster.nats.resume();
     for node in [&a, &b] {
@@ -321,6 +323,16 @@ async fn a_nats_restart_is_survived() {
         if event["message"]["id"] == id.as_str() {
             break;
         }
+    }
+    // B's search catches up with what was posted while it heard nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, found) = b.get("/api/search?q=posted", Some(&root)).await;
+        if found["messages"][0]["id"] == offline.as_str() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{found}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -121,12 +121,16 @@ impl Cluster {
         let (reconnected_tx, mut reconnected) = mpsc::unbounded_channel::<()>();
         let up = Arc::new(tokio::sync::Notify::new());
         let up_tx = up.clone();
+        // When the connection was lost (Unix ms; 0: connected).
+        let lost = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let lost_tx = lost.clone();
         let client = async_nats::ConnectOptions::new()
             .name("decentd")
             .retry_on_initial_connect()
             .event_callback(move |event| {
                 let reconnected_tx = reconnected_tx.clone();
                 let up_tx = up_tx.clone();
+                let lost_tx = lost_tx.clone();
                 async move {
                     match event {
                         async_nats::Event::Connected => {
@@ -135,6 +139,13 @@ impl Cluster {
                             let _ = reconnected_tx.send(());
                         }
                         async_nats::Event::Disconnected => {
+                            let now = crate::ids::now_ms();
+                            let _ = lost_tx.compare_exchange(
+                                0,
+                                now,
+                                std::sync::atomic::Ordering::Relaxed,
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
                             tracing::warn!("lost the connection to NATS; reconnecting")
                         }
                         other => tracing::debug!(event = %other, "NATS"),
@@ -202,6 +213,8 @@ impl Cluster {
                         // Messages sent while this node was away are lost: start from storage.
                         if !std::mem::take(&mut first_connect) {
                             receiver.reload(&chat, "reconnected to NATS");
+                            let since = lost.swap(0, std::sync::atomic::Ordering::Relaxed);
+                            catch_up_search(&chat, since);
                         }
                     }
                     _ = tokio::time::sleep(wait), if !held.is_empty() => {
@@ -407,6 +420,27 @@ impl Cluster {
         }
     }
 }
+
+/// Indexes the messages stored since a moment before the connection to NATS was lost (their
+/// events did not arrive), on a blocking thread.
+fn catch_up_search(chat: &Arc<Chat>, lost_ms: u64) {
+    if chat.search.is_none() || lost_ms == 0 {
+        return;
+    }
+    let chat = chat.clone();
+    let after = crate::ids::first_id_at(lost_ms.saturating_sub(SEARCH_MARGIN_MS));
+    tokio::task::spawn_blocking(move || {
+        if let Some(index) = &chat.search {
+            match super::search::index_since(&*chat.store, index, after, &|_| {}) {
+                Ok(n) => tracing::info!(messages = n, "indexed what arrived while NATS was away"),
+                Err(e) => tracing::warn!(error = %e.message, "could not catch the search index up"),
+            }
+        }
+    });
+}
+
+/// How far before a lost connection the search catch-up starts (messages in flight then).
+const SEARCH_MARGIN_MS: u64 = 10_000;
 
 /// Event names as the `&'static str` events carry (a handful, each leaked once).
 fn intern(name: &str) -> &'static str {

@@ -17,8 +17,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use wasmtime::{
-    Caller, Config, Engine, Extern, ExternType, FuncType, Instance, Linker, Module, Store,
-    StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, ValType,
+    AsContextMut, Caller, Config, Engine, Extern, ExternType, FuncType, Instance, Linker, Module,
+    Store, StoreLimits, StoreLimitsBuilder, Trap, TypedFunc, ValType,
 };
 
 use super::manifest::{Capability, Manifest};
@@ -82,7 +82,16 @@ pub struct Ctx {
     limits: StoreLimits,
     kv: Option<std::sync::Arc<dyn KvSpace>>,
     plugin: Arc<str>,
+    clock: Arc<EpochClock>,
+    /// When the running call is due; moved later by the time its key-value calls spent
+    /// waiting on storage (`storage_credit` at most), which is not the plugin's own time.
+    due: Option<std::time::Instant>,
+    storage_credit: Duration,
 }
+
+/// Storage time a call may spend in key-value calls beyond its deadline: PostgreSQL storage
+/// answers in a round trip, not microseconds, and that wait is the server's, not the plugin's.
+const STORAGE_CREDIT: Duration = Duration::from_millis(250);
 
 /// The engine plus the linker of host functions; one per server.
 pub struct Runtime {
@@ -244,6 +253,9 @@ impl Instances {
                 limits,
                 kv: self.kv.clone(),
                 plugin: self.plugin.clone(),
+                clock: self.runtime.clock.clone(),
+                due: None,
+                storage_credit: Duration::ZERO,
             },
         );
         store.limiter(|ctx| &mut ctx.limits);
@@ -301,8 +313,15 @@ fn invoke(
     deadline: Duration,
 ) -> Result<PluginOutput, CallError> {
     let started = std::time::Instant::now();
+    let ctx = live.store.data_mut();
+    ctx.due = Some(started + deadline);
+    ctx.storage_credit = STORAGE_CREDIT;
     live.store.set_epoch_deadline(clock.ticks_until(deadline));
-    call_guest(live, input).map_err(|e| past_deadline(e, started, deadline))
+    let result = call_guest(live, input);
+    let ctx = live.store.data_mut();
+    // The deadline as it ended up, storage waits included.
+    let allowed = ctx.due.take().map_or(deadline, |due| due - started);
+    result.map_err(|e| past_deadline(e, started, allowed))
 }
 
 /// A deadline error with how long after the deadline the call was stopped.
@@ -377,12 +396,29 @@ fn give_guest(caller: &mut Caller<'_, Ctx>, bytes: &[u8]) -> wasmtime::Result<i6
     Ok(((ptr as u32 as i64) << 32) | bytes.len() as i64)
 }
 
-fn kv_space<'a>(caller: &'a Caller<'_, Ctx>) -> wasmtime::Result<&'a dyn KvSpace> {
-    caller
+/// Runs a key-value operation and moves the call's deadline by the time it waited on storage
+/// (within the call's storage credit).
+fn with_kv<R>(
+    caller: &mut Caller<'_, Ctx>,
+    work: impl FnOnce(&dyn KvSpace) -> wasmtime::Result<R>,
+) -> wasmtime::Result<R> {
+    let kv = caller
         .data()
         .kv
-        .as_deref()
-        .ok_or_else(|| wasmtime::Error::msg("the kv capability is not granted"))
+        .clone()
+        .ok_or_else(|| wasmtime::Error::msg("the kv capability is not granted"))?;
+    let started = std::time::Instant::now();
+    let result = work(&*kv);
+    let ctx = caller.data_mut();
+    let waited = started.elapsed().min(ctx.storage_credit);
+    ctx.storage_credit -= waited;
+    if let Some(due) = ctx.due.as_mut() {
+        *due += waited;
+        let left = due.saturating_duration_since(std::time::Instant::now());
+        let ticks = ctx.clock.ticks_until(left);
+        caller.as_context_mut().set_epoch_deadline(ticks);
+    }
+    result
 }
 
 fn link_host_functions(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
@@ -407,7 +443,7 @@ fn link_host_functions(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
         "kv_get",
         |mut caller: Caller<'_, Ctx>, kptr: i32, klen: i32| -> wasmtime::Result<i64> {
             let key = guest_bytes(&mut caller, kptr, klen)?;
-            let value = kv_space(&caller)?.get(&key).map_err(wasmtime::Error::msg)?;
+            let value = with_kv(&mut caller, |kv| kv.get(&key).map_err(wasmtime::Error::msg))?;
             match value {
                 Some(value) => give_guest(&mut caller, &value),
                 None => Ok(-1),
@@ -425,15 +461,17 @@ fn link_host_functions(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
          -> wasmtime::Result<i32> {
             let key = guest_bytes(&mut caller, kptr, klen)?;
             let value = guest_bytes(&mut caller, vptr, vlen)?;
-            let kv = kv_space(&caller)?;
             if key.len() > MAX_KV_KEY || value.len() > MAX_KV_VALUE {
                 return Ok(-1);
             }
-            if kv.get(&key).map_err(wasmtime::Error::msg)?.is_none() && kv.len() >= MAX_KV_KEYS {
-                return Ok(-1);
-            }
-            kv.set(&key, &value).map_err(wasmtime::Error::msg)?;
-            Ok(0)
+            with_kv(&mut caller, |kv| {
+                if kv.get(&key).map_err(wasmtime::Error::msg)?.is_none() && kv.len() >= MAX_KV_KEYS
+                {
+                    return Ok(-1);
+                }
+                kv.set(&key, &value).map_err(wasmtime::Error::msg)?;
+                Ok(0)
+            })
         },
     )?;
     linker.func_wrap(
@@ -441,9 +479,9 @@ fn link_host_functions(linker: &mut Linker<Ctx>) -> wasmtime::Result<()> {
         "kv_delete",
         |mut caller: Caller<'_, Ctx>, kptr: i32, klen: i32| -> wasmtime::Result<i32> {
             let key = guest_bytes(&mut caller, kptr, klen)?;
-            kv_space(&caller)?
-                .delete(&key)
-                .map_err(wasmtime::Error::msg)?;
+            with_kv(&mut caller, |kv| {
+                kv.delete(&key).map_err(wasmtime::Error::msg)
+            })?;
             Ok(0)
         },
     )?;
