@@ -69,6 +69,37 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// The `record` column (first) of every row a query returns.
+    fn records<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<T>> {
+        self.db.run(async |c| {
+            rows(&*c, sql, params)
+                .await?
+                .iter()
+                .map(|r| record(r, 0))
+                .collect()
+        })
+    }
+
+    /// The `record` column (first) of the one row a query returns, if any.
+    fn record<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<T>> {
+        self.db.run(async |c| {
+            row(&*c, sql, params)
+                .await?
+                .map(|r| record(&r, 0))
+                .transpose()
+        })
+    }
+}
+
 const UPSERT_META: &str = "INSERT INTO meta (key, value) VALUES ($1, $2) \
      ON CONFLICT (key) DO UPDATE SET value = excluded.value";
 
@@ -340,13 +371,7 @@ impl Storage for PgStore {
         unused.unwrap_or(false)
     }
     fn roles(&self) -> Result<Vec<RoleRecord>> {
-        self.db.run(async |c| {
-            rows(&*c, "SELECT record FROM roles ORDER BY id", &[])
-                .await?
-                .iter()
-                .map(|r| record(r, 0))
-                .collect()
-        })
+        self.records("SELECT record FROM roles ORDER BY id", &[])
     }
     fn role_order(&self) -> Result<Vec<u64>> {
         Ok(self.meta(META_ROLE_ORDER)?.unwrap_or_default())
@@ -416,12 +441,7 @@ impl Storage for PgStore {
         })
     }
     fn role(&self, id: u64) -> Result<Option<RoleRecord>> {
-        self.db.run(async |c| {
-            row(&*c, "SELECT record FROM roles WHERE id = $1", &[&big(id)])
-                .await?
-                .map(|r| record(&r, 0))
-                .transpose()
-        })
+        self.record("SELECT record FROM roles WHERE id = $1", &[&big(id)])
     }
     fn insert_role(&self, role: &RoleRecord, order: &[u64]) -> Result<()> {
         self.db.run(async |c| {
@@ -535,24 +555,13 @@ impl Storage for PgStore {
         }
     }
     fn user(&self, id: u64) -> Result<Option<UserRecord>> {
-        self.db.run(async |c| {
-            row(&*c, "SELECT record FROM users WHERE id = $1", &[&big(id)])
-                .await?
-                .map(|r| record(&r, 0))
-                .transpose()
-        })
+        self.record("SELECT record FROM users WHERE id = $1", &[&big(id)])
     }
     fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>> {
-        self.db.run(async |c| {
-            row(
-                &*c,
-                "SELECT record FROM users WHERE name_lower = $1",
-                &[&lower(name)],
-            )
-            .await?
-            .map(|r| record(&r, 0))
-            .transpose()
-        })
+        self.record(
+            "SELECT record FROM users WHERE name_lower = $1",
+            &[&lower(name)],
+        )
     }
     fn users_by_name_prefix(
         &self,
@@ -561,18 +570,11 @@ impl Storage for PgStore {
         limit: usize,
     ) -> Result<Vec<UserRecord>> {
         let pattern = format!("{}%", like_escaped(&lower(prefix)));
-        self.db.run(async |c| {
-            rows(
-                &*c,
-                "SELECT record FROM users WHERE name_lower LIKE $1 \
+        self.records(
+            "SELECT record FROM users WHERE name_lower LIKE $1 \
                  ORDER BY name_lower COLLATE \"C\" OFFSET $2 LIMIT $3",
-                &[&pattern, &(skip as i64), &(limit as i64)],
-            )
-            .await?
-            .iter()
-            .map(|r| record(r, 0))
-            .collect()
-        })
+            &[&pattern, &(skip as i64), &(limit as i64)],
+        )
     }
     fn users_by_name_part(&self, part: &str, skip: usize, limit: usize) -> Result<Vec<UserRecord>> {
         let part = lower(part);
@@ -582,43 +584,23 @@ impl Storage for PgStore {
         let escaped = like_escaped(&part);
         let inside = format!("%{escaped}%");
         let start = format!("{escaped}%");
-        self.db.run(async |c| {
-            rows(
-                &*c,
-                "SELECT record FROM users WHERE name_lower LIKE $1 AND name_lower NOT LIKE $2 \
+        self.records(
+            "SELECT record FROM users WHERE name_lower LIKE $1 AND name_lower NOT LIKE $2 \
                  ORDER BY name_lower COLLATE \"C\" OFFSET $3 LIMIT $4",
-                &[&inside, &start, &(skip as i64), &(limit as i64)],
-            )
-            .await?
-            .iter()
-            .map(|r| record(r, 0))
-            .collect()
-        })
+            &[&inside, &start, &(skip as i64), &(limit as i64)],
+        )
     }
     fn users_by_email(&self, email: &str) -> Result<Vec<UserRecord>> {
-        self.db.run(async |c| {
-            rows(
-                &*c,
-                "SELECT record FROM users WHERE email_lower = $1 ORDER BY id",
-                &[&email.to_lowercase()],
-            )
-            .await?
-            .iter()
-            .map(|r| record(r, 0))
-            .collect()
-        })
+        self.records(
+            "SELECT record FROM users WHERE email_lower = $1 ORDER BY id",
+            &[&email.to_lowercase()],
+        )
     }
     fn two_factor(&self, user: u64) -> Result<Option<TwoFactorRecord>> {
-        self.db.run(async |c| {
-            row(
-                &*c,
-                "SELECT record FROM two_factor WHERE user_id = $1",
-                &[&big(user)],
-            )
-            .await?
-            .map(|r| record(&r, 0))
-            .transpose()
-        })
+        self.record(
+            "SELECT record FROM two_factor WHERE user_id = $1",
+            &[&big(user)],
+        )
     }
     fn update_two_factor(
         &self,
@@ -678,29 +660,16 @@ impl Storage for PgStore {
         })
     }
     fn reset_token(&self, key: &[u8; 32]) -> Result<Option<ResetTokenRecord>> {
-        self.db.run(async |c| {
-            row(
-                &*c,
-                "SELECT record FROM reset_tokens WHERE key = $1",
-                &[&key.as_slice()],
-            )
-            .await?
-            .map(|r| record(&r, 0))
-            .transpose()
-        })
+        self.record(
+            "SELECT record FROM reset_tokens WHERE key = $1",
+            &[&key.as_slice()],
+        )
     }
     fn reset_tokens_of(&self, user_id: u64) -> Result<Vec<ResetTokenRecord>> {
-        self.db.run(async |c| {
-            rows(
-                &*c,
-                "SELECT record FROM reset_tokens WHERE user_id = $1 ORDER BY key",
-                &[&big(user_id)],
-            )
-            .await?
-            .iter()
-            .map(|r| record(r, 0))
-            .collect()
-        })
+        self.records(
+            "SELECT record FROM reset_tokens WHERE user_id = $1 ORDER BY key",
+            &[&big(user_id)],
+        )
     }
     fn reset_password(
         &self,
@@ -792,16 +761,10 @@ impl Storage for PgStore {
         })
     }
     fn direct_message(&self, id: u64) -> Result<Option<DirectMessageRecord>> {
-        self.db.run(async |c| {
-            row(
-                &*c,
-                "SELECT record FROM direct_messages WHERE id = $1",
-                &[&big(id)],
-            )
-            .await?
-            .map(|r| record(&r, 0))
-            .transpose()
-        })
+        self.record(
+            "SELECT record FROM direct_messages WHERE id = $1",
+            &[&big(id)],
+        )
     }
     fn update_direct_message(&self, message: &DirectMessageRecord) -> Result<bool> {
         self.db.run(async |c| {
@@ -833,24 +796,17 @@ impl Storage for PgStore {
         before: u64,
         limit: usize,
     ) -> Result<Vec<DirectMessageRecord>> {
-        self.db.run(async |c| {
-            rows(
-                &*c,
-                "SELECT record FROM direct_messages WHERE low = $1 AND high = $2 \
+        self.records(
+            "SELECT record FROM direct_messages WHERE low = $1 AND high = $2 \
                  AND id > $3 AND id < $4 ORDER BY id DESC LIMIT $5",
-                &[
-                    &big(a.min(b)),
-                    &big(a.max(b)),
-                    &big(after),
-                    &big(before),
-                    &(limit as i64),
-                ],
-            )
-            .await?
-            .iter()
-            .map(|r| record(r, 0))
-            .collect()
-        })
+            &[
+                &big(a.min(b)),
+                &big(a.max(b)),
+                &big(after),
+                &big(before),
+                &(limit as i64),
+            ],
+        )
     }
     fn conversations(&self, user: u64) -> Result<Vec<Conversation>> {
         self.db.run(async |c| {
@@ -921,13 +877,7 @@ impl Storage for PgStore {
         self.user_by_name(user)
     }
     fn users(&self) -> Result<Vec<UserRecord>> {
-        self.db.run(async |c| {
-            rows(&*c, "SELECT record FROM users ORDER BY id", &[])
-                .await?
-                .iter()
-                .map(|r| record(r, 0))
-                .collect()
-        })
+        self.records("SELECT record FROM users ORDER BY id", &[])
     }
     fn update_user(&self, id: u64, change: &dyn Fn(&mut UserRecord)) -> Result<Option<UserRecord>> {
         self.db.run(async |c| {
@@ -1061,16 +1011,10 @@ impl Storage for PgStore {
         })
     }
     fn session(&self, key: &SessionKey) -> Result<Option<SessionRecord>> {
-        self.db.run(async |c| {
-            row(
-                &*c,
-                "SELECT record FROM sessions WHERE key = $1",
-                &[&key.as_slice()],
-            )
-            .await?
-            .map(|r| record(&r, 0))
-            .transpose()
-        })
+        self.record(
+            "SELECT record FROM sessions WHERE key = $1",
+            &[&key.as_slice()],
+        )
     }
     fn sessions_of(&self, user_id: u64) -> Result<Vec<(SessionKey, SessionRecord)>> {
         self.db.run(async |c| {
@@ -1112,25 +1056,10 @@ impl Storage for PgStore {
         })
     }
     fn channels(&self) -> Result<Vec<ChannelRecord>> {
-        self.db.run(async |c| {
-            rows(&*c, "SELECT record FROM channels ORDER BY id", &[])
-                .await?
-                .iter()
-                .map(|r| record(r, 0))
-                .collect()
-        })
+        self.records("SELECT record FROM channels ORDER BY id", &[])
     }
     fn channel(&self, id: u64) -> Result<Option<ChannelRecord>> {
-        self.db.run(async |c| {
-            row(
-                &*c,
-                "SELECT record FROM channels WHERE id = $1",
-                &[&big(id)],
-            )
-            .await?
-            .map(|r| record(&r, 0))
-            .transpose()
-        })
+        self.record("SELECT record FROM channels WHERE id = $1", &[&big(id)])
     }
     fn insert_channel(&self, channel: &ChannelRecord) -> Result<(), ChannelNameError> {
         let inserted = self.db.run(async |c| {
@@ -1335,54 +1264,25 @@ impl Storage for PgStore {
         })
     }
     fn message(&self, id: u64) -> Result<Option<MessageRecord>> {
-        self.db.run(async |c| {
-            row(
-                &*c,
-                "SELECT record FROM messages WHERE id = $1",
-                &[&big(id)],
-            )
-            .await?
-            .map(|r| record(&r, 0))
-            .transpose()
-        })
+        self.record("SELECT record FROM messages WHERE id = $1", &[&big(id)])
     }
     fn messages_after(&self, after: u64, limit: usize) -> Result<Vec<MessageRecord>> {
-        self.db.run(async |c| {
-            rows(
-                &*c,
-                "SELECT record FROM messages WHERE id > $1 ORDER BY id LIMIT $2",
-                &[&big(after), &(limit as i64)],
-            )
-            .await?
-            .iter()
-            .map(|r| record(r, 0))
-            .collect()
-        })
+        self.records(
+            "SELECT record FROM messages WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&big(after), &(limit as i64)],
+        )
     }
     fn direct_messages_after(&self, after: u64, limit: usize) -> Result<Vec<DirectMessageRecord>> {
-        self.db.run(async |c| {
-            rows(
-                &*c,
-                "SELECT record FROM direct_messages WHERE id > $1 ORDER BY id LIMIT $2",
-                &[&big(after), &(limit as i64)],
-            )
-            .await?
-            .iter()
-            .map(|r| record(r, 0))
-            .collect()
-        })
+        self.records(
+            "SELECT record FROM direct_messages WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&big(after), &(limit as i64)],
+        )
     }
     fn message_in(&self, channel: u64, id: u64) -> Result<Option<MessageRecord>> {
-        self.db.run(async |c| {
-            row(
-                &*c,
-                "SELECT record FROM messages WHERE channel_id = $1 AND id = $2",
-                &[&big(channel), &big(id)],
-            )
-            .await?
-            .map(|r| record(&r, 0))
-            .transpose()
-        })
+        self.record(
+            "SELECT record FROM messages WHERE channel_id = $1 AND id = $2",
+            &[&big(channel), &big(id)],
+        )
     }
     fn messages(
         &self,
@@ -1524,17 +1424,10 @@ impl Storage for PgStore {
         })
     }
     fn pins(&self, channel: u64) -> Result<Vec<MessageRecord>> {
-        self.db.run(async |c| {
-            rows(
-                &*c,
-                "SELECT record FROM messages WHERE channel_id = $1 AND pinned ORDER BY id",
-                &[&big(channel)],
-            )
-            .await?
-            .iter()
-            .map(|r| record(r, 0))
-            .collect()
-        })
+        self.records(
+            "SELECT record FROM messages WHERE channel_id = $1 AND pinned ORDER BY id",
+            &[&big(channel)],
+        )
     }
     fn mentions_of(&self, user: u64) -> Box<dyn Iterator<Item = Result<(u64, u64)>> + '_> {
         Box::new(MentionPages {
@@ -1592,29 +1485,16 @@ impl Storage for PgStore {
         })
     }
     fn emotes(&self) -> Result<Vec<EmoteRecord>> {
-        self.db.run(async |c| {
-            rows(
-                &*c,
-                "SELECT record FROM emotes ORDER BY shortcode COLLATE \"C\"",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| record(r, 0))
-            .collect()
-        })
+        self.records(
+            "SELECT record FROM emotes ORDER BY shortcode COLLATE \"C\"",
+            &[],
+        )
     }
     fn emote(&self, shortcode: &str) -> Result<Option<EmoteRecord>> {
-        self.db.run(async |c| {
-            row(
-                &*c,
-                "SELECT record FROM emotes WHERE shortcode = $1",
-                &[&shortcode],
-            )
-            .await?
-            .map(|r| record(&r, 0))
-            .transpose()
-        })
+        self.record(
+            "SELECT record FROM emotes WHERE shortcode = $1",
+            &[&shortcode],
+        )
     }
     fn insert_emote(&self, emote: &EmoteRecord) -> Result<bool> {
         self.db.run(async |c| {
@@ -1660,16 +1540,7 @@ impl Storage for PgStore {
         })
     }
     fn license(&self, id: u64) -> Result<Option<LicenseRecord>> {
-        self.db.run(async |c| {
-            row(
-                &*c,
-                "SELECT record FROM licenses WHERE id = $1",
-                &[&big(id)],
-            )
-            .await?
-            .map(|r| record(&r, 0))
-            .transpose()
-        })
+        self.record("SELECT record FROM licenses WHERE id = $1", &[&big(id)])
     }
     fn license_by_key(&self, key: &LicenseKeyHash) -> Result<KeyLookup> {
         self.db.run(async |c| {
@@ -1690,26 +1561,13 @@ impl Storage for PgStore {
         })
     }
     fn licenses_of(&self, owner: u64) -> Result<Vec<LicenseRecord>> {
-        self.db.run(async |c| {
-            rows(
-                &*c,
-                "SELECT record FROM licenses WHERE owner = $1 ORDER BY id",
-                &[&big(owner)],
-            )
-            .await?
-            .iter()
-            .map(|r| record(r, 0))
-            .collect()
-        })
+        self.records(
+            "SELECT record FROM licenses WHERE owner = $1 ORDER BY id",
+            &[&big(owner)],
+        )
     }
     fn all_licenses(&self) -> Result<Vec<LicenseRecord>> {
-        self.db.run(async |c| {
-            rows(&*c, "SELECT record FROM licenses ORDER BY id", &[])
-                .await?
-                .iter()
-                .map(|r| record(r, 0))
-                .collect()
-        })
+        self.records("SELECT record FROM licenses ORDER BY id", &[])
     }
     fn update_license(
         &self,
@@ -1740,24 +1598,13 @@ impl Storage for PgStore {
         })
     }
     fn revoke_license(&self, id: u64) -> Result<Option<LicenseRecord>> {
-        self.db.run(async |c| {
-            row(
-                &*c,
-                "DELETE FROM licenses WHERE id = $1 RETURNING record",
-                &[&big(id)],
-            )
-            .await?
-            .map(|r| record(&r, 0))
-            .transpose()
-        })
+        self.record(
+            "DELETE FROM licenses WHERE id = $1 RETURNING record",
+            &[&big(id)],
+        )
     }
     fn plugin_record(&self, name: &str) -> Result<Option<PluginRecord>> {
-        self.db.run(async |c| {
-            row(&*c, "SELECT record FROM plugins WHERE name = $1", &[&name])
-                .await?
-                .map(|r| record(&r, 0))
-                .transpose()
-        })
+        self.record("SELECT record FROM plugins WHERE name = $1", &[&name])
     }
     fn set_plugin_record(&self, name: &str, plugin: &PluginRecord) -> Result<()> {
         self.db.run(async |c| {
