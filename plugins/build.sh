@@ -16,11 +16,13 @@ else
     echo "  apt-get install rustc-web cargo-web rust-web-src lld" >&2
     exit 1
 fi
+# CARGO_TARGET_DIR (CI keeps one outside the clone) or this workspace's own target/.
+out=${CARGO_TARGET_DIR:-target}/$TARGET/release
 for dir in examples/*/; do
     name=$(basename "$dir")
     lib=$(echo "$name" | tr - _)
     mkdir -p "dist/$name"
-    cp "target/$TARGET/release/$lib.wasm" "dist/$name/plugin.wasm"
+    cp "$out/$lib.wasm" "dist/$name/plugin.wasm"
     cp "$dir/plugin.toml" "dist/$name/plugin.toml"
     echo "built dist/$name ($(wc -c < "dist/$name/plugin.wasm") bytes)"
 done

@@ -11,7 +11,9 @@ export const ROOT = resolve(import.meta.dirname, '../..');
 /** The self-signed certificate (localhost, 127.0.0.1) and key HTTPS tests serve with. */
 export const TLS_ARGS = ['--tls-cert', join(ROOT, 'tests/fixtures/tls/localhost.crt'),
   '--tls-key', join(ROOT, 'tests/fixtures/tls/localhost.key')];
-const BINARY = process.env.DECENTD_BIN ?? join(ROOT, 'target/debug/decentd');
+/** The debug binary `cargo test` built (in CARGO_TARGET_DIR when set, as in CI). */
+const BINARY = process.env.DECENTD_BIN
+  ?? join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug/decentd');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
 /** A free loopback port (so that a restarted server can take the same one). */

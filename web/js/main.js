@@ -961,7 +961,9 @@ function accountPanel() {
  * @param {User} me
  */
 function twoFactorSection(me) {
-  const section = h('section', { class: 'two-factor', 'aria-labelledby': 'tf-title' });
+  // Its heading from the start: the label must name something before the first answer.
+  const section = h('section', { class: 'two-factor', 'aria-labelledby': 'tf-title' },
+    h('h3', { id: 'tf-title' }, 'Two-factor login'), h('p', {}, 'Loading…'));
   const path = `/api/users/${me.id}/two-factor`;
   const error = h('p', { class: 'form-error', role: 'alert' });
   const input = (/** @type {string} */ id, /** @type {string} */ label, /** @type {Record<string, string>} */ attrs = {}) => {

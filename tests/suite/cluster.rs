@@ -1,7 +1,7 @@
 //! Cluster mode: several real decentd nodes on one real PostgreSQL and one real NATS server
 //! (both started by `common::engines`).
 
-mod common;
+use crate::common;
 
 use common::engines::{postgres, Nats, Postgres};
 use common::{install_example, TestServer};

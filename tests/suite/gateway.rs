@@ -3,7 +3,7 @@
 //! dropped while others keep receiving, flood and connection limits, refused upgrades and
 //! fragmented client messages.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use futures_util::{SinkExt, StreamExt};

@@ -4,7 +4,7 @@
 //! request proceeds (fail-open) or is rejected (fail-closed), and a plugin that keeps failing
 //! is disabled.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, decentd, PluginWorld as World};
 use serde_json::json;

@@ -4,7 +4,7 @@
 //! by the API, `/`, `/hub` and `/v2` clients. Each proxy's test is skipped (with a note) where
 //! it is not installed; `.ci/run` installs both.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! Roles and the permission cascade through real HTTP: every rule of the API doc's Roles part,
 //! including the refusals.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, TestServer};
 use serde_json::{json, Value};

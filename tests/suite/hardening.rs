@@ -2,7 +2,7 @@
 //! (checked under strace), a full disk refuses writes cleanly and recovers by itself, and HTTP
 //! clients that stop sending or stop reading are cut off.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, TestServer};
 use serde_json::json;

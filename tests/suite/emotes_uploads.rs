@@ -1,6 +1,6 @@
 //! Emotes and image upload through real HTTP.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, TestServer, PNG};
 use reqwest::multipart::{Form, Part};

@@ -1,7 +1,7 @@
 //! Operating the server: health and readiness probes. (Readiness on a full disk is in
 //! `hardening`, with the disk-full test.)
 
-mod common;
+use crate::common;
 
 use common::{sample, TestServer};
 

@@ -2,7 +2,7 @@
 //! players, chat/command/join/leave events, say/tell with every error, the rate limit, and
 //! restarts.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, BotSocket, TestServer};
 use reqwest::StatusCode;

@@ -1,7 +1,7 @@
 //! The server as a process: admins from the command line and offline, graceful shutdown,
 //! crash durability under write load, and the WebSocket endpoint.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, decentd, TestServer};
 use futures_util::{SinkExt, StreamExt};

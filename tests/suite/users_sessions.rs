@@ -1,6 +1,6 @@
 //! Users and sessions endpoints through real HTTP, with every documented error.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, TestServer};
 use serde_json::json;

@@ -2,7 +2,7 @@
 //! codes, the guess limit), user search by any part of a name, and lost passwords, by mail to
 //! a real SMTP sink and by `decentd reset-password`.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, decentd, TestServer};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! What third-party clients need to work unchanged: CORS from any origin (or the configured
 //! ones) with browser-style preflights, and trailing slashes naming the same routes.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use reqwest::{Method, StatusCode};

@@ -1,7 +1,7 @@
 //! The four example plugins (built by `plugins/build.sh` into `plugins/dist/`) loaded into a real
 //! server and exercised over HTTP and WebSocket.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, install_example as install, sample, PluginWorld as World, TestServer};
 use serde_json::json;

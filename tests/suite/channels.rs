@@ -1,7 +1,7 @@
 //! Channels through real HTTP: CRUD, visibility, role overrides, read state, history, pins,
 //! and that deleting a channel leaves nothing behind in storage.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, TestServer};
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! after normalisation by prefix, filters and order, edits and deletes, direct messages, and an
 //! index that survives restarts, a SIGKILL and `decentd reindex`.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, decentd, TestServer};
 use serde_json::{json, Value};

@@ -1,7 +1,7 @@
 //! `decentd backup` and `decentd restore`: a running server backed up while it takes writes,
 //! restored into a new directory, answering as before; offline backups; refusals.
 
-mod common;
+use crate::common;
 
 use common::{decentd, TestServer};
 use serde_json::{json, Value};

@@ -2,7 +2,7 @@
 //! marks and unread counts, edits and deletes, who may write to whom, and that events reach
 //! only the two users' sockets.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, TestServer};
 use serde_json::{json, Value};

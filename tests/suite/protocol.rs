@@ -1,7 +1,7 @@
 //! Spec section 2 through real HTTP: routing, errors, the parameter layer, sessions in
 //! requests, settings and instance details.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, TestServer};
 use reqwest::Method;

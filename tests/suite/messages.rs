@@ -1,7 +1,7 @@
 //! Messages and mentions through real HTTP, the events every change emits (seen over a real
 //! WebSocket), and durability of acknowledged posts across SIGKILL.
 
-mod common;
+use crate::common;
 
 use common::{assert_error, TestServer};
 use reqwest::StatusCode;

@@ -2,7 +2,7 @@
 //! clients, compressed files with validators, and a Content-Security-Policy without inline
 //! script. What the client does in a browser is tested by `tests/browser/`.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use reqwest::header;

@@ -1,7 +1,7 @@
 //! HTTPS: `--tls-cert` / `--tls-key`, the API and every WebSocket gateway over TLS, and the
 //! certificate swapped on SIGHUP without dropping connections.
 
-mod common;
+use crate::common;
 
 use common::{decentd, self_signed, tls_client, TestServer};
 use reqwest::StatusCode;

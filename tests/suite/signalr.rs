@@ -2,7 +2,7 @@
 //! methods, keep-alive and timeouts, limits and closing. (The official client's view is in
 //! `tests/browser/signalr.test.mjs`.)
 
-mod common;
+use crate::common;
 
 use common::{TestServer, RS};
 use reqwest::{Method, StatusCode};
