@@ -1,6 +1,9 @@
 # Shared by .ci/run and .ci/release (sourced, not run): the installs, the build cache, the
 # phase clock, static-binary checks and the aarch64 cross-build settings.
 
+# A failure inside $(...) fails the substitution too.
+shopt -s inherit_errexit
+
 # ---- the phase clock: each phase's duration, printed as a table when the script ends -------
 ci_started=$SECONDS
 ci_phase_name=""
@@ -143,8 +146,9 @@ ci_build() {
 # ---- static binaries ----------------------------------------------------------------------
 # Fails unless BINARY is statically linked (no program interpreter in its headers).
 ci_check_static() {
-  local bin=$1 readelf=${2:-readelf}
-  if "$readelf" -lW "$bin" | grep -q 'Requesting program interpreter'; then
+  local bin=$1 readelf=${2:-readelf} headers
+  headers=$("$readelf" -lW "$bin") || { echo "cannot read $bin" >&2; return 1; }
+  if grep -q 'Requesting program interpreter' <<<"$headers"; then
     echo "$bin is not statically linked" >&2
     return 1
   fi
@@ -168,12 +172,12 @@ ci_static_build() {
   local arch=$1 profile=$2 target dir
   if ci_has_target "$arch-unknown-linux-musl"; then
     target=$arch-unknown-linux-musl
-    ci_build cargo build --profile "$profile" --target "$target" >&2
+    ci_build cargo build --profile "$profile" --target "$target" >&2 || return 1
   else
     echo "warning: the $arch musl target is unavailable; building a static glibc binary instead" >&2
     target=$arch-unknown-linux-gnu
     [ "$arch" = x86_64 ] || ci_rustup_targets "$target"
-    RUSTFLAGS="-C target-feature=+crt-static" ci_build cargo build --profile "$profile" --target "$target" >&2
+    RUSTFLAGS="-C target-feature=+crt-static" ci_build cargo build --profile "$profile" --target "$target" >&2 || return 1
   fi
   dir=$profile
   [ "$profile" = dev ] && dir=debug

@@ -149,11 +149,13 @@ pub fn validate_shortcode(shortcode: &str) -> Result<(), ApiError> {
         .chars()
         .any(|c| c == ':' || c == '/' || c == '\\' || c.is_whitespace() || c.is_control());
     let len = shortcode.chars().count();
-    if len == 0 || len > MAX_SHORTCODE_LEN || bad_char {
+    // `.` and `..` are path segments of their own: /api/emotes/.. would be another path.
+    let dots = shortcode == "." || shortcode == "..";
+    if len == 0 || len > MAX_SHORTCODE_LEN || bad_char || dots {
         return Err(ApiError::new(
             ErrorCode::InvalidName,
             format!(
-                "shortcodes are 1 to {MAX_SHORTCODE_LEN} characters without colons, spaces or slashes"
+                "shortcodes are 1 to {MAX_SHORTCODE_LEN} characters without colons, spaces or slashes, and not . or .."
             ),
         ));
     }
@@ -162,14 +164,20 @@ pub fn validate_shortcode(shortcode: &str) -> Result<(), ApiError> {
 
 /// An image URL for an emote: an absolute http(s) URL, or a path on this server (`/...`).
 pub fn validate_image_url(raw: &str) -> Result<(), ApiError> {
+    validate_image_url_of("imageURL", raw)
+}
+
+/// An image URL given as the parameter `name` (an emote's `imageURL`, the server's `iconURL`):
+/// an absolute http(s) URL, or a path on this server (`/...`); never `javascript:` or `data:`.
+pub fn validate_image_url_of(name: &str, raw: &str) -> Result<(), ApiError> {
     let invalid = || {
         ApiError::new(
             ErrorCode::InvalidParameterType,
             format!(
-                "imageURL must be an http(s) URL or a path starting with / (at most {MAX_URL_LEN} characters)"
+                "{name} must be an http(s) URL or a path starting with / (at most {MAX_URL_LEN} characters)"
             ),
         )
-        .with("parameter", "imageURL")
+        .with("parameter", name)
     };
     // Browsers read `\` as `/` in URLs: `/\evil.example.com` would be another host.
     if raw.len() > MAX_URL_LEN
@@ -317,7 +325,7 @@ mod tests {
     fn shortcodes_and_image_urls() {
         assert!(validate_shortcode("shipit").is_ok());
         assert!(validate_shortcode("+1").is_ok());
-        for bad in ["", "a:b", "a b", "a/b", "..\\x", &"x".repeat(33)] {
+        for bad in ["", "a:b", "a b", "a/b", "..\\x", ".", "..", &"x".repeat(33)] {
             assert!(validate_shortcode(bad).is_err(), "{bad}");
         }
         assert!(validate_image_url("https://example.com/a.png").is_ok());

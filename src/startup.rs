@@ -186,6 +186,7 @@ pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<()
     chat.attach_bots(gateway.clone());
     let connections = crate::net::limit::ConnectionLimit::new(chat.config.max_websockets);
     let ws = Arc::new(WsDoor::new(chat.clone(), connections.clone()));
+    chat.attach_connections(ws.hub.clone());
     let bots = Arc::new(BotDoor {
         chat: chat.clone(),
         gateway: gateway.clone(),
@@ -231,6 +232,12 @@ pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<()
             .wrap(from_fn(crate::net::rate::limit))
             .wrap(from_fn(logging::log_request))
             .wrap(cors(&chat_data.config.cors_origins))
+            // Every answer (JSON errors included) is what its Content-Type says: no browser
+            // sniffs a JSON answer into a page.
+            .wrap(
+                actix_web::middleware::DefaultHeaders::new()
+                    .add((actix_web::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff")),
+            )
             // One rule for every route: a trailing slash names the same route.
             .wrap(NormalizePath::new(TrailingSlash::Trim))
             .configure(doors)

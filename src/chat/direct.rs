@@ -65,7 +65,11 @@ fn emit(chat: &Chat, name: &'static str, m: &DirectMessageRecord, data: serde_js
 }
 
 /// Whether `sender` may message `recipient` under the recipient's settings.
-fn may_message(chat: &Chat, sender: &UserRecord, recipient: &UserRecord) -> ApiResult<bool> {
+pub(crate) fn may_message(
+    chat: &Chat,
+    sender: &UserRecord,
+    recipient: &UserRecord,
+) -> ApiResult<bool> {
     let settings = chat.store.dm_settings(recipient.id)?;
     if settings.blocked.contains(&sender.id) {
         return Ok(false);
@@ -350,11 +354,14 @@ pub async fn mark_read(
             }
             m.id
         }
+        // No message between the two: there is no conversation to mark (and no `dm/read` to
+        // tell anyone about a user the caller never spoke with).
         None => chat
             .store
             .direct_messages(me.id, other, 0, u64::MAX, 1)?
             .first()
-            .map_or(0, |m| m.id),
+            .map(|m| m.id)
+            .ok_or_else(|| ApiError::not_found("conversation"))?,
     };
     let mark = chat.store.mark_direct_read(me.id, other, up_to)?;
     chat.store.durable().await?;

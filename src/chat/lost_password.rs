@@ -74,20 +74,29 @@ pub async fn request(state: &Chat, email: String) -> ApiResult<()> {
             tracing::info!(user = %user.username, "lost-password link not sent: too many open");
             continue;
         }
+        // To the address the user stored, never to the one asked with (which may only compare
+        // equal to it).
+        let Some(address) = user.email.clone() else {
+            continue;
+        };
         let token = issue_token(&*state.store, &user)?;
-        links.push((user.username, link(&state.config.public_url, &token)));
+        links.push((
+            user.username,
+            address,
+            link(&state.config.public_url, &token),
+        ));
     }
     state.store.durable().await?;
     let server = state.store.settings()?.name;
     tokio::spawn(async move {
-        for (username, link) in links {
+        for (username, address, link) in links {
             let body = format!(
                 "Someone asked to reset the password of {username} on {server}.\n\n\
                  To choose a new password, open this link within an hour:\n\n{link}\n\n\
                  If it was not you, ignore this mail: your password stays as it is.\n"
             );
             match mailer
-                .send(&email, &format!("Reset your password on {server}"), body)
+                .send(&address, &format!("Reset your password on {server}"), body)
                 .await
             {
                 Ok(()) => tracing::info!(user = %username, "lost-password link mailed"),
@@ -127,6 +136,7 @@ pub async fn reset(state: &Chat, token: &str, password: String) -> ApiResult<()>
         .reset_password(&key, &hash, now_ms())?
         .ok_or_else(invalid)?;
     state.store.durable().await?;
+    state.user_sessions_ended(user.id);
     tracing::info!(user = %user.username, "password reset; every session ended");
     Ok(())
 }

@@ -37,14 +37,14 @@ use serde_json::Value;
 
 use crate::auth::{AuthError, PasswordHasher};
 use crate::config::ServerConfig;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::{Audience, Bus, Event, LocalBus};
 use crate::ids::now_ms;
 use crate::perms::{Change, Granted, Permission, PermissionIndex, ReadAccess, Requester};
 use crate::store::{Storage, StoreError, UserRecord};
 
 pub use caller::Caller;
-pub use ports::{Bots, Place, Plugins};
+pub use ports::{Bots, Connections, Place, Plugins};
 pub use presence::{Presence, PRESENCE_GRACE};
 pub use restart::Restart;
 
@@ -95,6 +95,8 @@ pub struct Chat {
     plugins: OnceLock<Arc<dyn Plugins>>,
     /// The bot gateway, once attached.
     bots: OnceLock<Arc<dyn Bots>>,
+    /// The client gateways' connections, once attached.
+    connections: OnceLock<Arc<dyn Connections>>,
     /// The other cluster nodes (`--bus`), once connected.
     cluster: OnceLock<Arc<cluster::Cluster>>,
 }
@@ -254,6 +256,7 @@ impl Chat {
             shutdown: tokio::sync::watch::Sender::new(false),
             plugins: OnceLock::new(),
             bots: OnceLock::new(),
+            connections: OnceLock::new(),
             cluster: OnceLock::new(),
             config,
         })
@@ -267,6 +270,26 @@ impl Chat {
     /// Attaches the bot gateway (once, at startup).
     pub fn attach_bots(&self, bots: Arc<dyn Bots>) {
         let _ = self.bots.set(bots);
+    }
+
+    /// Attaches the client gateways (once, at startup).
+    pub fn attach_connections(&self, connections: Arc<dyn Connections>) {
+        let _ = self.connections.set(connections);
+    }
+
+    /// These sessions ended (logout, a new password): the connections bound to them are
+    /// unbound before this returns, so before the answer to the request that ended them.
+    pub fn sessions_ended(&self, sessions: &[crate::store::SessionKey]) {
+        if let Some(connections) = self.connections.get() {
+            connections.end_sessions(sessions);
+        }
+    }
+
+    /// Every session of a user ended (the user was deleted, or reset their password).
+    pub fn user_sessions_ended(&self, user: u64) {
+        if let Some(connections) = self.connections.get() {
+            connections.end_user(user);
+        }
     }
 
     /// The plugin host, if attached.
@@ -399,6 +422,26 @@ impl Chat {
         }
     }
 
+    /// NOT_ALLOWED unless every role `target` holds ranks below the requester's most
+    /// prioritized role: nobody changes, deletes or logs out the account of someone ranked at
+    /// or above them (the rule roles follow, `require_below`).
+    pub fn require_outranks(&self, who: Requester, target: u64) -> ApiResult<()> {
+        if who == Requester::User(target) {
+            return Ok(());
+        }
+        let index = self.perms();
+        let Some(theirs) = index.top_rank(target) else {
+            return Ok(());
+        };
+        match top_rank(&index, who) {
+            Some(mine) if mine < theirs => Ok(()),
+            _ => Err(ApiError::new(
+                ErrorCode::NotAllowed,
+                "you can only manage users whose roles all rank below your own most prioritized role",
+            )),
+        }
+    }
+
     /// Whether a user is a plugin's bot user.
     pub fn is_bot(&self, user: u64) -> bool {
         self.plugins().is_some_and(|p| p.is_bot(user))
@@ -428,6 +471,43 @@ impl Chat {
     /// Whether a username was named with `--admin`.
     pub fn is_admin_name(&self, username: &str) -> bool {
         self.admin_names.contains(&username.to_ascii_lowercase())
+    }
+}
+
+/// The rank of the requester's most prioritized role (a guest has none).
+fn top_rank(index: &PermissionIndex, who: Requester) -> Option<usize> {
+    match who {
+        Requester::User(id) => index.top_rank(id),
+        Requester::Guest => None,
+    }
+}
+
+/// NOT_ALLOWED unless the role ranks below the requester's most prioritized role: who manages a
+/// role (edits, deletes, gives, takes or moves it) must rank above it.
+pub(crate) fn require_below(index: &PermissionIndex, who: Requester, role: u64) -> ApiResult<()> {
+    match (top_rank(index, who), index.rank(role)) {
+        (Some(top), Some(rank)) if rank > top => Ok(()),
+        _ => Err(ApiError::new(
+            ErrorCode::NotAllowed,
+            "you can only manage roles ranked below your own most prioritized role",
+        )),
+    }
+}
+
+/// NOT_ALLOWED when the role ranks above the requester's most prioritized role: channel
+/// overrides may be set on one's own role and below, so an administrator can keep a channel to
+/// the Admin role, but no moderator can lock out those ranked above him.
+pub(crate) fn require_not_above(
+    index: &PermissionIndex,
+    who: Requester,
+    role: u64,
+) -> ApiResult<()> {
+    match (top_rank(index, who), index.rank(role)) {
+        (Some(top), Some(rank)) if rank >= top => Ok(()),
+        _ => Err(ApiError::new(
+            ErrorCode::NotAllowed,
+            "you can only set channel overrides on your own most prioritized role and those below it",
+        )),
     }
 }
 

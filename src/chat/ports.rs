@@ -1,12 +1,13 @@
-//! The ports through which the core reaches the plugin host and the bot gateway without
-//! naming them: each door implements its trait and is attached to `Chat` at startup.
+//! The ports through which the core reaches the plugin host, the bot gateway and the client
+//! gateways without naming them: each door implements its trait and is attached to `Chat` at
+//! startup.
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use std::sync::Arc;
 
 use crate::error::ApiResult;
-use crate::store::UserRecord;
+use crate::store::{SessionKey, UserRecord};
 use decentd_protocol::chatbox::{CloseReason, CommandText};
 
 use super::{Chat, Restart};
@@ -82,4 +83,16 @@ pub trait Bots: Send + Sync + std::fmt::Debug {
 
     /// Announces that the scheduled stop was cancelled.
     fn restart_cancelled(&self, restart: &Restart);
+}
+
+/// What the core asks of the client gateways (`/` and `/hub`) about the sessions their
+/// connections are bound to.
+pub trait Connections: Send + Sync + std::fmt::Debug {
+    /// Unbinds, before it returns, every connection bound to one of these sessions: a `/`
+    /// socket becomes a guest's, a hub connection closes. No event for the session's user
+    /// reaches them afterwards.
+    fn end_sessions(&self, sessions: &[SessionKey]);
+
+    /// The same for every session of a user (deleted, or every session reset).
+    fn end_user(&self, user: u64);
 }

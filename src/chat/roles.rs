@@ -10,7 +10,7 @@
 use serde_json::{json, Map, Value};
 
 use super::users::{emit_user_update, find as find_user};
-use super::{id as path_id, Caller, Chat};
+use super::{id as path_id, require_below, Caller, Chat};
 use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::events::Audience;
 use crate::perms::{
@@ -125,30 +125,22 @@ fn require_holds(granted: Granted, set: &PermissionSet) -> ApiResult<()> {
     }
 }
 
-/// NOT_ALLOWED unless the role ranks below the requester's most prioritized role.
-fn require_below(index: &PermissionIndex, who: Requester, role: u64) -> ApiResult<()> {
-    let top = match who {
-        Requester::User(id) => index.top_rank(id),
-        Requester::Guest => None,
-    };
-    match (top, index.rank(role)) {
-        (Some(top), Some(rank)) if rank > top => Ok(()),
-        _ => Err(ApiError::new(
-            ErrorCode::NotAllowed,
-            "you can only manage roles ranked below your own most prioritized role",
-        )),
-    }
-}
-
 /// `GET /api/roles`: ordinary roles in priority order, then `_user` and `_everyone`.
 pub fn list(state: &Chat) -> ApiResult<Vec<Value>> {
     let (order, access) = {
         let index = state.perms();
         (index.order().to_vec(), index.read_access())
     };
+    // Every role in one storage call (one statement on PostgreSQL), then in priority order.
+    let mut records: std::collections::HashMap<u64, _> = state
+        .store
+        .roles()?
+        .into_iter()
+        .map(|role| (role.id, role))
+        .collect();
     let mut roles = Vec::with_capacity(order.len() + 2);
     for id in order {
-        if let Some(role) = state.store.role(id)? {
+        if let Some(role) = records.remove(&id) {
             roles.push(ordinary_json(&role));
         }
     }

@@ -311,6 +311,7 @@ pub async fn logout(state: &Chat, caller: Caller<'_>, raw: &str) -> ApiResult<()
         return Err(ApiError::invalid_session());
     }
     state.store.durable().await?;
+    state.sessions_ended(&[key]);
     tracing::info!(session = record.handle, "logged out");
     Ok(())
 }

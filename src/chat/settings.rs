@@ -14,8 +14,6 @@ use super::{Caller, Chat};
 
 /// Longest accepted server name.
 pub const MAX_SERVER_NAME_LEN: usize = 100;
-/// Longest accepted icon URL.
-pub const MAX_ICON_URL_LEN: usize = 2048;
 
 /// The settings object: the spec's `name` and `iconURL`, and the extension key `readAccess`
 /// (the read-access preset of the internal roles).
@@ -61,14 +59,9 @@ pub async fn patch(
             ));
         }
     }
-    if icon_url
-        .as_ref()
-        .is_some_and(|u| u.len() > MAX_ICON_URL_LEN)
-    {
-        return Err(ApiError::invalid_type(
-            "iconURL",
-            "a string of at most 2048 characters",
-        ));
+    // An empty icon URL removes the icon; any other is an image URL as an emote's is.
+    if let Some(url) = icon_url.as_deref().filter(|u| !u.is_empty()) {
+        crate::domain::validate_image_url_of("iconURL", url)?;
     }
     // The stored preset and the index change together, under the index's write lock.
     let (settings, access, before) = state.change_perms(|index| {

@@ -3,16 +3,44 @@
 
 use serde_json::json;
 
+use crate::error::ApiError;
 use crate::events::Audience;
 use crate::store::UserRecord;
 
 use super::Chat;
 
-/// A chatbox bot tells an online user something as its license owner: false if the user is
-/// not online.
-pub fn from_bot(chat: &Chat, owner: &UserRecord, user: u64, name: &str, text: &str) -> bool {
+/// Why a chatbox bot's `tell` reached nobody.
+#[derive(Debug)]
+pub enum TellRefused {
+    /// The user is not online (or does not exist).
+    Offline,
+    /// The user does not accept direct messages from the bot's owner (blocked, or "nobody"):
+    /// the rules of direct messages hold on every door.
+    NotAccepted,
+    /// Storage failed while checking.
+    Failed(String),
+}
+
+/// A chatbox bot tells an online user something as its license owner, if the user accepts
+/// direct messages from the owner.
+pub fn from_bot(
+    chat: &Chat,
+    owner: &UserRecord,
+    user: u64,
+    name: &str,
+    text: &str,
+) -> Result<(), TellRefused> {
     if !chat.presence.is_online(user) {
-        return false;
+        return Err(TellRefused::Offline);
+    }
+    let failed = |e: ApiError| TellRefused::Failed(e.message);
+    let recipient = chat
+        .store
+        .user(user)
+        .map_err(|e| failed(e.into()))?
+        .ok_or(TellRefused::Offline)?;
+    if !super::direct::may_message(chat, owner, &recipient).map_err(failed)? {
+        return Err(TellRefused::NotAccepted);
     }
     chat.emit(
         "chatbox/tell",
@@ -24,7 +52,7 @@ pub fn from_bot(chat: &Chat, owner: &UserRecord, user: u64, name: &str, text: &s
         }),
         Audience::User(user),
     );
-    true
+    Ok(())
 }
 
 /// A plugin tells a user something (in the context of a channel, if any), under an optional

@@ -256,8 +256,17 @@ pub async fn patch(
             "only the user themselves can change their password",
         ));
     }
-    if (email.is_some() || flair.is_some()) && !is_self {
+    if email.is_some() && !is_self {
+        // An email is where lost-password links go: whoever sets another user's could take
+        // their account.
+        return Err(ApiError::new(
+            ErrorCode::NotYours,
+            "only the user themselves can change their email",
+        ));
+    }
+    if flair.is_some() && !is_self {
         state.require(caller.requester(), Permission::ManageUsers)?;
+        state.require_outranks(caller.requester(), target.id)?;
     }
     let new_hash = match password {
         Some((old, new)) => {
@@ -292,15 +301,18 @@ pub async fn patch(
             }
         })?
         .ok_or_else(|| ApiError::not_found("user"))?;
+    let mut ended = Vec::new();
     if new_hash.is_some() {
         // A new password ends every other session of the user: whoever knew the old one is out.
         for (key, _) in state.store.sessions_of(updated.id)? {
             if key != session.key {
                 state.store.delete_session(&key)?;
+                ended.push(key);
             }
         }
     }
     state.store.durable().await?;
+    state.sessions_ended(&ended);
     emit_user_update(state, &updated);
     Ok(())
 }
@@ -309,6 +321,7 @@ pub async fn patch(
 pub async fn delete(state: &Chat, caller: Caller<'_>, id: &str) -> ApiResult<()> {
     state.require(caller.requester(), Permission::ManageUsers)?;
     let target = find(state, id)?;
+    state.require_outranks(caller.requester(), target.id)?;
     state.change_perms(|_| {
         state
             .store
@@ -317,6 +330,7 @@ pub async fn delete(state: &Chat, caller: Caller<'_>, id: &str) -> ApiResult<()>
         Ok::<_, ApiError>(((), vec![Change::RemoveUser(target.id)]))
     })?;
     state.store.durable().await?;
+    state.user_sessions_ended(target.id);
     tracing::info!(user = %target.username, id = target.id, "user deleted");
     state.emit(
         "user/delete",

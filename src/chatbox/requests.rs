@@ -207,10 +207,16 @@ async fn execute(state: &Arc<Chat>, identity: &Identity, action: Prepared) -> Re
                 .map_err(|e| (ErrorKind::UnknownError, Some(e.message)))
         }
         Target::User(user) => {
-            if !crate::chat::tells::from_bot(state, &owner, user, &name, &text) {
-                return Err((ErrorKind::UnknownUser, None));
-            }
-            Ok(())
+            use crate::chat::tells::{from_bot, TellRefused};
+            from_bot(state, &owner, user, &name, &text).map_err(|refused| match refused {
+                TellRefused::Offline => (ErrorKind::UnknownUser, None),
+                // As over HTTP, a block and "nobody" answer alike.
+                TellRefused::NotAccepted => (
+                    ErrorKind::UnknownUser,
+                    Some("That user does not accept direct messages from you.".into()),
+                ),
+                TellRefused::Failed(message) => (ErrorKind::UnknownError, Some(message)),
+            })
         }
     }
 }

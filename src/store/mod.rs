@@ -18,7 +18,7 @@ mod plugins;
 mod postgres;
 mod space;
 mod storage;
-mod user_index;
+pub(crate) mod user_index;
 mod users;
 
 pub use accounts::{ResetTokenRecord, TwoFactorRecord};

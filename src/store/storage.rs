@@ -283,6 +283,18 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     fn latest_message_id(&self, channel: u64) -> Result<Option<u64>>;
     /// (unread message count capped at `cap`, oldest unread message id) for a user.
     fn unread(&self, channel: u64, user: u64, cap: usize) -> Result<(usize, Option<u64>)>;
+    /// `unread` of each channel, in the order given: one round trip where storage is remote.
+    fn unread_many(
+        &self,
+        channels: &[u64],
+        user: u64,
+        cap: usize,
+    ) -> Result<Vec<(usize, Option<u64>)>> {
+        channels
+            .iter()
+            .map(|&channel| self.unread(channel, user, cap))
+            .collect()
+    }
     /// Every emote, by shortcode.
     fn emotes(&self) -> Result<Vec<EmoteRecord>>;
     fn emote(&self, shortcode: &str) -> Result<Option<EmoteRecord>>;

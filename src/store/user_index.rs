@@ -93,7 +93,7 @@ impl UserIndex {
         let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
         inner
             .emails
-            .get(&email.to_lowercase())
+            .get(&email_key(email))
             .cloned()
             .unwrap_or_default()
     }
@@ -130,6 +130,12 @@ impl UserIndex {
     }
 }
 
+/// How email addresses compare: ASCII case folding only. Unicode lowercasing would let a
+/// lookup for `\u{212A}im@example.test` (a Kelvin sign) find `kim@example.test`.
+pub fn email_key(email: &str) -> String {
+    email.to_ascii_lowercase()
+}
+
 fn lowercase(name: &str) -> Box<[u8]> {
     name.to_ascii_lowercase().into_bytes().into_boxed_slice()
 }
@@ -160,7 +166,7 @@ impl Inner {
     }
 
     fn add_email(&mut self, id: u64, email: &str) {
-        let ids = self.emails.entry(email.to_lowercase()).or_default();
+        let ids = self.emails.entry(email_key(email)).or_default();
         if !ids.contains(&id) {
             ids.push(id);
         }

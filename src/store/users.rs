@@ -2,6 +2,7 @@
 //! and deleting a user with everything that hangs off them (licenses in the same transaction,
 //! mentions and read state after it, finished at startup after a crash).
 
+use super::user_index::email_key;
 use super::*;
 
 /// A login session. The session ID itself is never stored, only its SHA-256 (the key).
@@ -159,8 +160,7 @@ impl Store {
         let mut users = Vec::new();
         for id in self.user_index.by_email(email) {
             if let Some(user) = self.user(id)? {
-                let wanted = email.to_lowercase();
-                if user.email.as_deref().map(str::to_lowercase) == Some(wanted) {
+                if user.email.as_deref().map(email_key) == Some(email_key(email)) {
                     users.push(user);
                 }
             }

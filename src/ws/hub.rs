@@ -17,11 +17,16 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::WsDoor;
+use crate::chat::sessions::Session;
+use crate::chat::Connections;
 use crate::events::{Audience, Event};
+use crate::ids::now_ms;
 use crate::metrics::{self, METRICS};
 use crate::net::limit::{ConnectionLimit, Place};
 use crate::net::websocket::{text_frame, Sent, Socket};
 use crate::perms::{Permission, Requester};
+use crate::store::SessionKey;
+use tokio::sync::Notify;
 
 /// How a socket wants its events framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,12 +47,44 @@ impl Protocol {
     }
 }
 
+/// The session a connection is bound to, as its user. Events for that user reach the
+/// connection only while the binding lasts: until the session ends (the core unbinds it at
+/// once) or expires (checked at each delivery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding {
+    pub user: u64,
+    pub session: SessionKey,
+    pub expires_ms: u64,
+}
+
+impl Binding {
+    /// The binding of a resolved session.
+    pub fn of(session: &Session) -> Self {
+        Self {
+            user: session.user.id,
+            session: session.key,
+            expires_ms: session.record.expires_ms,
+        }
+    }
+}
+
 /// The fan-out's side of one socket.
 #[derive(Debug)]
 struct Entry {
-    user: Option<u64>,
+    binding: Option<Binding>,
     socket: Arc<Socket>,
     protocol: Protocol,
+    /// Woken when the core unbinds the connection (its session ended).
+    unbound: Arc<Notify>,
+}
+
+impl Entry {
+    /// The user events are filtered for: None for a guest, or once the session expired.
+    fn user(&self, now_ms: u64) -> Option<u64> {
+        self.binding
+            .filter(|b| b.expires_ms > now_ms)
+            .map(|b| b.user)
+    }
 }
 
 type Shard = RwLock<HashMap<u64, Entry>>;
@@ -105,15 +142,24 @@ impl Hub {
         self.limit.max()
     }
 
-    /// Starts delivering events to an upgraded socket, framed for `protocol`, as `user` (a
-    /// guest: None; `set_user` changes it).
-    pub fn attach(&self, slot: &Slot, socket: Arc<Socket>, protocol: Protocol, user: Option<u64>) {
+    /// Starts delivering events to an upgraded socket, framed for `protocol`, bound to a
+    /// session (a guest: None; `bind` changes it). `unbound` is woken when the core ends the
+    /// session.
+    pub fn attach(
+        &self,
+        slot: &Slot,
+        socket: Arc<Socket>,
+        protocol: Protocol,
+        binding: Option<Binding>,
+        unbound: Arc<Notify>,
+    ) {
         Self::write(self.shard(slot.id)).insert(
             slot.id,
             Entry {
-                user,
+                binding,
                 socket,
                 protocol,
+                unbound,
             },
         );
     }
@@ -123,11 +169,31 @@ impl Hub {
         Self::write(self.shard(id)).remove(&id);
     }
 
-    /// Associates a socket with a user (or with nobody: a guest).
-    pub fn set_user(&self, id: u64, user: Option<u64>) {
+    /// Binds a socket to a session (or to nobody: a guest).
+    pub fn bind(&self, id: u64, binding: Option<Binding>) {
         if let Some(entry) = Self::write(self.shard(id)).get_mut(&id) {
-            entry.user = user;
+            entry.binding = binding;
         }
+    }
+
+    /// A socket's binding now (None once the core unbound it).
+    pub fn binding(&self, id: u64) -> Option<Binding> {
+        Self::read(self.shard(id)).get(&id).and_then(|e| e.binding)
+    }
+
+    /// Unbinds every connection whose binding `ended` picks, waking its task; how many.
+    fn unbind(&self, ended: impl Fn(&Binding) -> bool) -> usize {
+        let mut count = 0;
+        for shard in &self.shards {
+            for entry in Self::write(shard).values_mut() {
+                if entry.binding.as_ref().is_some_and(&ended) {
+                    entry.binding = None;
+                    entry.unbound.notify_one();
+                    count += 1;
+                }
+            }
+        }
+        count
     }
 
     /// Open connections of every gateway.
@@ -152,18 +218,22 @@ impl Hub {
         recipients.clear();
         {
             let sockets = Self::read(&self.shards[shard]);
+            let now = now_ms();
             let to = |e: &Entry| (e.socket.clone(), e.protocol);
             match event.audience {
                 Audience::Everyone => {
                     recipients.extend(sockets.values().map(to));
                 }
-                Audience::User(user) => {
-                    recipients.extend(sockets.values().filter(|e| e.user == Some(user)).map(to))
-                }
+                Audience::User(user) => recipients.extend(
+                    sockets
+                        .values()
+                        .filter(|e| e.user(now) == Some(user))
+                        .map(to),
+                ),
                 Audience::Users(a, b) => recipients.extend(
                     sockets
                         .values()
-                        .filter(|e| e.user == Some(a) || e.user == Some(b))
+                        .filter(|e| e.user(now) == Some(a) || e.user(now) == Some(b))
                         .map(to),
                 ),
                 Audience::Channel(channel) => {
@@ -173,8 +243,9 @@ impl Hub {
                     }
                     let mut may_read: HashMap<Option<u64>, bool> = HashMap::new();
                     for entry in sockets.values() {
-                        let allowed = *may_read.entry(entry.user).or_insert_with(|| {
-                            let who = entry.user.map_or(Requester::Guest, Requester::User);
+                        let user = entry.user(now);
+                        let allowed = *may_read.entry(user).or_insert_with(|| {
+                            let who = user.map_or(Requester::Guest, Requester::User);
                             index.has(who, Some(channel), Permission::ReadMessages)
                         });
                         if allowed {
@@ -216,6 +287,31 @@ impl Hub {
                     .get_or_create(gateway)
                     .inc_by(dropped);
             }
+        }
+    }
+}
+
+impl Connections for Hub {
+    fn end_sessions(&self, sessions: &[SessionKey]) {
+        if !sessions.is_empty() {
+            let count = self.unbind(|b| sessions.contains(&b.session));
+            if count > 0 {
+                tracing::info!(
+                    connections = count,
+                    "unbound connections whose session ended"
+                );
+            }
+        }
+    }
+
+    fn end_user(&self, user: u64) {
+        let count = self.unbind(|b| b.user == user);
+        if count > 0 {
+            tracing::info!(
+                user,
+                connections = count,
+                "unbound connections of a user whose sessions ended"
+            );
         }
     }
 }

@@ -30,8 +30,9 @@ use crate::error::{ApiError, ErrorCode};
 #[derive(Debug)]
 pub struct WsDoor {
     pub chat: Arc<Chat>,
-    /// Open WebSockets and hub connections, fed by the fan-out threads (`hub`).
-    pub hub: hub::Hub,
+    /// Open WebSockets and hub connections, fed by the fan-out threads (`hub`); attached to
+    /// the core as its `Connections`.
+    pub hub: Arc<hub::Hub>,
     /// The SignalR hub's negotiated connections not yet opened.
     pub negotiations: signalr::Negotiations,
 }
@@ -41,7 +42,7 @@ impl WsDoor {
         let shards = chat.config.workers;
         Self {
             chat,
-            hub: hub::Hub::new(shards, limit.clone()),
+            hub: Arc::new(hub::Hub::new(shards, limit.clone())),
             negotiations: signalr::Negotiations::new(limit.max()),
         }
     }
@@ -100,8 +101,8 @@ pub async fn upgrade(req: HttpRequest, state: web::Data<WsDoor>) -> HttpResponse
     upgrade::accept(&req, move |stream, read| run(state, slot, stream, read))
 }
 
-/// The user a `pongdata` names, if its session ID is valid.
-fn pong_user(state: &WsDoor, text: &str) -> Option<Option<u64>> {
+/// The session a `pongdata` names, if its session ID is valid (Some(None): a guest's pong).
+fn pong_user(state: &WsDoor, text: &str) -> Option<Option<hub::Binding>> {
     let value: Value = serde_json::from_str(text).ok()?;
     if value.get("evt")?.as_str()? != "pongdata" {
         return None;
@@ -110,14 +111,26 @@ fn pong_user(state: &WsDoor, text: &str) -> Option<Option<u64>> {
         .get("data")
         .and_then(|d| d.get("sessionID"))
         .and_then(Value::as_str);
-    Some(session_id.and_then(|id| resolve(state, id.to_owned()).ok().map(|s| s.user.id)))
+    Some(session_id.and_then(|id| {
+        resolve(state, id.to_owned())
+            .ok()
+            .map(|s| hub::Binding::of(&s))
+    }))
 }
 
-fn set_user(state: &Arc<WsDoor>, socket: u64, current: &mut Option<u64>, next: Option<u64>) {
+/// Binds the socket to a session (or makes it a guest's), and moves presence with its user.
+fn set_user(
+    state: &Arc<WsDoor>,
+    socket: u64,
+    current: &mut Option<u64>,
+    next: Option<hub::Binding>,
+) {
+    // Always rebound: a new session of the same user, or a later expiry.
+    state.hub.bind(socket, next);
+    let next = next.map(|b| b.user);
     if *current == next {
         return;
     }
-    state.hub.set_user(socket, next);
     if let Some(old) = current.take() {
         presence::leave(&state.chat, old);
     }
@@ -197,7 +210,10 @@ async fn run(state: Arc<WsDoor>, slot: hub::Slot, stream: crate::net::Transport,
         MAX_FRAME_BYTES,
         state.config.ws_write_timeout,
     );
-    state.hub.attach(&slot, socket, hub::Protocol::Decent, None);
+    let unbound = Arc::new(tokio::sync::Notify::new());
+    state
+        .hub
+        .attach(&slot, socket, hub::Protocol::Decent, None, unbound.clone());
     let _counted = crate::metrics::Connected::new(&crate::metrics::WEBSOCKET);
     let interval = state.config.ping_interval;
     conn.send(&PINGDATA_FRAME);
@@ -231,6 +247,13 @@ async fn run(state: Arc<WsDoor>, slot: hub::Slot, stream: crate::net::Transport,
                         }
                     }
                     Incoming::Ping(_) | Incoming::Binary(_) | Incoming::Pong => {}
+                }
+            }
+            _ = unbound.notified() => {
+                // The core ended the session (logout, a new password, ...): a guest from now.
+                if user.is_some() && state.hub.binding(id).is_none() {
+                    tracing::info!(socket = id, user, "the socket's session ended; treating it as a guest");
+                    set_user(&state, id, &mut user, None);
                 }
             }
             _ = shutdown.changed() => {

@@ -14,7 +14,10 @@ test(`a channel of ${MESSAGES} messages scrolls to its start with a bounded DOM;
     const admin = await server.user('alice');
     await server.user('bob');
     const channel = (await server.api('POST', '/api/channels', { name: 'busy' }, admin)).channelID;
-    let next = 0;
+    // The first message alone, so that it is the channel's oldest (32 posts at once arrive in
+    // any order); then the rest side by side.
+    await server.api('POST', '/api/messages', { channelID: channel, text: 'message number 0' }, admin);
+    let next = 1;
     const worker = async () => {
       while (next < MESSAGES) {
         const n = next++;

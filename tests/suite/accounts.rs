@@ -431,10 +431,8 @@ async fn a_lost_password_is_reset_through_a_mailed_link_once() {
     let mails = sink.wait_for(1).await;
     let mail = &mails[0];
     assert!(mail.contains("noreply@chat.example.com"), "{mail}");
-    assert!(
-        mail.contains("Lost@Example.com") || mail.contains("lost@example.com"),
-        "{mail}"
-    );
+    // To the address as the user stored it, not as it was asked for.
+    assert!(mail.contains("To: Lost@Example.com"), "{mail}");
     let body = body_of(mail);
     assert!(body.contains("lost"), "{body}");
     assert!(body.contains("https://chat.example.com/#reset="), "{body}");
@@ -561,4 +559,40 @@ async fn the_operator_prints_a_one_time_reset_link_offline() {
         "INVALID_SESSION_ID",
     );
     assert!(login(&server, "forgetful", "remembered", None).await["sessionID"].is_string());
+}
+
+/// Addresses compare with ASCII case folding only: a request for `\u{212A}im@example.test`
+/// (a Kelvin sign, which Unicode lowercases to `k`) mails nobody; `KIM@example.test` mails the
+/// stored address.
+#[tokio::test]
+async fn lost_password_lookups_cannot_be_tricked_by_unicode_case_folding() {
+    let sink = Sink::default();
+    let smtp = sink.start();
+    let server = TestServer::spawn_with(&["--smtp-url", &smtp]).await;
+    let (id, session) = server.user("kim").await;
+    let (status, _) = server
+        .patch(
+            &format!("/api/users/{id}"),
+            Some(&session),
+            json!({"email": "kim@example.test"}),
+        )
+        .await;
+    assert!(status.is_success());
+    let ask = async |email: &str| {
+        let (status, body) = server
+            .post(
+                "/api/users/request-lost-password",
+                None,
+                json!({ "email": email }),
+            )
+            .await;
+        assert!(status.is_success(), "{body}");
+    };
+    ask("\u{212A}im@example.test").await;
+    ask("KIM@example.test").await;
+    let mails = sink.wait_for(1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mails_after = sink.mails.lock().unwrap().clone();
+    assert_eq!(mails_after.len(), 1, "{mails_after:?}");
+    assert!(mails[0].contains("To: kim@example.test"), "{}", mails[0]);
 }

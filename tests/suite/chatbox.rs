@@ -931,3 +931,43 @@ async fn a_revoked_license_sends_nothing_it_had_queued() {
     assert_eq!(texts.first(), Some(&json!("q1")));
     assert!(!texts.contains(&json!("q4")), "{texts:?}");
 }
+
+/// A bot's `tell` follows the recipient's direct-message rules, as HTTP and the hub do: to a
+/// user who blocked the bot's owner, or who accepts messages from nobody, it is refused with
+/// `unknown_user`, and nothing reaches the user.
+#[tokio::test]
+async fn a_tell_to_a_user_who_does_not_accept_the_owner_is_refused() {
+    let w = World::spawn(&[]).await;
+    let s = &w.server;
+    let mut bot = w.ann_bot().await;
+    let mut bob_socket = s.events(Some(&w.bob.1)).await;
+    let settings = format!("/api/users/{}/direct-message-settings", w.bob.0);
+    let rules = [
+        json!({"allowFrom": "everyone", "block": [w.ann.0]}),
+        json!({"allowFrom": "nobody", "unblock": [w.ann.0]}),
+    ];
+    for rule in rules {
+        let (status, body) = s.patch(&settings, Some(&w.bob.1), rule.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let answer = bot
+            .ask(json!({"type": "tell", "user": "bob", "text": "psst", "id": 7}))
+            .await;
+        assert_eq!(answer["ok"], false, "{rule} → {answer}");
+        assert_eq!(answer["error"], "unknown_user", "{rule} → {answer}");
+        let heard = bob_socket.drain(Duration::from_millis(300)).await;
+        assert!(
+            heard.iter().all(|(evt, _)| evt != "chatbox/tell"),
+            "{heard:?}"
+        );
+    }
+    // Accepting everyone again, the tell arrives.
+    s.patch(&settings, Some(&w.bob.1), json!({"allowFrom": "everyone"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let answer = bot
+        .ask(json!({"type": "tell", "user": "bob", "text": "psst", "id": 8}))
+        .await;
+    assert_eq!(answer["reason"], "message_sent", "{answer}");
+    assert_eq!(bob_socket.expect("chatbox/tell").await["text"], "psst");
+}

@@ -484,3 +484,61 @@ async fn search_on_one_node_finds_messages_posted_on_another() {
     let on_a = a.get("/api/search?q=zebra", Some(&root)).await.1;
     panic!("B's search did not find A's message: {last}; A finds: {on_a}");
 }
+
+/// Requests that make hundreds of storage calls on PostgreSQL (the channel list with a
+/// session, the role list, on a server with 200 of each) are answered; the workers that
+/// answered them still serve, and SIGTERM still stops the node. Unread counts come back per
+/// channel, in order.
+#[tokio::test]
+async fn a_node_on_postgresql_answers_for_200_channels_and_200_roles_and_still_stops() {
+    let store = postgres().database();
+    let mut server = TestServer::spawn_with(&["--store", &store, "--admin", "root"]).await;
+    let (_, root) = server.user("root").await;
+    let (_, reader) = server.user("reader").await;
+    let mut channels = Vec::new();
+    for i in 0..200 {
+        channels.push(server.create_channel(&root, &format!("room-{i}")).await);
+    }
+    let mut roles = Vec::new();
+    for _ in 0..200 {
+        roles.push(server.create_role(&root, json!({})).await);
+    }
+    let unread = server.post_message(&root, &channels[137], "news").await;
+
+    let answered = async |path: &str, session: &str| {
+        let call = server.get(path, Some(session));
+        let (status, v) = tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .unwrap_or_else(|_| panic!("no answer to GET {path} in 30 s"));
+        assert_eq!(status, 200, "{v}");
+        v
+    };
+    // More rounds than the node has HTTP workers: every worker answers at least once more.
+    for _ in 0..12 {
+        let listed = answered("/api/channels", &reader).await;
+        let listed = listed["channels"].as_array().unwrap();
+        let ids: Vec<&str> = listed.iter().map(|c| c["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, channels, "every channel, in order");
+        for (channel, object) in channels.iter().zip(listed) {
+            let (count, oldest) = if *channel == channels[137] {
+                (json!(1), json!(unread))
+            } else {
+                (json!(0), Value::Null)
+            };
+            assert_eq!(object["unreadMessageCount"], count, "{object}");
+            assert_eq!(object["oldestUnreadMessageID"], oldest, "{object}");
+        }
+        let listed = answered("/api/roles", &root).await;
+        let ids: Vec<&str> = listed["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        // The Admin role, the 200 new ones, _user and _everyone.
+        assert_eq!(ids.len(), 203, "{ids:?}");
+        assert!(roles.iter().all(|r| ids.contains(&r.as_str())));
+    }
+    let status = server.signal_and_wait("TERM");
+    assert!(status.success(), "SIGTERM: {status:?}");
+}

@@ -385,3 +385,27 @@ async fn recipients_choose_who_may_write_and_block_users() {
     );
     let _ = carol_id;
 }
+
+/// Marking a conversation read that does not exist (no message between the two) is NOT_FOUND,
+/// and nobody hears a `dm/read` about it.
+#[tokio::test]
+async fn marking_a_conversation_that_does_not_exist_read_is_not_found() {
+    let server = TestServer::spawn().await;
+    let (alice_id, alice) = server.user("alice").await;
+    let (bob_id, bob) = server.user("bob").await;
+    let mut bobs = server.events(Some(&bob)).await;
+    let mut alices = server.events(Some(&alice)).await;
+    let mark = format!("/api/users/{bob_id}/messages/mark-read");
+    assert_error(
+        &server.post(&mark, Some(&alice), json!({})).await,
+        "NOT_FOUND",
+    );
+    for socket in [&mut bobs, &mut alices] {
+        let heard = socket.drain(Duration::from_millis(300)).await;
+        assert!(heard.iter().all(|(evt, _)| evt != "dm/read"), "{heard:?}");
+    }
+    // With a conversation, it works.
+    send(&server, &bob, &alice_id, "hi").await;
+    let (status, body) = server.post(&mark, Some(&alice), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+}

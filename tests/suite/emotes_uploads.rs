@@ -54,7 +54,7 @@ async fn emotes_are_added_listed_redirected_and_deleted() {
         &add(a.clone(), json!({"shortcode": "x"})).await,
         "INCOMPLETE_PARAMETERS",
     );
-    for bad in ["has space", "co:lon", "", "sl/ash"] {
+    for bad in ["has space", "co:lon", "", "sl/ash", ".", ".."] {
         assert_error(
             &add(a.clone(), json!({"shortcode": bad, "imageURL": "/x.png"})).await,
             "INVALID_NAME",

@@ -277,11 +277,36 @@ async fn settings_are_public_and_changed_only_with_manage_server() {
         )
         .await;
     assert_eq!(r, (reqwest::StatusCode::OK, json!({})));
+    // The icon is an image URL as an emote's is: no script or data URLs, no other host by
+    // a `//` or `\\` path; nothing changes on a refusal.
+    for bad in [
+        "javascript:alert(1)",
+        "data:image/png;base64,AA",
+        "//evil.example/i.png",
+        "/\\evil.example",
+    ] {
+        let r = server
+            .patch("/api/settings", Some(&boss), json!({"iconURL": bad}))
+            .await;
+        assert_error(&r, "INVALID_PARAMETER_TYPE");
+    }
     let (_, body) = server.get("/api/settings", None).await;
     assert_eq!(
         body["settings"],
         json!({"name": "Ours", "iconURL": "https://x/i.png", "readAccess": "public"})
     );
+    // JSON answers say they are JSON, and nothing else: no sniffing into a page.
+    for path in ["/api/settings", "/api/nothing-here"] {
+        let answer = server.client.get(server.url(path)).send().await.unwrap();
+        assert_eq!(
+            answer
+                .headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
     let details: serde_json::Value = server
         .client
         .get(server.url("/"))

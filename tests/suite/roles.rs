@@ -787,3 +787,107 @@ async fn the_first_start_flag_chooses_the_preset() {
     // Holders of a role that allows reading still read.
     assert!(can_read(&server, Some(&admin), &channel).await);
 }
+
+/// A moderator with manageUsers and manageChannels, as an attacker: he cannot take the
+/// administrator's account (email, flair, deletion) nor lock the Admin role out of a channel;
+/// after each refusal nothing changed. Over users ranked below him, he keeps his powers.
+#[tokio::test]
+async fn a_moderator_has_no_power_over_those_ranked_above_him() {
+    let (server, admin_id, admin) = with_admin().await;
+    let (mod_id, moderator) = server.user("moderator").await;
+    let (member_id, _) = server.user("member").await;
+    let moderators = create_role(
+        &server,
+        &admin,
+        "Moderators",
+        json!({"manageUsers": true, "manageChannels": true, "manageRoles": true, "readMessages": true}),
+    )
+    .await;
+    give(&server, &admin, &mod_id, &moderators).await;
+    // Created after Moderators, Senior ranks above them (under Admin).
+    let senior = create_role(&server, &admin, "Senior", json!({})).await;
+    let helpers = create_role(&server, &moderator, "Helpers", json!({})).await;
+    give(&server, &admin, &member_id, &helpers).await;
+    let channel = server.create_channel(&admin, "staff").await;
+    let (_, roles) = server.get("/api/roles", None).await;
+    let admin_role = roles["roles"][0]["id"].as_str().unwrap().to_owned();
+    let admin_path = format!("/api/users/{admin_id}");
+    let admin_before = server.get(&admin_path, None).await.1;
+
+    // (a) The administrator's email (where lost-password links go), flair and account.
+    let path = format!("/api/users/{admin_id}");
+    assert_error(
+        &server
+            .patch(
+                &path,
+                Some(&moderator),
+                json!({"email": "mallory@evil.test"}),
+            )
+            .await,
+        "NOT_YOURS",
+    );
+    assert_error(
+        &server
+            .patch(&path, Some(&moderator), json!({"flair": "pwned"}))
+            .await,
+        "NOT_ALLOWED",
+    );
+    assert_error(&server.delete(&path, Some(&moderator)).await, "NOT_ALLOWED");
+    assert_eq!(server.get(&admin_path, None).await.1, admin_before);
+    let (status, _) = server.get(&format!("/api/sessions/{admin}"), None).await;
+    assert_eq!(status, 200, "the administrator is still logged in");
+    // Nobody sets another user's email, not even the administrator.
+    assert_error(
+        &server
+            .patch(
+                &format!("/api/users/{member_id}"),
+                Some(&admin),
+                json!({"email": "x@example.test"}),
+            )
+            .await,
+        "NOT_YOURS",
+    );
+
+    // (b) Channel overrides on the Admin role and on any role above his own are refused; the
+    // administrator still reads the channel.
+    let overrides = format!("/api/channels/{channel}/role-permissions");
+    for role in [&admin_role, &senior] {
+        assert_error(
+            &server
+                .patch(
+                    &overrides,
+                    Some(&moderator),
+                    json!({"rolePermissions": { (role.as_str()): {"readMessages": false, "manageChannels": false} }}),
+                )
+                .await,
+            "NOT_ALLOWED",
+        );
+    }
+    let (_, set) = server.get(&overrides, None).await;
+    assert!(set["rolePermissions"].get(&admin_role).is_none(), "{set}");
+    assert!(set["rolePermissions"].get(&senior).is_none(), "{set}");
+    let (status, _) = server
+        .get(&format!("/api/channels/{channel}/messages"), Some(&admin))
+        .await;
+    assert_eq!(status, 200);
+
+    // Below him, he moderates: a flair, an override, a deletion.
+    let member_path = format!("/api/users/{member_id}");
+    let (status, body) = server
+        .patch(&member_path, Some(&moderator), json!({"flair": "new"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .patch(
+            &overrides,
+            Some(&moderator),
+            json!({"rolePermissions": {
+                (helpers.as_str()): {"readMessages": false},
+                (moderators.as_str()): {"readMessages": true}
+            }}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.delete(&member_path, Some(&moderator)).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -4,6 +4,7 @@ use crate::common;
 
 use common::{assert_error, TestServer};
 use serde_json::json;
+use std::time::Duration;
 
 #[tokio::test]
 async fn registering_returns_the_user_object() {
@@ -698,4 +699,94 @@ async fn users_are_found_by_username_and_by_the_start_of_their_name() {
     );
     // Without the flag, the path is an ID as the spec says.
     assert_error(&server.get("/api/users/Alice", None).await, "NOT_FOUND");
+}
+
+/// A `/` socket and a `/hub` connection bound to a session, each shown to receive the user's
+/// direct messages first.
+async fn bound_connections(
+    server: &TestServer,
+    session: &str,
+    user: &str,
+    sender: &str,
+) -> (common::EventSocket, common::HubSocket) {
+    let mut socket = server.events(Some(session)).await;
+    let mut hub = server.hub(Some(session)).await;
+    let to = format!("/api/users/{user}/messages");
+    let (status, body) = server
+        .post(&to, Some(sender), json!({"text": "before"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(socket.expect("dm/new").await["message"]["text"], "before");
+    assert_eq!(
+        hub.expect_event("dm/new").await["message"]["text"],
+        "before"
+    );
+    (socket, hub)
+}
+
+/// Once the answer to what ended a session is in, nothing private reaches a connection bound
+/// to it: the `/` socket hears no more of its user's direct messages (it is a guest's) and the
+/// hub connection is closed, saying why. For a logout, for a new password set from another
+/// session, and for a deleted user.
+#[tokio::test]
+async fn a_session_that_ends_ends_on_every_connection_before_the_answer() {
+    let server = TestServer::spawn_with(&["--admin", "root"]).await;
+    let (_, root) = server.user("root").await;
+    let (alice_id, _) = server.user("alice").await;
+    let (_, bob) = server.user("bob").await;
+    let to_alice = format!("/api/users/{alice_id}/messages");
+
+    let ends: [&str; 3] = ["logout", "new password", "deletion"];
+    for end in ends {
+        let alice = server.login("alice", "password1").await;
+        let (mut socket, mut hub) = bound_connections(&server, &alice, &alice_id, &bob).await;
+        let (status, body) = match end {
+            "logout" => {
+                server
+                    .delete(&format!("/api/sessions/{alice}"), Some(&alice))
+                    .await
+            }
+            "new password" => {
+                let other = server.login("alice", "password1").await;
+                let answer = server
+                    .patch(
+                        &format!("/api/users/{alice_id}"),
+                        Some(&other),
+                        json!({"password": {"old": "password1", "new": "password2"}}),
+                    )
+                    .await;
+                // Back to the old password for the next round (this session stays).
+                server
+                    .patch(
+                        &format!("/api/users/{alice_id}"),
+                        Some(&other),
+                        json!({"password": {"old": "password2", "new": "password1"}}),
+                    )
+                    .await;
+                answer
+            }
+            _ => {
+                server
+                    .delete(&format!("/api/users/{alice_id}"), Some(&root))
+                    .await
+            }
+        };
+        assert_eq!(status, 200, "{end}: {body}");
+        // Right after the answer: a message for her, which only a still-bound one would hear.
+        let _ = server
+            .post(&to_alice, Some(&bob), json!({"text": "after"}))
+            .await;
+        let heard = socket.drain(Duration::from_millis(500)).await;
+        assert!(
+            heard.iter().all(|(evt, _)| !evt.starts_with("dm/")),
+            "{end}: {heard:?}"
+        );
+        let close = hub.close_message().await.expect("a Close message");
+        assert!(
+            close["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("session ended")),
+            "{end}: {close}"
+        );
+    }
 }

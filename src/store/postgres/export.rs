@@ -290,7 +290,7 @@ impl PgStore {
                         &[
                             &big(user.id),
                             &user.username.to_ascii_lowercase(),
-                            &user.email.as_deref().map(str::to_lowercase),
+                            &user.email.as_deref().map(crate::store::user_index::email_key),
                             &Json(user),
                         ],
                     )

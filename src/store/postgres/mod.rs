@@ -56,15 +56,27 @@ impl Db {
         // In the pool's runtime context: its timers, and the task of a new connection, belong
         // to that runtime, whose threads drive them while this thread waits.
         let _context = self.handle.enter();
-        futures_executor::block_on(self.pool.get())
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        wait(self.pool.get()).map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     /// Runs `work` with a pooled connection, waiting on this thread.
     pub(super) fn run<T>(&self, work: impl AsyncFnOnce(&mut Object) -> Result<T>) -> Result<T> {
         let mut client = self.client()?;
-        futures_executor::block_on(work(&mut client))
+        wait(work(&mut client))
     }
+}
+
+/// Waits for `future` on this thread, outside tokio's cooperative budget.
+///
+/// A call made from an async task (an HTTP worker) runs inside that task's poll, whose budget
+/// (128 operations on tokio resources: the pool's semaphore, timers, the connection's
+/// channels) is thread-local and only refilled when the runtime polls its next task. A request
+/// that made more calls than that spent it: every tokio resource then answered "not yet" and
+/// woke the waiter at once, forever, and the worker never came back (a server with 125+
+/// channels hung on its first `GET /api/channels`). Waiting here never yields to that runtime,
+/// so the budget has nothing to protect.
+fn wait<F: std::future::Future>(future: F) -> F::Output {
+    futures_executor::block_on(tokio::task::unconstrained(future))
 }
 
 /// Runs one statement (prepared once per connection) and returns its rows.

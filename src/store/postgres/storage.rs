@@ -27,7 +27,9 @@ fn like_escaped(text: &str) -> String {
 }
 
 fn email_key(user: &UserRecord) -> Option<String> {
-    user.email.as_deref().map(str::to_lowercase)
+    user.email
+        .as_deref()
+        .map(crate::store::user_index::email_key)
 }
 
 fn ids_param(ids: &[u64]) -> Vec<i64> {
@@ -591,10 +593,16 @@ impl Storage for PgStore {
         )
     }
     fn users_by_email(&self, email: &str) -> Result<Vec<UserRecord>> {
-        self.records(
+        let wanted = crate::store::user_index::email_key(email);
+        let mut users: Vec<UserRecord> = self.records(
             "SELECT record FROM users WHERE email_lower = $1 ORDER BY id",
-            &[&email.to_lowercase()],
-        )
+            &[&wanted],
+        )?;
+        // Rows written before the key was ASCII-only may have been lowercased further.
+        users.retain(|u| {
+            u.email.as_deref().map(crate::store::user_index::email_key) == Some(wanted.clone())
+        });
+        Ok(users)
     }
     fn two_factor(&self, user: u64) -> Result<Option<TwoFactorRecord>> {
         self.record(
@@ -1483,6 +1491,37 @@ impl Storage for PgStore {
             let oldest: Option<i64> = r.try_get(1)?;
             Ok((count as usize, oldest.map(|v| v as u64)))
         })
+    }
+    fn unread_many(
+        &self,
+        channels: &[u64],
+        user: u64,
+        cap: usize,
+    ) -> Result<Vec<(usize, Option<u64>)>> {
+        let ids: Vec<i64> = channels.iter().map(|&c| big(c)).collect();
+        let found = self.db.run(async |c| {
+            rows(
+                &*c,
+                "SELECT ch.id, u.n, u.oldest FROM unnest($1::bigint[]) AS ch(id) \
+                 CROSS JOIN LATERAL (SELECT count(*) AS n, min(m.id) AS oldest FROM \
+                   (SELECT id FROM messages WHERE channel_id = ch.id \
+                    AND id > COALESCE((SELECT up_to FROM read_state \
+                        WHERE channel_id = ch.id AND user_id = $2), 0) \
+                    ORDER BY id LIMIT $3) AS m) AS u",
+                &[&ids, &big(user), &(cap as i64)],
+            )
+            .await
+        })?;
+        let mut by_channel = std::collections::HashMap::with_capacity(found.len());
+        for r in &found {
+            let count: i64 = r.try_get(1)?;
+            let oldest: Option<i64> = r.try_get(2)?;
+            by_channel.insert(id(r, 0)?, (count as usize, oldest.map(|v| v as u64)));
+        }
+        Ok(channels
+            .iter()
+            .map(|c| by_channel.get(c).copied().unwrap_or((0, None)))
+            .collect())
     }
     fn emotes(&self) -> Result<Vec<EmoteRecord>> {
         self.records(

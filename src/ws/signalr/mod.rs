@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use self::protocol::{ClientMessage, Records};
-use super::hub::{Protocol, Slot};
+use super::hub::{Binding, Protocol, Slot};
 use super::{ending_reason, WsDoor};
 use crate::auth::random_bytes;
 use crate::chat::presence;
@@ -230,6 +230,8 @@ struct HubConnection {
     connection: String,
     session: Option<Session>,
     last_received: Instant,
+    /// Woken when the core ends the connection's session.
+    unbound: Arc<tokio::sync::Notify>,
 }
 
 impl HubConnection {
@@ -244,6 +246,8 @@ impl HubConnection {
         };
         match resolve(&self.state, session.id.clone()) {
             Ok(fresh) => {
+                // A later expiry (the session was extended) reaches the fan-out too.
+                self.state.hub.bind(self.id, Some(Binding::of(&fresh)));
                 self.session = Some(fresh);
                 Ok(())
             }
@@ -326,6 +330,14 @@ impl HubConnection {
                         return end;
                     }
                     self.conn.send_text(protocol::PING);
+                }
+                _ = self.unbound.notified() => {
+                    tracing::info!(socket = self.id, user = self.user(), "closing a hub connection whose session ended");
+                    return End::Hub {
+                        error: "the session ended; log in again".into(),
+                        reconnect: false,
+                        code: CloseCode::Policy,
+                    };
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     tracing::info!(socket = self.id, user = self.user(), "closing a silent hub connection");
@@ -444,7 +456,14 @@ async fn run(
     };
     conn.send_text(protocol::HANDSHAKE_OK);
     let user = session.as_ref().map(|s| s.user.id);
-    state.hub.attach(&slot, socket, Protocol::SignalR, user);
+    let unbound = Arc::new(tokio::sync::Notify::new());
+    state.hub.attach(
+        &slot,
+        socket,
+        Protocol::SignalR,
+        session.as_ref().map(Binding::of),
+        unbound.clone(),
+    );
     let _counted = crate::metrics::Connected::new(&crate::metrics::HUB);
     if let Some(user) = user {
         presence::arrive(&state.chat, user);
@@ -458,6 +477,7 @@ async fn run(
         connection,
         session,
         last_received: Instant::now(),
+        unbound,
     };
     let mut end = None;
     for record in early {
