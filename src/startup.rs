@@ -186,7 +186,7 @@ pub async fn serve(config: ServerConfig, reload: Option<ServeArgs>) -> Result<()
     chat.attach_bots(gateway.clone());
     let connections = crate::net::limit::ConnectionLimit::new(chat.config.max_websockets);
     let ws = Arc::new(WsDoor::new(chat.clone(), connections.clone()));
-    chat.attach_connections(ws.hub.clone());
+    chat.attach_connections(Arc::new(crate::ws::hub::Port(Arc::downgrade(&ws))));
     let bots = Arc::new(BotDoor {
         chat: chat.clone(),
         gateway: gateway.clone(),

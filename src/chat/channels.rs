@@ -138,7 +138,7 @@ pub async fn create(state: &Chat, caller: Caller<'_>, name: String) -> ApiResult
         };
         Ok::<_, ApiError>(((), vec![change]))
     })?;
-    state.store.durable().await?;
+    state.durable_with_perms().await?;
     tracing::info!(channel = channel.id, name = %channel.name, "channel created");
     state.emit(
         "channel/new",
@@ -190,7 +190,7 @@ pub async fn delete(state: &std::sync::Arc<Chat>, caller: Caller<'_>, id: &str) 
             .ok_or_else(|| ApiError::not_found("channel"))?;
         Ok::<_, ApiError>(((), vec![Change::RemoveChannel(channel.id)]))
     })?;
-    state.store.durable().await?;
+    state.durable_with_perms().await?;
     super::search::unindex_channel(state, channel.id);
     tracing::info!(channel = channel.id, name = %channel.name, "channel deleted");
     state.emit(
@@ -388,7 +388,7 @@ pub async fn set_role_permissions(
             .ok_or_else(|| ApiError::not_found("channel"))?;
         Ok::<_, ApiError>(((), vec![Change::SetChannelOverrides { channel, overrides }]))
     })?;
-    state.store.durable().await?;
+    state.durable_with_perms().await?;
     Ok(())
 }
 

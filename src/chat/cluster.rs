@@ -369,6 +369,8 @@ impl Cluster {
                     .unwrap_or_else(|e| e.into_inner())
                     .mark(number);
                 self.progressed.notify_waiters();
+                // Durable on the node that made it: this node's connections hear of it now.
+                chat.permissions_changed();
             }
             Packet::Event {
                 after,
@@ -415,6 +417,7 @@ impl Cluster {
                     .unwrap_or_else(|e| e.into_inner())
                     .reloaded(number);
                 self.progressed.notify_waiters();
+                chat.permissions_changed();
             }
             Err(e) => tracing::error!(error = %e, "cannot reload the permission index"),
         }

@@ -285,6 +285,23 @@ impl Chat {
         }
     }
 
+    /// Waits until the writes so far are durable, then brings what every connection may see
+    /// up to date with the permission index. Use cases that changed the index (`change_perms`)
+    /// call this instead of `store.durable()`, so their connections hear of it before the
+    /// answer.
+    pub async fn durable_with_perms(&self) -> Result<(), StoreError> {
+        self.store.durable().await?;
+        self.permissions_changed();
+        Ok(())
+    }
+
+    /// The permission index changed (a durable local change, or one from another node).
+    pub fn permissions_changed(&self) {
+        if let Some(connections) = self.connections.get() {
+            connections.permissions_changed();
+        }
+    }
+
     /// Every session of a user ended (the user was deleted, or reset their password).
     pub fn user_sessions_ended(&self, user: u64) {
         if let Some(connections) = self.connections.get() {

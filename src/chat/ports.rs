@@ -95,4 +95,8 @@ pub trait Connections: Send + Sync + std::fmt::Debug {
 
     /// The same for every session of a user (deleted, or every session reset).
     fn end_user(&self, user: u64);
+
+    /// The permission index changed (and the change is durable): every connection hears
+    /// `channel/new` for each channel it gained and `channel/delete` for each it lost.
+    fn permissions_changed(&self);
 }

@@ -192,7 +192,7 @@ pub async fn create(
         };
         Ok::<_, ApiError>((role, vec![change]))
     })?;
-    state.store.durable().await?;
+    state.durable_with_perms().await?;
     state.emit(
         "role/new",
         json!({ "role": ordinary_json(&role) }),
@@ -236,7 +236,7 @@ pub async fn update(
         };
         Ok::<_, ApiError>((role, vec![change]))
     })?;
-    state.store.durable().await?;
+    state.durable_with_perms().await?;
     state.emit(
         "role/update",
         json!({ "role": ordinary_json(&role) }),
@@ -259,7 +259,7 @@ pub async fn delete(state: &Chat, caller: Caller<'_>, id: &str) -> ApiResult<()>
         let holders = state.store.delete_role(id)?;
         Ok::<_, ApiError>((holders, vec![Change::RemoveRole(id)]))
     })?;
-    state.store.durable().await?;
+    state.durable_with_perms().await?;
     state.emit(
         "role/delete",
         json!({ "roleID": id.to_string() }),
@@ -332,7 +332,7 @@ pub async fn set_order(state: &Chat, caller: Caller<'_>, raw: &[String]) -> ApiR
         state.store.set_role_order(&new)?;
         Ok::<_, ApiError>(((), vec![Change::SetOrder(new)]))
     })?;
-    state.store.durable().await?;
+    state.durable_with_perms().await?;
     Ok(())
 }
 
@@ -402,7 +402,7 @@ pub async fn change_user_role(
         };
         Ok::<_, ApiError>((user, vec![change]))
     })?;
-    state.store.durable().await?;
+    state.durable_with_perms().await?;
     emit_user_update(state, &user);
     Ok(())
 }

@@ -84,7 +84,7 @@ pub async fn patch(
         ))
     })?;
     let access_changed = access != before;
-    state.store.durable().await?;
+    state.durable_with_perms().await?;
     if access_changed {
         tracing::info!(read_access = %access, "read access of the internal roles changed");
     }

@@ -160,7 +160,7 @@ pub async fn register(
         });
         Ok::<_, ApiError>((new_role, changes))
     })?;
-    state.store.durable().await?;
+    state.durable_with_perms().await?;
     if let Some(claim) = setup {
         claim.used();
         tracing::info!(user = %user.username, "administrator created through the setup link");
@@ -329,7 +329,7 @@ pub async fn delete(state: &Chat, caller: Caller<'_>, id: &str) -> ApiResult<()>
             .ok_or_else(|| ApiError::not_found("user"))?;
         Ok::<_, ApiError>(((), vec![Change::RemoveUser(target.id)]))
     })?;
-    state.store.durable().await?;
+    state.durable_with_perms().await?;
     state.user_sessions_ended(target.id);
     tracing::info!(user = %target.username, id = target.id, "user deleted");
     state.emit(

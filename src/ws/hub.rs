@@ -24,12 +24,12 @@ use crate::ids::now_ms;
 use crate::metrics::{self, METRICS};
 use crate::net::limit::{ConnectionLimit, Place};
 use crate::net::websocket::{text_frame, Sent, Socket};
-use crate::perms::{Permission, Requester};
+use crate::perms::{Permission, PermissionIndex, Requester};
 use crate::store::SessionKey;
 use tokio::sync::Notify;
 
 /// How a socket wants its events framed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     /// `{"evt": name, "data": data}` (the Decent spec, at `/`).
     Decent = 0,
@@ -68,6 +68,9 @@ impl Binding {
     }
 }
 
+/// The channels a connection may read, sorted (shared by the connections of one requester).
+pub type Visible = Arc<[u64]>;
+
 /// The fan-out's side of one socket.
 #[derive(Debug)]
 struct Entry {
@@ -76,6 +79,9 @@ struct Entry {
     protocol: Protocol,
     /// Woken when the core unbinds the connection (its session ended).
     unbound: Arc<Notify>,
+    /// The channels the connection was last known to see: what it has been told through
+    /// `channel/new` and `channel/delete` (or listed itself when it connected).
+    visible: Visible,
 }
 
 impl Entry {
@@ -147,12 +153,14 @@ impl Hub {
     /// session.
     pub fn attach(
         &self,
+        state: &WsDoor,
         slot: &Slot,
         socket: Arc<Socket>,
         protocol: Protocol,
         binding: Option<Binding>,
         unbound: Arc<Notify>,
     ) {
+        let visible = visible_to(&state.perms(), binding.map(|b| b.user));
         Self::write(self.shard(slot.id)).insert(
             slot.id,
             Entry {
@@ -160,6 +168,7 @@ impl Hub {
                 socket,
                 protocol,
                 unbound,
+                visible,
             },
         );
     }
@@ -205,6 +214,47 @@ impl Hub {
         self.len() == 0
     }
 
+    /// Brings one socket's channels up to date (it logged in, out, or its session ended):
+    /// `channel/new` for each channel it may now read, `channel/delete` for each it may not.
+    pub fn resync(&self, state: &WsDoor, id: u64) {
+        let index = state.perms();
+        let mut changed = Vec::new();
+        if let Some(entry) = Self::write(self.shard(id)).get_mut(&id) {
+            let fresh = visible_to(&index, entry.user(now_ms()));
+            if fresh != entry.visible {
+                let before = std::mem::replace(&mut entry.visible, fresh.clone());
+                changed.push((entry.socket.clone(), entry.protocol, before, fresh));
+            }
+        }
+        drop(index);
+        announce(state, changed);
+    }
+
+    /// Brings every socket of one shard up to date after the permission index changed (a role,
+    /// a grant, an override, the read-access preset, a channel created or deleted): one
+    /// resolution per distinct requester, under the index's read lock; the announcements are
+    /// sent after every lock is released.
+    fn resync_shard(&self, shard: usize, state: &WsDoor) {
+        let mut changed = Vec::new();
+        {
+            let index = state.perms();
+            let now = now_ms();
+            let mut fresh: HashMap<Option<u64>, Visible> = HashMap::new();
+            for entry in Self::write(&self.shards[shard]).values_mut() {
+                let user = entry.user(now);
+                let now_visible = fresh
+                    .entry(user)
+                    .or_insert_with(|| visible_to(&index, user))
+                    .clone();
+                if now_visible != entry.visible {
+                    let before = std::mem::replace(&mut entry.visible, now_visible.clone());
+                    changed.push((entry.socket.clone(), entry.protocol, before, now_visible));
+                }
+            }
+        }
+        announce(state, changed);
+    }
+
     /// Sends an event's frame to every socket of one shard in its audience. The recipients are
     /// chosen under the shard's and the index's read locks, and the sends happen after both are
     /// released, so sockets opening or closing and permission changes never wait on a fan-out.
@@ -216,6 +266,12 @@ impl Hub {
         recipients: &mut Vec<(Arc<Socket>, Protocol)>,
     ) {
         recipients.clear();
+        // Which channels a connection sees changes only through the resync, which announces
+        // them to exactly the connections that gained or lost one (a deleted channel goes only
+        // to those that could read it).
+        if matches!(event.name, "channel/new" | "channel/delete") {
+            return;
+        }
         {
             let sockets = Self::read(&self.shards[shard]);
             let now = now_ms();
@@ -291,10 +347,70 @@ impl Hub {
     }
 }
 
-impl Connections for Hub {
+/// The channels `user` (a guest: None) may read, sorted.
+pub fn visible_to(index: &PermissionIndex, user: Option<u64>) -> Visible {
+    let mut channels = index.readable_channels(user.map_or(Requester::Guest, Requester::User));
+    channels.sort_unstable();
+    channels.into()
+}
+
+/// Sends each connection whose channels changed a `channel/new` for every channel it gained
+/// and a `channel/delete` for every one it lost. The channel objects are read once each.
+fn announce(state: &WsDoor, changed: Vec<(Arc<Socket>, Protocol, Visible, Visible)>) {
+    if changed.is_empty() {
+        return;
+    }
+    let mut frames: HashMap<(u64, bool, Protocol), Option<Bytes>> = HashMap::new();
+    let mut frame = |channel: u64, gained: bool, protocol: Protocol| -> Option<Bytes> {
+        frames
+            .entry((channel, gained, protocol))
+            .or_insert_with(|| {
+                let event = if gained {
+                    let record = state.store.channel(channel).ok().flatten()?;
+                    let object =
+                        crate::chat::channels::channel_json(&state.chat, &record, None).ok()?;
+                    Event::new(
+                        "channel/new",
+                        serde_json::json!({ "channel": object }),
+                        Audience::Everyone,
+                        0,
+                    )
+                } else {
+                    Event::new(
+                        "channel/delete",
+                        serde_json::json!({ "channelID": channel.to_string() }),
+                        Audience::Everyone,
+                        0,
+                    )
+                };
+                Some(match protocol {
+                    Protocol::Decent => text_frame(&event.frame),
+                    Protocol::SignalR => super::signalr::protocol::event_frame(&event),
+                })
+            })
+            .clone()
+    };
+    for (socket, protocol, before, after) in changed {
+        let lost = before.iter().filter(|c| after.binary_search(c).is_err());
+        let gained = after.iter().filter(|c| before.binary_search(c).is_err());
+        for (channel, gained) in lost.map(|c| (*c, false)).chain(gained.map(|c| (*c, true))) {
+            if let Some(bytes) = frame(channel, gained, protocol) {
+                let _ = socket.send(&bytes);
+            }
+        }
+    }
+}
+
+/// The client gateways as the core's `Connections` port (holding the door weakly: the core
+/// holds the port).
+#[derive(Debug)]
+pub struct Port(pub Weak<WsDoor>);
+
+impl Connections for Port {
     fn end_sessions(&self, sessions: &[SessionKey]) {
+        let Some(door) = self.0.upgrade() else { return };
         if !sessions.is_empty() {
-            let count = self.unbind(|b| sessions.contains(&b.session));
+            let count = door.hub.unbind(|b| sessions.contains(&b.session));
             if count > 0 {
                 tracing::info!(
                     connections = count,
@@ -305,13 +421,21 @@ impl Connections for Hub {
     }
 
     fn end_user(&self, user: u64) {
-        let count = self.unbind(|b| b.user == user);
+        let Some(door) = self.0.upgrade() else { return };
+        let count = door.hub.unbind(|b| b.user == user);
         if count > 0 {
             tracing::info!(
                 user,
                 connections = count,
                 "unbound connections of a user whose sessions ended"
             );
+        }
+    }
+
+    fn permissions_changed(&self) {
+        let Some(door) = self.0.upgrade() else { return };
+        for shard in 0..door.hub.shards.len() {
+            door.hub.resync_shard(shard, &door);
         }
     }
 }
@@ -326,10 +450,19 @@ pub fn start_fanout(state: &Arc<WsDoor>) -> std::io::Result<()> {
             .name(format!("ws-fanout-{shard}"))
             .spawn(move || {
                 let mut recipients = Vec::new();
+                // The index changes this shard's connections have been brought up to.
+                let mut synced = state.upgrade().map_or(0, |s| s.perms().seq());
                 loop {
                     match events.blocking_recv() {
                         Ok(event) => {
                             let Some(state) = state.upgrade() else { return };
+                            // Every index change is followed by its event: the connections
+                            // hear what they gained and lost before the event itself.
+                            let seq = state.perms().seq();
+                            if seq != synced {
+                                synced = seq;
+                                state.hub.resync_shard(shard, &state);
+                            }
                             state.hub.deliver(shard, &state, &event, &mut recipients);
                         }
                         Err(RecvError::Lagged(missed)) => {

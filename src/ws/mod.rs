@@ -30,9 +30,8 @@ use crate::error::{ApiError, ErrorCode};
 #[derive(Debug)]
 pub struct WsDoor {
     pub chat: Arc<Chat>,
-    /// Open WebSockets and hub connections, fed by the fan-out threads (`hub`); attached to
-    /// the core as its `Connections`.
-    pub hub: Arc<hub::Hub>,
+    /// Open WebSockets and hub connections, fed by the fan-out threads (`hub`).
+    pub hub: hub::Hub,
     /// The SignalR hub's negotiated connections not yet opened.
     pub negotiations: signalr::Negotiations,
 }
@@ -42,7 +41,7 @@ impl WsDoor {
         let shards = chat.config.workers;
         Self {
             chat,
-            hub: Arc::new(hub::Hub::new(shards, limit.clone())),
+            hub: hub::Hub::new(shards, limit.clone()),
             negotiations: signalr::Negotiations::new(limit.max()),
         }
     }
@@ -138,6 +137,8 @@ fn set_user(
         presence::arrive(&state.chat, new);
     }
     *current = next;
+    // A guest's channels are not a user's: the socket hears what it gained and lost.
+    state.hub.resync(state, socket);
 }
 
 fn policy(reason: &str) -> Option<CloseReason> {
@@ -211,9 +212,14 @@ async fn run(state: Arc<WsDoor>, slot: hub::Slot, stream: crate::net::Transport,
         state.config.ws_write_timeout,
     );
     let unbound = Arc::new(tokio::sync::Notify::new());
-    state
-        .hub
-        .attach(&slot, socket, hub::Protocol::Decent, None, unbound.clone());
+    state.hub.attach(
+        &state,
+        &slot,
+        socket,
+        hub::Protocol::Decent,
+        None,
+        unbound.clone(),
+    );
     let _counted = crate::metrics::Connected::new(&crate::metrics::WEBSOCKET);
     let interval = state.config.ping_interval;
     conn.send(&PINGDATA_FRAME);

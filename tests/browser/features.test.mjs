@@ -249,3 +249,31 @@ test('keyboard alone: the message actions are reachable with Tab', async () => {
   await page.keyboard.press('Escape');
   await context.close();
 });
+
+test('a channel hidden by a new override leaves the list at once, and comes back when shown again', async () => {
+  // The default preset (members): what a user sees comes with the login of the socket.
+  const server = await Server.start(['--admin', 'alice']);
+  const chromium = await browser();
+  try {
+    const admin = await server.user('alice');
+    await server.user('bob');
+    await server.api('POST', '/api/channels', { name: 'general' }, admin);
+    const secret = (await server.api('POST', '/api/channels', { name: 'secret' }, admin)).channelID;
+    const { page, errors } = await loggedIn(chromium, server, 'bob');
+    const entry = page.locator('#channels a', { hasText: '# secret' });
+    await entry.waitFor();
+    assert.equal(await page.locator('#channels a').count(), 2, 'each channel once');
+    // Hidden from users, not from the Admin role (so that alice can show it again).
+    const adminRole = (await server.api('GET', '/api/roles', undefined, admin)).roles[0].id;
+    const overrides = `/api/channels/${secret}/role-permissions`;
+    await server.api('PATCH', overrides, { rolePermissions: { _user: { readMessages: false }, [adminRole]: { readMessages: true } } }, admin);
+    await entry.waitFor({ state: 'detached', timeout: 5000 });
+    await server.api('PATCH', overrides, { rolePermissions: { _user: {} } }, admin);
+    await entry.waitFor({ timeout: 5000 });
+    assert.equal(await page.locator('#channels a').count(), 2, 'each channel once');
+    assert.deepEqual(errors, []);
+  } finally {
+    await chromium.close();
+    await server.close();
+  }
+});

@@ -1,7 +1,7 @@
 // The one place browser tests start things: the real decentd binary on a free port with its
 // own data directory, and headless Chromium (Debian's) driven by playwright-core.
 import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -175,6 +175,17 @@ export async function axe(page) {
  */
 export function examplePlugins(names) {
   const dir = mkdtempSync(join(tmpdir(), 'decentd-plugins-'));
-  for (const name of names) cpSync(join(ROOT, 'plugins/dist', name), join(dir, name), { recursive: true });
+  for (const name of names) {
+    cpSync(join(ROOT, 'plugins/dist', name), join(dir, name), { recursive: true });
+    // The examples' behaviour is under test, not their deadlines: Chromium, Node and the
+    // server share two cores here, and a 5 ms hook or 100 ms command deadline is missed.
+    const file = join(dir, name, 'plugin.toml');
+    const lines = readFileSync(file, 'utf8').split('\n').filter((l) => !/^(hook|event)-ms\s*=/.test(l));
+    const limits = ['hook-ms = 250', 'event-ms = 2000'];
+    const at = lines.indexOf('[limits]');
+    if (at >= 0) lines.splice(at + 1, 0, ...limits);
+    else lines.push('', '[limits]', ...limits, '');
+    writeFileSync(file, lines.join('\n'));
+  }
   return dir;
 }

@@ -417,3 +417,101 @@ async fn a_session_toggled_on_and_off_does_not_flood_everyone_with_presence() {
         ]
     );
 }
+
+/// The ids in every `channel/new` (`channel.id`) or `channel/delete` (`channelID`) heard.
+fn channel_events(heard: &[(String, serde_json::Value)], evt: &str) -> Vec<String> {
+    let mut ids: Vec<String> = heard
+        .iter()
+        .filter(|(e, _)| e == evt)
+        .map(|(_, d)| {
+            d["channel"]["id"]
+                .as_str()
+                .or(d["channelID"].as_str())
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// What a socket may see follows its session and permissions at once, as events: on a
+/// `members` server, logging in brings `channel/new` for each channel; an override that hides
+/// a channel brings `channel/delete` and then nothing from it; lifting it brings `channel/new`
+/// again; a deleted channel's `channel/delete` reaches only those that could read it; logging
+/// out takes every channel away.
+#[tokio::test]
+async fn channels_come_and_go_with_the_session_and_permissions() {
+    let server = TestServer::spawn_with_defaults(&["--admin", "root"]).await;
+    let (_, root) = server.user("root").await;
+    let (_, alice) = server.user("alice").await;
+    let general = server.create_channel(&root, "general").await;
+    let secret = server.create_channel(&root, "secret").await;
+    let mut both = vec![general.clone(), secret.clone()];
+    both.sort();
+
+    let mut guest = server.events(None).await;
+    let mut socket = server.events(Some(&alice)).await;
+    let heard = socket.drain(Duration::from_millis(300)).await;
+    assert_eq!(channel_events(&heard, "channel/new"), both, "{heard:?}");
+    // A hub connection of hers hears the same, framed for SignalR.
+    let mut hub = server.hub(Some(&alice)).await;
+
+    // Hidden from users (not from the Admin role) by an override: gone, and nothing more
+    // from it.
+    let (_, roles) = server.get("/api/roles", None).await;
+    let admin_role = roles["roles"][0]["id"].as_str().unwrap().to_owned();
+    let overrides = format!("/api/channels/{secret}/role-permissions");
+    let hide = json!({"rolePermissions": {
+        "_user": {"readMessages": false},
+        (admin_role.as_str()): {"readMessages": true}
+    }});
+    let (status, body) = server.patch(&overrides, Some(&root), hide).await;
+    assert_eq!(status, 200, "{body}");
+    let heard = socket.drain(Duration::from_millis(300)).await;
+    assert_eq!(
+        channel_events(&heard, "channel/delete"),
+        vec![secret.clone()]
+    );
+    assert_eq!(
+        hub.expect_event("channel/delete").await["channelID"],
+        secret.as_str()
+    );
+    server.post_message(&root, &secret, "psst").await;
+    let heard = socket.drain(Duration::from_millis(300)).await;
+    assert!(heard.iter().all(|(e, _)| e != "message/new"), "{heard:?}");
+
+    // Shown again.
+    let show = json!({"rolePermissions": {"_user": {}}});
+    let (status, body) = server.patch(&overrides, Some(&root), show).await;
+    assert_eq!(status, 200, "{body}");
+    let heard = socket.drain(Duration::from_millis(300)).await;
+    assert_eq!(channel_events(&heard, "channel/new"), vec![secret.clone()]);
+
+    // A deleted channel: to alice, who could read it; not to the guest, who could not.
+    let (status, body) = server
+        .delete(&format!("/api/channels/{general}"), Some(&root))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let heard = socket.drain(Duration::from_millis(300)).await;
+    assert_eq!(
+        channel_events(&heard, "channel/delete"),
+        vec![general.clone()]
+    );
+    let heard = guest.drain(Duration::from_millis(100)).await;
+    assert!(
+        heard.iter().all(|(e, _)| !e.starts_with("channel/")),
+        "{heard:?}"
+    );
+
+    // Logged out: a guest's socket, which may read nothing here.
+    let (status, body) = server
+        .delete(&format!("/api/sessions/{alice}"), Some(&alice))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let heard = socket.drain(Duration::from_millis(300)).await;
+    assert_eq!(
+        channel_events(&heard, "channel/delete"),
+        vec![secret.clone()]
+    );
+}

@@ -1346,7 +1346,13 @@ function handle({ evt, data }) {
       document.getElementById(`m-${data.messageID}`)?.remove();
       return;
     }
-    case 'channel/new': state.channels.push(data.channel); return drawChannels();
+    case 'channel/new': {
+      // Also sent when a channel becomes readable (a login, a new role): it may be listed.
+      const i = state.channels.findIndex((c) => c.id === data.channel.id);
+      if (i >= 0) state.channels[i] = { ...state.channels[i], ...data.channel };
+      else state.channels.push(data.channel);
+      return drawChannels();
+    }
     case 'channel/update': {
       const i = state.channels.findIndex((c) => c.id === data.channel.id);
       if (i >= 0) state.channels[i] = { ...state.channels[i], ...data.channel };

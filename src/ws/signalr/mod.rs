@@ -458,6 +458,7 @@ async fn run(
     let user = session.as_ref().map(|s| s.user.id);
     let unbound = Arc::new(tokio::sync::Notify::new());
     state.hub.attach(
+        &state,
         &slot,
         socket,
         Protocol::SignalR,
