@@ -217,16 +217,19 @@ impl Hub {
     /// Brings one socket's channels up to date (it logged in, out, or its session ended):
     /// `channel/new` for each channel it may now read, `channel/delete` for each it may not.
     pub fn resync(&self, state: &WsDoor, id: u64) {
-        let index = state.perms();
         let mut changed = Vec::new();
-        if let Some(entry) = Self::write(self.shard(id)).get_mut(&id) {
-            let fresh = visible_to(&index, entry.user(now_ms()));
-            if fresh != entry.visible {
-                let before = std::mem::replace(&mut entry.visible, fresh.clone());
-                changed.push((entry.socket.clone(), entry.protocol, before, fresh));
+        {
+            // Locks in the fan-out's order, shard then index: the other order can deadlock
+            // with a delivery and a waiting index writer.
+            let mut sockets = Self::write(self.shard(id));
+            if let Some(entry) = sockets.get_mut(&id) {
+                let fresh = visible_to(&state.perms(), entry.user(now_ms()));
+                if fresh != entry.visible {
+                    let before = std::mem::replace(&mut entry.visible, fresh.clone());
+                    changed.push((entry.socket.clone(), entry.protocol, before, fresh));
+                }
             }
         }
-        drop(index);
         announce(state, changed);
     }
 
@@ -237,10 +240,12 @@ impl Hub {
     fn resync_shard(&self, shard: usize, state: &WsDoor) {
         let mut changed = Vec::new();
         {
+            // Shard, then index: the fan-out's order (see `resync`).
+            let mut sockets = Self::write(&self.shards[shard]);
             let index = state.perms();
             let now = now_ms();
             let mut fresh: HashMap<Option<u64>, Visible> = HashMap::new();
-            for entry in Self::write(&self.shards[shard]).values_mut() {
+            for entry in sockets.values_mut() {
                 let user = entry.user(now);
                 let now_visible = fresh
                     .entry(user)
