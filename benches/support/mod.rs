@@ -73,8 +73,13 @@ pub fn start_server_in(tmp: tempfile::TempDir, args: &[&str]) -> Server {
             "--log",
             "warn,decentd::startup=info,decentd::memory=debug",
         ])
-        // Guests read, as on the reference server: the benchmarks' listeners are guests.
-        .args(["--read-access", "public"])
+        // Guests read, as on the reference server: the benchmarks' listeners are guests
+        // (unless a benchmark chooses a preset).
+        .args(if args.contains(&"--read-access") {
+            &[][..]
+        } else {
+            &["--read-access", "public"][..]
+        })
         // Load comes from one address: no rate limits unless a benchmark sets them.
         .args(
             [
